@@ -1,0 +1,69 @@
+"""Batched PSNR and SSIM in torch, equal to scikit-image's defaults on images in [0, 1].
+
+scikit-image's ``structural_similarity(data_range=1.0)`` uses a 7x7 uniform window, K1=0.01, K2=0.03,
+sample covariance (N / (N - 1)), and averages the SSIM map after cropping 3 pixels at each border; here
+the window means come from ``avg_pool2d`` over the valid region, which is exactly that crop, so the whole
+batch is one tensor expression that also runs on the GPU during training.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+WINDOW = 7
+K1, K2 = 0.01, 0.03
+
+
+def _as_batch(images: torch.Tensor) -> torch.Tensor:
+    if images.dim() == 2:
+        return images[None, None]
+    if images.dim() == 3:
+        return images[:, None]
+    if images.dim() == 4 and images.shape[1] == 1:
+        return images
+    raise ValueError(f"expected images shaped (H, W), (N, H, W) or (N, 1, H, W), got {tuple(images.shape)}")
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Per-image PSNR in dB, shape (N,); identical images give inf, as in scikit-image."""
+    pred, target = _as_batch(pred).double(), _as_batch(target).double()
+    mse = (pred - target).pow(2).flatten(1).mean(dim=1)
+    return 10.0 * torch.log10(data_range**2 / mse)
+
+
+def ssim_map(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, full: bool = False) -> torch.Tensor:
+    """Local SSIM, (N, 1, H-6, W-6) over the valid region or, with ``full``, (N, 1, H, W) with
+    symmetric (scipy 'reflect') padding as scikit-image's ``full=True`` map."""
+    pred, target = _as_batch(pred).double(), _as_batch(target).double()
+    if full:
+        pred, target = _symmetric_pad(pred, WINDOW // 2), _symmetric_pad(target, WINDOW // 2)
+    mean = lambda x: F.avg_pool2d(x, WINDOW, stride=1)  # noqa: E731 - local shorthand
+    n = WINDOW * WINDOW
+    cov_norm = n / (n - 1)
+    ux, uy = mean(pred), mean(target)
+    vx = cov_norm * (mean(pred * pred) - ux * ux)
+    vy = cov_norm * (mean(target * target) - uy * uy)
+    vxy = cov_norm * (mean(pred * target) - ux * uy)
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Per-image mean SSIM, shape (N,), equal to ``skimage.metrics.structural_similarity(data_range=1.0)``."""
+    return ssim_map(pred, target, data_range).flatten(1).mean(dim=1)
+
+
+def _symmetric_pad(images: torch.Tensor, pad: int) -> torch.Tensor:
+    images = torch.cat([images[..., :pad].flip(-1), images, images[..., -pad:].flip(-1)], dim=-1)
+    return torch.cat([images[..., :pad, :].flip(-2), images, images[..., -pad:, :].flip(-2)], dim=-2)
+
+
+@torch.no_grad()
+def batched_quality(pred: torch.Tensor, target: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+    """PSNR and SSIM per image for large sets, in chunks to bound memory."""
+    psnrs, ssims = [], []
+    for start in range(0, len(pred), chunk):
+        psnrs.append(psnr(pred[start:start + chunk], target[start:start + chunk]))
+        ssims.append(ssim(pred[start:start + chunk], target[start:start + chunk]))
+    return torch.cat(psnrs), torch.cat(ssims)

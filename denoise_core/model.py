@@ -1,0 +1,124 @@
+"""The convolutional autoencoder: encoder 48 -> 24 -> 12 -> 6, a bottleneck, a decoder back to 48x48.
+
+The bottleneck is either ``channels`` (k feature maps at the lowest resolution, what the study searches:
+it keeps the spatial layout of the face) or ``dense`` (a k-unit latent vector, the textbook autoencoder).
+Skip connections across the bottleneck and a residual output (the network predicts the noise) are
+options, off by default. ``mask_input`` adds the impulse mask (pixels exactly 0 or 1) as a second input
+channel: the cue a switching median filter uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from denoise_core.noise import impulse_mask
+
+SIDE = 48
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    stages: int = 3
+    base_width: int = 16
+    bottleneck: str = "channels"  # "channels" or "dense"
+    bottleneck_size: int = 16
+    dropout: float = 0.1
+    batchnorm: bool = True
+    upsample: str = "transpose"  # "transpose" or "resize"
+    skip: bool = False
+    residual: bool = False
+    mask_input: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.stages <= 4:
+            raise ValueError(f"stages must be 1..4 (48 must halve evenly), got {self.stages}")
+        if self.bottleneck not in ("channels", "dense"):
+            raise ValueError(f"bottleneck must be 'channels' or 'dense', got {self.bottleneck!r}")
+        if self.upsample not in ("transpose", "resize"):
+            raise ValueError(f"upsample must be 'transpose' or 'resize', got {self.upsample!r}")
+        if self.bottleneck_size < 1 or self.base_width < 1:
+            raise ValueError("bottleneck_size and base_width must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def latent_side(self) -> int:
+        return SIDE >> self.stages
+
+
+def _block(cin: int, cout: int, config: ModelConfig) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for index in range(2):
+        layers.append(nn.Conv2d(cin if index == 0 else cout, cout, 3, padding=1, bias=not config.batchnorm))
+        if config.batchnorm:
+            layers.append(nn.BatchNorm2d(cout))
+        layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _upsampler(cin: int, cout: int, config: ModelConfig) -> nn.Module:
+    if config.upsample == "transpose":
+        return nn.ConvTranspose2d(cin, cout, 2, stride=2)
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(cin, cout, 3, padding=1))
+
+
+class ConvAutoencoder(nn.Module):
+    """Maps corrupted faces (N, 1, 48, 48) in [0, 1] to restored faces of the same shape in [0, 1]."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths = [config.base_width * 2**i for i in range(config.stages + 1)]
+        cin = 2 if config.mask_input else 1
+        self.encoder = nn.ModuleList()
+        for width in widths[:-1]:
+            self.encoder.append(_block(cin, width, config))
+            cin = width
+        self.pool = nn.MaxPool2d(2)
+        self.dropout = nn.Dropout(config.dropout)
+        side, deep = config.latent_side, widths[-1]
+        if config.bottleneck == "channels":
+            self.squeeze = nn.Sequential(_block(cin, deep, config), nn.Conv2d(deep, config.bottleneck_size, 1))
+            self.expand = nn.Sequential(nn.Conv2d(config.bottleneck_size, deep, 1), nn.ReLU(inplace=True))
+        else:
+            self.squeeze = nn.Sequential(_block(cin, deep, config), nn.Flatten(), nn.Linear(deep * side * side, config.bottleneck_size))
+            self.expand = nn.Sequential(nn.Linear(config.bottleneck_size, deep * side * side), nn.ReLU(inplace=True), nn.Unflatten(1, (deep, side, side)))
+        self.up = nn.ModuleList()
+        self.decoder = nn.ModuleList()
+        for width in reversed(widths[:-1]):
+            self.up.append(_upsampler(deep, width, config))
+            self.decoder.append(_block(width * (2 if config.skip else 1), width, config))
+            deep = width
+        self.head = nn.Conv2d(deep, 1, 1)
+
+    def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([noisy, impulse_mask(noisy)], dim=1) if self.config.mask_input else noisy
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.expand(self.dropout(self.squeeze(x)))
+        for up, block, skip in zip(self.up, self.decoder, reversed(skips)):
+            x = up(x)
+            x = block(torch.cat([x, skip], dim=1) if self.config.skip else x)
+        out = self.head(x)
+        if self.config.residual:
+            return (noisy - out).clamp(0.0, 1.0)
+        return torch.sigmoid(out)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def model_config_from_dict(values: dict) -> ModelConfig:
+    """A ModelConfig from a (YAML or checkpoint) dict; unknown keys are an error, not ignored."""
+    known = set(asdict(ModelConfig()))
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
+    return ModelConfig(**values)

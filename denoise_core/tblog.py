@@ -1,0 +1,56 @@
+"""TensorBoard logging of training epochs: scalars, a noisy | denoised | clean grid, and HParams.
+
+The train CLI and every study trial write through these functions, so ``tensorboard --logdir`` compares
+a local run and a cluster study the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from denoise_core.train import EpochReport
+
+SCALARS = ("train_loss", "val_loss", "val_psnr", "val_ssim", "noisy_psnr", "lr", "images_per_second")
+
+
+def image_grid(rows: list[torch.Tensor], pad: int = 2) -> torch.Tensor:
+    """Stack image rows (each (K, 1, H, W) in [0, 1]) into one (1, H', W') picture with white gutters."""
+    pictures = []
+    for row in rows:
+        k, _, h, w = row.shape
+        strip = torch.ones(1, h, k * (w + pad) - pad)
+        for i in range(k):
+            strip[:, :, i * (w + pad):i * (w + pad) + w] = row[i].clamp(0, 1)
+        pictures.append(strip)
+    width = max(p.shape[-1] for p in pictures)
+    gutter = torch.ones(1, pad, width)
+    parts = []
+    for index, picture in enumerate(pictures):
+        if index:
+            parts.append(gutter)
+        parts.append(torch.nn.functional.pad(picture, (0, width - picture.shape[-1]), value=1.0))
+    return torch.cat(parts, dim=1)
+
+
+def write_epoch(writer: SummaryWriter, report: EpochReport, grid_every: int = 5) -> None:
+    for name in SCALARS:
+        writer.add_scalar(f"{'train' if name == 'train_loss' else 'val'}/{name}", getattr(report, name), report.epoch)
+    if grid_every and (report.epoch == 1 or report.epoch % grid_every == 0 or report.should_stop):
+        writer.add_image("val/noisy_denoised_clean", image_grid(list(report.examples)), report.epoch)
+    writer.flush()
+
+
+def write_hparams(writer: SummaryWriter, params: dict[str, Any], metrics: dict[str, float]) -> None:
+    """HParams with the final metrics, in the writer's own directory so trials line up in the HParams tab."""
+    clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in params.items()}
+    experiment, session_start, session_end = hparams(clean, {f"hparam/{k}": v for k, v in metrics.items()})
+    file_writer = writer._get_file_writer()
+    for summary in (experiment, session_start, session_end):
+        file_writer.add_summary(summary)
+    for name, value in metrics.items():
+        writer.add_scalar(f"hparam/{name}", value)
+    writer.flush()

@@ -1,0 +1,301 @@
+"""The training loop: one flat ``fit`` that the CLI, the Ray study, the benchmarks and the tests all call.
+
+The whole training set lives on the device as one uint8 tensor; each batch is gathered, scaled and
+corrupted there, so the hot loop has no per-sample Python and no host-to-device copy. Validation uses a
+fixed noisy copy of the validation faces (seeded, made on the CPU), so epochs and trials are comparable.
+Each epoch hands ``on_epoch`` an ``EpochReport`` with metrics and a complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from denoise_core.checkpoint import FORMAT, VERSION
+from denoise_core.data import Splits
+from denoise_core.metrics import psnr, ssim
+from denoise_core.model import ConvAutoencoder, ModelConfig, count_parameters, model_config_from_dict
+from denoise_core.noise import NoiseSpec, corrupt, make_generator
+
+EXAMPLES = 8
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    noise: str = "sp:0.05-0.5"  # training corruption; a range is drawn per image (blind training)
+    val_noise: str | None = None  # fixed validation corruption; defaults to ``noise``
+    loss: str = "mse"  # "mse" or "mae"
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"  # "cosine", "plateau" or "constant"
+    patience: int = 5  # epochs without validation-loss improvement before stopping
+    min_delta: float = 0.0
+    train_size: int | None = None  # use only the first N training faces
+    val_size: int | None = None  # use only the first N validation faces
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
+    amp: bool = True  # mixed precision, CUDA only
+    num_threads: int | None = None  # torch CPU threads; None leaves torch's default
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("mse", "mae"):
+            raise ValueError(f"loss must be 'mse' or 'mae', got {self.loss!r}")
+        if self.schedule not in ("cosine", "plateau", "constant"):
+            raise ValueError(f"schedule must be 'cosine', 'plateau' or 'constant', got {self.schedule!r}")
+        if self.epochs < 1 or self.batch_size < 2 or self.patience < 1:
+            raise ValueError("epochs must be >= 1, batch_size >= 2 and patience >= 1")
+        if self.lr <= 0 or self.weight_decay < 0:
+            raise ValueError("lr must be > 0 and weight_decay >= 0")
+        NoiseSpec.parse(self.noise)
+        if self.val_noise is not None:
+            NoiseSpec.parse(self.val_noise)
+
+    @property
+    def validation_noise(self) -> str:
+        return self.val_noise or self.noise
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_psnr: float
+    val_ssim: float
+    noisy_psnr: float  # the corrupted input's PSNR: what "doing nothing" scores
+    noisy_ssim: float
+    lr: float
+    seconds: float
+    images_per_second: float
+    is_best: bool
+    should_stop: bool
+    checkpoint: dict[str, Any] = field(repr=False)
+    examples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = field(repr=False)  # noisy, denoised, clean (CPU)
+
+    def metrics(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), (int, float))}
+
+
+@dataclass(frozen=True)
+class FitResult:
+    best_epoch: int
+    best: dict[str, float]
+    history: list[dict[str, float]]
+    checkpoint: dict[str, Any] = field(repr=False)
+    stopped_early: bool
+    parameters: int
+    seconds: float
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    return asdict(config)
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig from nested dicts (YAML); unknown keys are an error naming them."""
+    values = dict(values)
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
+    model = values.pop("model", None) or {}
+    return TrainConfig(model=model_config_from_dict(model) if isinstance(model, dict) else model, **values)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+    return device
+
+
+def fit(
+    config: TrainConfig,
+    data: Splits,
+    on_epoch: Callable[[EpochReport], bool | None] | None = None,
+    resume: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train an autoencoder on ``data.train``, validate on ``data.val``; never touches ``data.test``.
+
+    ``on_epoch`` may return True to stop. ``resume`` is a checkpoint from an earlier epoch of the same
+    config: training continues after it, with identical results to an uninterrupted run.
+    """
+    device = resolve_device(config.device)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    train_u8 = _to_device(data.train[: config.train_size], device)
+    if len(train_u8) < 2:
+        raise ValueError(f"need at least 2 training faces, got {len(train_u8)}")
+    val_clean, val_noisy = _validation_set(data.val[: config.val_size], config, device)
+    use_amp = config.amp and device.type == "cuda"
+    rng_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(config.seed)
+        model = ConvAutoencoder(config.model).to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = _scheduler(optimizer, config)
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        generator = make_generator(config.seed, device)
+        state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+        best_model_state = copy.deepcopy(model.state_dict())
+        if resume is not None:
+            _check_resume(resume, config)
+            model.load_state_dict(resume["model_state"])
+            optimizer.load_state_dict(resume["optimizer_state"])
+            scheduler.load_state_dict(resume["scheduler_state"])
+            scaler.load_state_dict(resume["scaler_state"])
+            torch.set_rng_state(resume["rng_state"])
+            generator.set_state(resume["generator_state"].to(generator.get_state().device))
+            best_model_state = resume["best_model_state"]
+            state = {k: copy.deepcopy(resume[k]) for k in state}
+        noisy_psnr, noisy_ssim = _quality(val_noisy, val_clean)
+        loss_fn = F.mse_loss if config.loss == "mse" else F.l1_loss
+        batches = max(1, len(train_u8) // config.batch_size)
+        batch_size = min(config.batch_size, len(train_u8))
+        parameters = count_parameters(model)
+        started = time.perf_counter()
+        stopped_early = False
+        for epoch in range(state["epoch"] + 1, config.epochs + 1):
+            epoch_start = time.perf_counter()
+            model.train()
+            order = torch.randperm(len(train_u8), generator=generator, device=device)
+            total = torch.zeros((), device=device)
+            for step in range(batches):
+                clean = train_u8[order[step * batch_size:(step + 1) * batch_size]].float().div_(255.0)
+                noisy = corrupt(clean, config.noise, generator)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                    output = model(noisy)
+                loss = loss_fn(output.float(), clean)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                total += loss.detach()
+            train_seconds = time.perf_counter() - epoch_start
+            train_loss = float(total) / batches
+            val_loss, val_psnr, val_ssim, examples = _validate(model, val_noisy, val_clean, loss_fn, use_amp)
+            if not math.isfinite(train_loss) or not math.isfinite(val_loss):
+                raise FloatingPointError(f"epoch {epoch}: loss is not finite (train {train_loss}, val {val_loss}); lower the learning rate")
+            lr = optimizer.param_groups[0]["lr"]
+            if config.schedule == "plateau":
+                scheduler.step(val_loss)
+            else:
+                scheduler.step()
+            is_best = val_loss < state["best_val_loss"] - config.min_delta
+            if is_best:
+                state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
+                best_model_state = copy.deepcopy(model.state_dict())
+            else:
+                state["bad_epochs"] += 1
+            should_stop = state["bad_epochs"] >= config.patience
+            metrics = {
+                "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr, "val_ssim": val_ssim,
+                "noisy_psnr": noisy_psnr, "noisy_ssim": noisy_ssim, "lr": lr, "seconds": time.perf_counter() - epoch_start,
+                "images_per_second": batches * batch_size / train_seconds,
+            }
+            state["history"].append(metrics)
+            state["epoch"] = epoch
+            checkpoint = {
+                "format": FORMAT, "version": VERSION, "config": config_to_dict(config), "parameters": parameters,
+                "metrics": metrics, "best_metrics": _best_metrics(state), **copy.deepcopy(state),
+                "model_state": copy.deepcopy(model.state_dict()), "best_model_state": best_model_state,
+                "optimizer_state": copy.deepcopy(optimizer.state_dict()), "scheduler_state": scheduler.state_dict(),
+                "scaler_state": scaler.state_dict(), "rng_state": torch.get_rng_state(), "generator_state": generator.get_state(),
+            }
+            report = EpochReport(**metrics, is_best=is_best, should_stop=should_stop, checkpoint=checkpoint, examples=examples)
+            wants_stop = bool(on_epoch(report)) if on_epoch else False
+            if should_stop or wants_stop:
+                stopped_early = should_stop
+                break
+    return FitResult(
+        best_epoch=state["best_epoch"], best=_best_metrics(state), history=state["history"], checkpoint=checkpoint,
+        stopped_early=stopped_early, parameters=parameters, seconds=time.perf_counter() - started,
+    )
+
+
+def _best_metrics(state: dict[str, Any]) -> dict[str, float]:
+    for metrics in state["history"]:
+        if metrics["epoch"] == state["best_epoch"]:
+            return dict(metrics)
+    return {}
+
+
+def _check_resume(resume: dict[str, Any], config: TrainConfig) -> None:
+    saved = resume.get("config", {})
+    differing = sorted(k for k, v in config_to_dict(config).items() if k not in ("epochs", "device") and saved.get(k) != v)
+    if differing:
+        raise ValueError(f"cannot resume: the checkpoint was trained with different settings for {differing}")
+
+
+def _to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+def _validation_set(val: np.ndarray, config: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validation faces and one fixed 8-bit noisy copy, made on the CPU so every device sees the same."""
+    if len(val) == 0:
+        raise ValueError("the validation split is empty: FER2013's PublicTest rows are needed for early stopping")
+    clean = torch.from_numpy(np.ascontiguousarray(val)).unsqueeze(1).float().div_(255.0)
+    noisy = corrupt(clean, config.validation_noise, make_generator(config.seed + 1))
+    noisy = noisy.mul(255.0).round_().div_(255.0)
+    return clean.to(device), noisy.to(device)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.lr * 0.01)
+    if config.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 2))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+@torch.no_grad()
+def _quality(pred: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
+    return float(psnr(pred, clean).mean()), float(ssim(pred, clean).mean())
+
+
+@torch.no_grad()
+def denoise_tensor(model: torch.nn.Module, noisy: torch.Tensor, batch_size: int = 1024, amp: bool = False) -> torch.Tensor:
+    """Run the model over (N, 1, 48, 48) images in batches, on the images' device."""
+    model.eval()
+    outputs = []
+    for start in range(0, len(noisy), batch_size):
+        with torch.autocast(noisy.device.type, dtype=torch.float16, enabled=amp and noisy.device.type == "cuda"):
+            outputs.append(model(noisy[start:start + batch_size]).float())
+    return torch.cat(outputs)
+
+
+def _validate(model, val_noisy, val_clean, loss_fn, use_amp) -> tuple[float, float, float, tuple[torch.Tensor, ...]]:
+    denoised = denoise_tensor(model, val_noisy, amp=use_amp)
+    val_loss = float(loss_fn(denoised, val_clean))
+    val_psnr, val_ssim = _quality(denoised, val_clean)
+    examples = tuple(t[:EXAMPLES].detach().cpu() for t in (val_noisy, denoised, val_clean))
+    return val_loss, val_psnr, val_ssim, examples
+
+
+def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
+    """A copy with top-level fields replaced and ``model_*`` keys applied to the model config."""
+    model_fields = {k[len("model_"):]: v for k, v in overrides.items() if k.startswith("model_")}
+    top = {k: v for k, v in overrides.items() if not k.startswith("model_")}
+    return replace(config, model=replace(config.model, **model_fields), **top)
+
+
+if __name__ == "__main__":
+    from denoise_core.train_cli import main
+
+    main()
