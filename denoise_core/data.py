@@ -241,7 +241,7 @@ def _parse_rows(buf, pos, ncols, pix_col, usage_col, images, usage_span, status)
                         images[row, count] = value
                     count += 1
                 content = content or count > 0
-                if count != 2304 and (count > 0 or col > 0):
+                if count != 2304 and (count > 0 or col > 0 or (i < n and buf[i] == 44)):
                     status[0] = 2
                     status[1] = line
                     status[2] = count
@@ -344,7 +344,7 @@ def _write_cache(cache_file: Path, images: np.ndarray, usage: np.ndarray) -> Non
 
 
 def _drop_constant(images: np.ndarray, usage: np.ndarray, source: str) -> Faces:
-    flat = images.reshape(len(images), -1)
+    flat = images.reshape(len(images), PIXELS)
     constant = flat.min(axis=1) == flat.max(axis=1)
     dropped = int(constant.sum())
     if dropped:

@@ -1,0 +1,220 @@
+"""Classical denoisers that the learned models are compared against.
+
+Every baseline is ``name(noisy, **params) -> denoised``: float32 images shaped (N, H, W) in [0, 1] in,
+float32 (N, H, W) in [0, 1] out. The filters run on the whole batch at once (scipy.ndimage with a
+zero-size image axis, or torch gathers); only the scikit-image and bm3d wrappers loop over images,
+because those libraries denoise one image at a time. Borders use scipy's 'reflect' (half-sample
+symmetric) padding unless a function says otherwise.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from denoise_core.metrics import psnr
+
+Baseline = Callable[..., np.ndarray]
+
+
+def _as_batch(noisy: np.ndarray) -> np.ndarray:
+    images = np.asarray(noisy, dtype=np.float32)
+    if images.ndim != 3:
+        raise ValueError(f"expected images shaped (N, H, W), got {images.shape}")
+    return images
+
+
+def _finish(images: np.ndarray) -> np.ndarray:
+    return np.clip(images, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def _windows(max_window: int) -> range:
+    if max_window < 3 or max_window % 2 == 0:
+        raise ValueError(f"max_window must be an odd number >= 3, got {max_window}")
+    return range(3, max_window + 1, 2)
+
+
+def median(noisy: np.ndarray, size: int = 3) -> np.ndarray:
+    """Plain size x size median: the textbook impulse filter, which also smooths every clean pixel."""
+    return _finish(ndimage.median_filter(_as_batch(noisy), size=(1, size, size), mode="reflect"))
+
+
+def adaptive_median(noisy: np.ndarray, max_window: int = 7) -> np.ndarray:
+    """Gonzalez & Woods adaptive median: grow the window (3, 5, ...) until its median is not an extreme,
+    then keep the pixel unless it is itself an extreme of the window; at the largest window output its median.
+
+    Min, median and max are computed for every window size over the whole batch; the smallest window whose
+    median lies strictly between its min and max decides each pixel.
+    """
+    images = _as_batch(noisy)
+    sizes = list(_windows(max_window))
+    out = None
+    for size in reversed(sizes):  # smaller windows overwrite, so the smallest valid one wins
+        footprint = (1, size, size)
+        zmin = ndimage.minimum_filter(images, size=footprint, mode="reflect")
+        zmax = ndimage.maximum_filter(images, size=footprint, mode="reflect")
+        zmed = ndimage.median_filter(images, size=footprint, mode="reflect")
+        out = zmed if out is None else out  # no valid window at all: the largest window's median
+        keep_pixel = (zmin < images) & (images < zmax)
+        out = np.where((zmin < zmed) & (zmed < zmax), np.where(keep_pixel, images, zmed), out)
+    return _finish(out)
+
+
+def switching_median(noisy: np.ndarray, max_window: int = 7) -> np.ndarray:
+    """Decision-based impulse filter: only pixels that are exactly 0 or 1 are treated as impulses, and each is
+    replaced by the median of the non-impulse pixels in the smallest window (3, 5, ...) holding any.
+
+    Other pixels come back unchanged, which is why this beats every plain filter on salt-and-pepper noise.
+    Windows are cut off at the image border (no padding values enter a median). An impulse with no clean
+    pixel even in the largest window takes the mean of its already-restored 3x3 neighbours, filled inward
+    in rounds; an image made only of impulses gets its largest-window median. A clean pixel that is truly
+    0 or 1 is indistinguishable from an impulse and gets replaced too.
+    """
+    images = torch.from_numpy(_as_batch(noisy).copy())
+    sizes = list(_windows(max_window))
+    impulse = (images <= 0.0) | (images >= 1.0)
+    out = images.clone()
+    todo = impulse.flatten().nonzero().squeeze(1)
+    clean_only = images.masked_fill(impulse, float("nan"))
+    for size in sizes:
+        if len(todo) == 0:
+            break
+        values = _masked_window_median(clean_only, todo, size)
+        found = ~torch.isnan(values)
+        out.view(-1)[todo[found]] = values[found]
+        todo = todo[~found]
+    if len(todo):
+        out = _fill_inward(out, todo, images, sizes[-1])
+    return _finish(out.numpy())
+
+
+def _window_values(images: torch.Tensor, flat_index: torch.Tensor, size: int) -> torch.Tensor:
+    """The size x size neighbourhood of each listed pixel, (len(flat_index), size*size), NaN outside the image.
+
+    Like ``F.unfold`` on the NaN-padded batch, but gathered only at the listed pixels, so later (larger)
+    windows cost nothing for the pixels already restored.
+    """
+    count, height, width = images.shape
+    radius = size // 2
+    padded = F.pad(images, (radius, radius, radius, radius), value=float("nan")).reshape(-1)
+    padded_height, padded_width = height + 2 * radius, width + 2 * radius
+    image, rest = flat_index // (height * width), flat_index % (height * width)
+    row, col = rest // width, rest % width
+    corner = image * padded_height * padded_width + row * padded_width + col
+    steps = torch.arange(size)
+    offsets = (steps[:, None] * padded_width + steps[None, :]).reshape(-1)
+    return padded[corner[:, None] + offsets[None, :]]
+
+
+def _masked_window_median(images: torch.Tensor, flat_index: torch.Tensor, size: int) -> torch.Tensor:
+    """Median of the non-NaN values around each listed pixel (mean of the two middle ones for an even
+    count, as ``np.nanmedian``); NaN where the window holds none."""
+    values = _window_values(images, flat_index, size)
+    ordered = values.sort(dim=1).values  # NaN sorts last
+    count = (~torch.isnan(values)).sum(dim=1, keepdim=True)
+    low = ordered.gather(1, ((count - 1).clamp(min=0)) // 2)
+    high = ordered.gather(1, (count // 2).clamp(max=values.shape[1] - 1))
+    return ((low + high) / 2).squeeze(1).masked_fill(count.squeeze(1) == 0, float("nan"))
+
+
+def _fill_inward(out: torch.Tensor, todo: torch.Tensor, images: torch.Tensor, max_window: int) -> torch.Tensor:
+    """Give impulses with no clean pixel nearby the mean of their restored 3x3 neighbours, round by round."""
+    out = out.clone()
+    out.view(-1)[todo] = float("nan")
+    while len(todo):
+        values = _window_values(out, todo, 3).nanmean(dim=1)
+        found = ~torch.isnan(values)
+        if not found.any():  # the whole image is impulses: nothing to borrow from
+            out.view(-1)[todo] = _masked_window_median(images, todo, max_window)
+            break
+        out.view(-1)[todo[found]] = values[found]
+        todo = todo[~found]
+    return out
+
+
+def gaussian_blur(noisy: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Isotropic Gaussian smoothing: the linear baseline, optimal only for smooth images in white noise."""
+    return _finish(ndimage.gaussian_filter(_as_batch(noisy), sigma=(0.0, sigma, sigma), mode="reflect"))
+
+
+def total_variation(noisy: np.ndarray, weight: float = 0.1) -> np.ndarray:
+    """Chambolle total-variation denoising: keeps edges, flattens texture into cartoon patches."""
+    from skimage.restoration import denoise_tv_chambolle
+
+    images = _as_batch(noisy)
+    if len(images) == 0:
+        return images.copy()
+    return _finish(denoise_tv_chambolle(images, weight=weight, channel_axis=0))  # each image on its own
+
+
+def estimate_noise_sigma(noisy: np.ndarray) -> np.ndarray:
+    """Per-image Gaussian noise standard deviation (0..1 scale), shape (N,), by Immerkaer's Laplacian-difference
+    estimator: one batched convolution, and no PyWavelets dependency (unlike skimage's ``estimate_sigma``)."""
+    images = _as_batch(noisy).astype(np.float64)
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float64)
+    response = ndimage.correlate(images, kernel[None], mode="reflect")[:, 1:-1, 1:-1]
+    height, width = images.shape[1:]
+    return np.sqrt(np.pi / 2) * np.abs(response).sum(axis=(1, 2)) / (6 * (height - 2) * (width - 2))
+
+
+def non_local_means(noisy: np.ndarray, h: float = 0.1, patch_size: int = 5, patch_distance: int = 6, sigma: float | None = None) -> np.ndarray:
+    """Non-local means (scikit-image, fast mode), one image at a time: patches of a face are compared only
+    with patches of the same face. ``sigma`` None estimates each image's noise level
+    (``estimate_noise_sigma``) for the noise-variance correction of the patch distances; 0 turns it off."""
+    from skimage.restoration import denoise_nl_means
+
+    images = _as_batch(noisy)
+    levels = estimate_noise_sigma(images) if sigma is None else np.full(len(images), float(sigma))
+    out = np.empty_like(images)
+    for i, image in enumerate(images.astype(np.float64)):
+        out[i] = denoise_nl_means(image, patch_size=patch_size, patch_distance=patch_distance, h=h, fast_mode=True, sigma=float(levels[i]))
+    return _finish(out)
+
+
+def bm3d_denoise(noisy: np.ndarray, sigma: float = 25 / 255) -> np.ndarray:
+    """BM3D (the ``bm3d`` package), one image at a time; slow (about 0.4 s per 48x48 image), so use a subset.
+    ``sigma`` is the Gaussian noise level on the 0..1 scale."""
+    import bm3d
+
+    images = _as_batch(noisy)
+    out = np.empty_like(images)
+    for i, image in enumerate(images.astype(np.float64)):
+        out[i] = bm3d.bm3d(image, sigma_psd=sigma)
+    return _finish(out)
+
+
+BASELINES: dict[str, Baseline] = {
+    "median3": partial(median, size=3),
+    "median5": partial(median, size=5),
+    "adaptive_median": adaptive_median,
+    "switching_median": switching_median,
+    "gaussian_blur": gaussian_blur,
+    "tv": total_variation,
+    "nlm": non_local_means,
+    "bm3d": bm3d_denoise,
+}
+
+# The one parameter that tune_parameter searches for each baseline that has one worth tuning.
+TUNABLE: dict[str, str] = {"gaussian_blur": "sigma", "tv": "weight", "nlm": "h", "bm3d": "sigma"}
+
+
+def tune_parameter(name: str, noisy_val: np.ndarray, clean_val: np.ndarray, grid: list[float]) -> tuple[float, list[tuple[float, float]]]:
+    """Pick a baseline's main parameter on validation images by mean PSNR, so the comparison with learned
+    models is not won by a badly set classical filter. Returns the best value and (value, mean PSNR) rows
+    in grid order; ties go to the earlier grid value."""
+    if name not in TUNABLE:
+        raise ValueError(f"'{name}' has no tunable parameter; tunable baselines: {', '.join(TUNABLE)}")
+    if len(grid) == 0:
+        raise ValueError("grid is empty")
+    clean = torch.from_numpy(_as_batch(clean_val))
+    table = []
+    for value in grid:
+        denoised = BASELINES[name](noisy_val, **{TUNABLE[name]: value})
+        table.append((value, float(psnr(torch.from_numpy(denoised), clean).mean())))
+    best = max(table, key=lambda row: row[1])
+    return best[0], table

@@ -1,0 +1,113 @@
+"""``python -m denoise_core.denoise --model MODEL INPUT OUTPUT``: restore one's own 48x48 faces.
+
+INPUT is a PNG/JPG file, a folder of them (written to OUTPUT with the same relative names), or a
+``.npy`` array shaped (N, 48, 48), uint8 or float in [0, 1] (written back in the same dtype). Colour
+images are converted to grayscale. An existing OUTPUT is refused unless ``--overwrite`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from denoise_core.checkpoint import load_model
+from denoise_core.cli import run_cli, setup_logging
+from denoise_core.data import IMAGE_SUFFIXES, SIDE
+from denoise_core.train import denoise_tensor, resolve_device
+
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "fer2013-blind.pt"
+
+
+def denoise_array(model: torch.nn.Module, images: np.ndarray, device: torch.device | str = "cpu", batch_size: int = 1024) -> np.ndarray:
+    """Float32 faces (N, 48, 48) in [0, 1] in, restored float32 faces out."""
+    tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1).to(device)
+    return denoise_tensor(model, tensor, batch_size).squeeze(1).cpu().numpy()
+
+
+def read_npy(path: Path) -> tuple[np.ndarray, np.dtype]:
+    array = np.load(path, allow_pickle=False)
+    if array.ndim != 3 or array.shape[1:] != (SIDE, SIDE):
+        raise ValueError(f"{path}: expected an array shaped (N, 48, 48), got {array.shape}")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0, array.dtype
+    if np.issubdtype(array.dtype, np.floating):
+        if array.size and (np.nanmin(array) < 0.0 or np.nanmax(array) > 1.0 or np.isnan(array).any()):
+            raise ValueError(f"{path}: float arrays must hold values in [0, 1]; scale uint8 data by 1/255 or save it as uint8")
+        return array.astype(np.float32), array.dtype
+    raise ValueError(f"{path}: dtype {array.dtype} is not supported; use uint8 (0..255) or float in [0, 1]")
+
+
+def read_image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        if image.size != (SIDE, SIDE):
+            raise ValueError(f"{path}: image is {image.size[0]}x{image.size[1]}; the model restores 48x48 faces, resize or crop first")
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8), mode="L").save(path)
+
+
+def denoise_path(model: torch.nn.Module, source: Path, target: Path, overwrite: bool = False, device: str | torch.device = "cpu") -> int:
+    """Denoise a file, folder or .npy into the same form; returns the number of faces written."""
+    if not source.exists():
+        raise FileNotFoundError(f"input {source} does not exist")
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"output {target} exists; choose another path or pass --overwrite")
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"input folder {source} holds no .png or .jpg images")
+        restored = denoise_array(model, np.stack([read_image(p) for p in files]), device)
+        for file, image in zip(files, restored):
+            write_image(target / file.relative_to(source), image)
+        return len(files)
+    suffix = source.suffix.lower()
+    if suffix == ".npy":
+        if target.suffix.lower() != ".npy":
+            raise ValueError(f"output {target} must end in .npy for an .npy input")
+        images, dtype = read_npy(source)
+        restored = denoise_array(model, images, device)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        np.save(target, np.clip(np.round(restored * 255.0), 0, 255).astype(np.uint8) if dtype == np.uint8 else restored.astype(dtype))
+        return len(images)
+    if suffix in IMAGE_SUFFIXES:
+        if target.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ValueError(f"output {target} must end in .png or .jpg for an image input")
+        write_image(target, denoise_array(model, read_image(source)[None], device)[0])
+        return 1
+    raise ValueError(f"input {source}: unsupported type; give a .png/.jpg image, a folder of them, or a .npy array (N, 48, 48)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m denoise_core.denoise", description="Denoise 48x48 grayscale faces with a trained model.")
+    parser.add_argument("--model", help=f"model file (default: the shipped {SHIPPED_MODEL.name})")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("input", type=Path)
+    parser.add_argument("output", type=Path)
+    args = parser.parse_args(argv)
+    setup_logging()
+
+    def run() -> None:
+        model_path = Path(args.model) if args.model else SHIPPED_MODEL
+        if not model_path.exists():
+            raise FileNotFoundError(f"model {model_path} does not exist; pass --model RUN_DIR/model.pt or a study's best/model.pt")
+        device = resolve_device(args.device)
+        model, _ = load_model(model_path, device)
+        count = denoise_path(model, args.input, args.output, args.overwrite, device)
+        print(f"denoised {count} face{'s' if count != 1 else ''} into {args.output}")
+
+    run_cli(run, "denoise_core.denoise")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from denoise_core.holdout import DEFAULT_CONDITIONS, HoldoutError, holdout_for, load_holdout, make_holdout, save_holdout
+from synthetic import smooth_faces
+
+CONDITIONS = ("sp:0.1", "sp:0.9", "gauss:25", "sp:0.1+gauss:10")
+
+
+def test_holdout_covers_required_noise_grid():
+    densities = {float(c[3:]) for c in DEFAULT_CONDITIONS if c.startswith("sp:") and "+" not in c}
+    sigmas = {float(c[6:]) for c in DEFAULT_CONDITIONS if c.startswith("gauss:")}
+    assert min(densities) == 0.05 and max(densities) == 0.9 and {0.1, 0.3, 0.5, 0.7} <= densities
+    assert min(sigmas) == 10 and max(sigmas) == 50
+    assert any("+" in c for c in DEFAULT_CONDITIONS)
+
+
+def test_holdout_is_reproducible_with_a_stable_checksum():
+    faces = smooth_faces(6, seed=3)
+    first, again = make_holdout(faces, CONDITIONS, seed=11), make_holdout(faces, CONDITIONS, seed=11)
+    assert first.checksum == again.checksum
+    assert np.array_equal(first.noisy, again.noisy)
+    assert first.noisy.dtype == np.uint8 and first.noisy.shape == (4, 6, 48, 48)
+    # Pinned: the hold-out must be byte-identical on every machine and release.
+    assert first.checksum == PINNED_CHECKSUM
+    assert make_holdout(faces, CONDITIONS, seed=12).checksum != first.checksum
+
+
+def test_holdout_condition_order_does_not_change_its_noise():
+    faces = smooth_faces(4, seed=3)
+    forward = make_holdout(faces, CONDITIONS, seed=11)
+    backward = make_holdout(faces, tuple(reversed(CONDITIONS)), seed=11)
+    for condition in CONDITIONS:
+        assert np.array_equal(forward.noisy_for(condition), backward.noisy_for(condition))
+
+
+def test_holdout_noise_levels_are_as_labelled():
+    holdout = make_holdout(smooth_faces(20, seed=1), CONDITIONS, seed=5)
+    dense = holdout.noisy_for("sp:0.9")
+    changed = (dense == 0) | (dense == 255)
+    assert changed.mean() == pytest.approx(0.9, abs=0.01)
+    residual = holdout.noisy_for("gauss:25").astype(float) - holdout.clean
+    assert residual.std() == pytest.approx(25, rel=0.05)
+
+
+def test_saved_holdout_round_trips_and_detects_tampering(tmp_path):
+    holdout = make_holdout(smooth_faces(5), CONDITIONS, seed=1)
+    path = tmp_path / "holdout.npz"
+    save_holdout(holdout, path)
+    loaded = load_holdout(path)
+    assert loaded.checksum == holdout.checksum and loaded.conditions == holdout.conditions
+    assert np.array_equal(loaded.noisy, holdout.noisy)
+    tampered = holdout.noisy.copy()
+    tampered[0, 0, 0, 0] ^= 1
+    np.savez(path, clean=holdout.clean, noisy=tampered)
+    with pytest.raises(HoldoutError, match="fails its checksum"):
+        load_holdout(path)
+
+
+def test_holdout_for_generates_once_then_reads_the_file(tmp_path):
+    faces = smooth_faces(5)
+    first = holdout_for(faces, tmp_path, CONDITIONS, seed=2)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2
+    assert holdout_for(faces, tmp_path, CONDITIONS, seed=2).checksum == first.checksum
+    assert sorted(p.name for p in tmp_path.iterdir()) == files
+
+PINNED_CHECKSUM = "524a5bd9a0d1fb21e52b1987ab949b1c62a58b7c9470c91cbb45db3759c82129"

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from denoise_core.data import parse_csv_bytes, read_csv_head, to_float
+from denoise_core.metrics import batched_quality, psnr, ssim, ssim_map
+from denoise_core.noise import corrupt, make_generator
+from synthetic import smooth_faces
+
+
+@pytest.fixture(scope="module")
+def real_pairs(fer2013_path):
+    images, _ = parse_csv_bytes(read_csv_head(fer2013_path, 40))
+    clean = torch.from_numpy(to_float(images))
+    noisy = torch.cat([corrupt(clean[:60], "sp:0.2", make_generator(0)), corrupt(clean[60:], "sp:0.1+gauss:15", make_generator(1))])
+    return noisy, clean
+
+
+def scikit_image(noisy: torch.Tensor, clean: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    pairs = list(zip(noisy.numpy().astype(np.float64), clean.numpy().astype(np.float64)))
+    return (np.array([peak_signal_noise_ratio(c, n, data_range=1.0) for n, c in pairs]),
+            np.array([structural_similarity(n, c, data_range=1.0) for n, c in pairs]))
+
+
+def test_psnr_and_ssim_equal_scikit_image_on_real_faces(real_pairs):
+    noisy, clean = real_pairs
+    reference_psnr, reference_ssim = scikit_image(noisy, clean)
+    assert np.abs(psnr(noisy, clean).numpy() - reference_psnr).max() < 1e-4
+    assert np.abs(ssim(noisy, clean).numpy() - reference_ssim).max() < 1e-4
+    assert 0.05 < reference_ssim.mean() < 0.9
+
+
+def test_ssim_equals_scikit_image_on_generated_faces():
+    clean = torch.from_numpy(to_float(smooth_faces(16)))
+    noisy = corrupt(clean, "gauss:20", make_generator(3))
+    reference_psnr, reference_ssim = scikit_image(noisy, clean)
+    assert np.abs(ssim(noisy, clean).numpy() - reference_ssim).max() < 1e-4
+    assert np.abs(psnr(noisy, clean).numpy() - reference_psnr).max() < 1e-4
+
+
+def test_full_ssim_map_equals_scikit_image_full_map():
+    clean = torch.from_numpy(to_float(smooth_faces(2)))
+    noisy = corrupt(clean, "sp:0.1", make_generator(4))
+    _, reference = structural_similarity(noisy[0].numpy().astype(np.float64), clean[0].numpy().astype(np.float64), data_range=1.0, full=True)
+    ours = ssim_map(noisy, clean, full=True)
+    assert ours.shape == (2, 1, 48, 48)
+    assert np.abs(ours[0, 0].numpy() - reference).max() < 1e-4
+
+
+def test_metrics_accept_single_images_and_channel_batches():
+    clean = torch.from_numpy(to_float(smooth_faces(3)))
+    noisy = corrupt(clean, "gauss:10", make_generator(5))
+    assert psnr(noisy[0], clean[0]).shape == (1,)
+    assert torch.allclose(ssim(noisy[:, None], clean[:, None]), ssim(noisy, clean))
+    with pytest.raises(ValueError, match="expected images shaped"):
+        psnr(noisy[:, None, None], clean[:, None, None])
+
+
+def test_identical_images_give_infinite_psnr_and_unit_ssim():
+    clean = torch.from_numpy(to_float(smooth_faces(2)))
+    assert torch.isinf(psnr(clean, clean)).all()
+    assert torch.allclose(ssim(clean, clean), torch.ones(2, dtype=torch.float64))
+
+
+def test_batched_quality_matches_unchunked():
+    clean = torch.from_numpy(to_float(smooth_faces(10)))
+    noisy = corrupt(clean, "sp:0.3", make_generator(6))
+    chunked_psnr, chunked_ssim = batched_quality(noisy, clean, chunk=3)
+    assert torch.allclose(chunked_psnr, psnr(noisy, clean)) and torch.allclose(chunked_ssim, ssim(noisy, clean))

@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from denoise_core.model import ConvAutoencoder, ModelConfig, count_parameters, model_config_from_dict
+
+OPTIONS = [
+    {},
+    {"bottleneck": "dense", "bottleneck_size": 64},
+    {"upsample": "resize"},
+    {"skip": True},
+    {"residual": True},
+    {"mask_input": True},
+    {"batchnorm": False, "dropout": 0.0},
+    {"stages": 1}, {"stages": 2}, {"stages": 4},
+    {"stages": 4, "bottleneck": "dense", "skip": True, "residual": True, "upsample": "resize", "mask_input": True},
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_autoencoder_maps_faces_to_faces_for_every_option(options):
+    model = ConvAutoencoder(ModelConfig(base_width=8, **options)).eval()
+    noisy = torch.rand(3, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    out = model(noisy)
+    assert out.shape == (3, 1, 48, 48)
+    assert out.min().item() >= 0.0 and out.max().item() <= 1.0
+    assert count_parameters(model) > 1000
+
+
+def test_bottleneck_has_the_requested_size():
+    channels = ConvAutoencoder(ModelConfig(base_width=8, bottleneck_size=5)).eval()
+    latent = channels.squeeze(torch.zeros(2, 32, 6, 6))
+    assert latent.shape == (2, 5, 6, 6)
+    dense = ConvAutoencoder(ModelConfig(base_width=8, bottleneck="dense", bottleneck_size=7)).eval()
+    assert dense.squeeze(torch.zeros(2, 32, 6, 6)).shape == (2, 7)
+
+
+def test_parameter_count_grows_with_width_and_is_exact():
+    small, large = ConvAutoencoder(ModelConfig(base_width=8)), ConvAutoencoder(ModelConfig(base_width=16))
+    assert count_parameters(large) > 3 * count_parameters(small)
+    assert count_parameters(small) == sum(p.numel() for p in small.parameters())
+
+
+def test_residual_model_predicts_the_noise():
+    model = ConvAutoencoder(ModelConfig(base_width=8, residual=True)).eval()
+    torch.nn.init.zeros_(model.head.weight)
+    torch.nn.init.zeros_(model.head.bias)
+    noisy = torch.rand(2, 1, 48, 48)
+    assert torch.equal(model(noisy), noisy)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"stages": 5}, "stages must be 1..4"), ({"bottleneck": "wide"}, "bottleneck must be"),
+    ({"upsample": "pixelshuffle"}, "upsample must be"), ({"dropout": 1.0}, "dropout must be"),
+    ({"widht": 8}, "unknown model setting"),
+])
+def test_bad_model_config_says_what_is_wrong(values, message):
+    with pytest.raises(ValueError, match=message):
+        model_config_from_dict(values)

@@ -1,0 +1,105 @@
+import numpy as np
+import pytest
+import torch
+
+from denoise_core.noise import NoiseSpec, corrupt, gaussian, impulse_mask, make_generator, salt_and_pepper
+
+
+def grey(count: int = 64) -> torch.Tensor:
+    return torch.full((count, 1, 48, 48), 0.5)
+
+
+@pytest.mark.parametrize("density", [0.05, 0.3, 0.9])
+def test_salt_and_pepper_density_matches_request(density):
+    noisy = salt_and_pepper(grey(), density, generator=make_generator(1))
+    salt = (noisy == 1.0).float().mean().item()
+    pepper = (noisy == 0.0).float().mean().item()
+    assert salt + pepper == pytest.approx(density, abs=0.006)
+    assert salt == pytest.approx(density / 2, abs=0.006)
+    assert ((noisy == 0.5) | (noisy == 0.0) | (noisy == 1.0)).all()
+
+
+def test_salt_ratio_sets_share_of_white_impulses():
+    noisy = salt_and_pepper(grey(), 0.4, salt_ratio=0.25, generator=make_generator(2))
+    assert (noisy == 1.0).float().mean().item() == pytest.approx(0.1, abs=0.005)
+    assert (noisy == 0.0).float().mean().item() == pytest.approx(0.3, abs=0.005)
+
+
+def test_salt_and_pepper_accepts_one_density_per_image():
+    densities = torch.tensor([0.0, 0.2, 0.8])
+    noisy = salt_and_pepper(grey(3), densities, generator=make_generator(3))
+    measured = impulse_mask(noisy).flatten(1).mean(1)
+    assert measured[0].item() == 0.0
+    assert measured[1].item() == pytest.approx(0.2, abs=0.03)
+    assert measured[2].item() == pytest.approx(0.8, abs=0.03)
+
+
+@pytest.mark.parametrize("sigma", [10.0, 25.0, 50.0])
+def test_gaussian_sigma_matches_request_on_255_scale(sigma):
+    noisy = gaussian(grey(), sigma, generator=make_generator(4))
+    assert ((noisy - 0.5) * 255).std().item() == pytest.approx(sigma, rel=0.02)
+    assert ((noisy - 0.5) * 255).mean().item() == pytest.approx(0.0, abs=0.5)
+
+
+def test_gaussian_is_clipped_to_unit_range():
+    noisy = gaussian(torch.ones(8, 1, 48, 48), 80.0, generator=make_generator(5))
+    assert noisy.max().item() == 1.0 and noisy.min().item() >= 0.0
+    assert (noisy == 1.0).float().mean().item() == pytest.approx(0.5, abs=0.02)
+
+
+def test_same_seed_gives_same_noise_and_other_seed_differs():
+    first = corrupt(grey(8), "sp:0.1+gauss:10", make_generator(7))
+    again = corrupt(grey(8), "sp:0.1+gauss:10", make_generator(7))
+    other = corrupt(grey(8), "sp:0.1+gauss:10", make_generator(8))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_blind_range_draws_density_per_image():
+    noisy = corrupt(grey(400), "sp:0.05-0.5", make_generator(9))
+    measured = impulse_mask(noisy).flatten(1).mean(1)
+    assert measured.min().item() == pytest.approx(0.05, abs=0.02)
+    assert measured.max().item() == pytest.approx(0.5, abs=0.02)
+    assert measured.mean().item() == pytest.approx(0.275, abs=0.02)
+
+
+def test_mixture_adds_gaussian_then_exact_impulses():
+    noisy = corrupt(grey(32), "sp:0.2+gauss:10", make_generator(10))
+    impulses = impulse_mask(noisy).bool()
+    assert impulses.float().mean().item() == pytest.approx(0.2, abs=0.01)
+    residual = (noisy[~impulses] - 0.5) * 255
+    assert residual.std().item() == pytest.approx(10.0, rel=0.03)
+
+
+@pytest.mark.parametrize(
+    "text, density, sigma",
+    [
+        ("sp:0.2", (0.2, 0.2), (0.0, 0.0)),
+        ("gauss:25", (0.0, 0.0), (25.0, 25.0)),
+        ("sp:0.1+gauss:10", (0.1, 0.1), (10.0, 10.0)),
+        ("sp:0.05-0.5", (0.05, 0.5), (0.0, 0.0)),
+        ("gauss:10-50+sp:0.1", (0.1, 0.1), (10.0, 50.0)),
+        ("none", (0.0, 0.0), (0.0, 0.0)),
+    ],
+)
+def test_noise_spec_parses_text(text, density, sigma):
+    spec = NoiseSpec.parse(text)
+    assert spec.density == density and spec.sigma == sigma
+    assert NoiseSpec.parse(str(spec)) == spec
+
+
+@pytest.mark.parametrize("text, message", [
+    ("salt:0.2", "use sp:DENSITY"), ("sp:1.5", "density must be in 0..1"), ("sp:0.5-0.1", "goes down"),
+    ("gauss:300", "0..255 scale"), ("sp:0.1+sp:0.2", "appears twice"),
+])
+def test_bad_noise_spec_says_what_is_wrong(text, message):
+    with pytest.raises(ValueError, match=message) as error:
+        NoiseSpec.parse(text)
+    assert "\n" not in str(error.value)
+
+
+def test_noise_stays_on_the_images_device_and_dtype():
+    images = grey(2).double()
+    noisy = corrupt(images, "sp:0.1+gauss:5", make_generator(0))
+    assert noisy.dtype == torch.float64 and noisy.device == images.device
+    assert np.isfinite(noisy.numpy()).all()

@@ -1,0 +1,141 @@
+import numpy as np
+import pytest
+import torch
+
+from denoise_core.checkpoint import CheckpointError, export_model, load_checkpoint, load_model, save_checkpoint
+from denoise_core.data import parse_csv_bytes, read_csv_head, split_faces, Faces
+from denoise_core.model import ModelConfig
+from denoise_core.train import TrainConfig, config_from_dict, config_to_dict, fit, with_overrides
+from synthetic import smooth_splits
+
+TINY = TrainConfig(model=ModelConfig(base_width=4, bottleneck_size=8), noise="sp:0.2", epochs=2, batch_size=16, lr=3e-3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    return smooth_splits(train=64, val=16, test=8)
+
+
+def weights(checkpoint):
+    return torch.cat([v.float().flatten() for v in checkpoint["model_state"].values()])
+
+
+def test_fit_on_real_faces_beats_the_noisy_input(fer2013_path):
+    images, usage = parse_csv_bytes(read_csv_head(fer2013_path, 1200))
+    splits = split_faces(Faces(images=images, usage=usage, source="slice", dropped_constant=0))
+    config = TrainConfig(model=ModelConfig(base_width=8, bottleneck_size=16), noise="sp:0.2", epochs=4, batch_size=32,
+                         lr=3e-3, train_size=1200, val_size=256, seed=0)
+    reports = []
+    result = fit(config, splits, on_epoch=reports.append)
+    assert [r.epoch for r in reports] == [1, 2, 3, 4]
+    assert result.best["val_psnr"] > result.best["noisy_psnr"] + 4.0
+    assert result.best["val_ssim"] > result.best["noisy_ssim"] + 0.2
+    assert reports[-1].train_loss < reports[0].train_loss
+
+
+def test_fit_is_deterministic_on_cpu(tiny_data):
+    first, again = fit(TINY, tiny_data), fit(TINY, tiny_data)
+    assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in again.history]
+    assert torch.equal(weights(first.checkpoint), weights(again.checkpoint))
+    other = fit(with_overrides(TINY, seed=1), tiny_data)
+    assert not torch.equal(weights(first.checkpoint), weights(other.checkpoint))
+
+
+def test_fit_does_not_change_the_callers_random_state(tiny_data):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    fit(TINY, tiny_data)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_early_stopping_waits_for_patience(tiny_data):
+    config = with_overrides(TINY, epochs=10, patience=2, min_delta=1.0)
+    reports = []
+    result = fit(config, tiny_data, on_epoch=reports.append)
+    assert [r.epoch for r in reports] == [1, 2, 3]
+    assert result.stopped_early and result.best_epoch == 1
+    assert [r.should_stop for r in reports] == [False, False, True]
+
+
+def test_callback_can_stop_training(tiny_data):
+    result = fit(with_overrides(TINY, epochs=5), tiny_data, on_epoch=lambda report: report.epoch == 2)
+    assert len(result.history) == 2 and not result.stopped_early
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data):
+    config = with_overrides(TINY, epochs=3)
+    straight = fit(config, tiny_data)
+    checkpoints = []
+    fit(config, tiny_data, on_epoch=lambda r: checkpoints.append(r.checkpoint) or r.epoch == 2)
+    resumed = fit(config, tiny_data, resume=checkpoints[-1])
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+    assert torch.equal(weights(resumed.checkpoint), weights(straight.checkpoint))
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tiny_data):
+    checkpoint = fit(TINY, tiny_data).checkpoint
+    with pytest.raises(ValueError, match=r"different settings for \['lr'\]"):
+        fit(with_overrides(TINY, lr=1e-2), tiny_data, resume=checkpoint)
+
+
+def test_epoch_report_carries_metrics_examples_and_checkpoint(tiny_data):
+    reports = []
+    fit(TINY, tiny_data, on_epoch=reports.append)
+    report = reports[0]
+    assert set(report.metrics()) >= {"train_loss", "val_loss", "val_psnr", "val_ssim", "noisy_psnr", "lr", "epoch"}
+    noisy, denoised, clean = report.examples
+    assert noisy.shape == denoised.shape == clean.shape == (8, 1, 48, 48)
+    assert report.checkpoint["epoch"] == 1 and report.checkpoint["metrics"]["val_psnr"] == report.val_psnr
+
+
+def test_validation_uses_the_same_fixed_noisy_set_every_epoch(tiny_data):
+    reports = []
+    fit(with_overrides(TINY, epochs=3), tiny_data, on_epoch=reports.append)
+    assert len({r.noisy_psnr for r in reports}) == 1
+
+
+def test_checkpoint_round_trip_restores_the_best_model(tiny_data, tmp_path):
+    result = fit(TINY, tiny_data)
+    path = save_checkpoint(export_model(result.checkpoint), tmp_path / "model.pt")
+    model, checkpoint = load_model(path)
+    reference, _ = load_model(save_checkpoint(result.checkpoint, tmp_path / "last.pt"))
+    noisy = torch.rand(4, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model(noisy), reference(noisy))
+    assert checkpoint["format"] == "facestudy-checkpoint" and checkpoint["version"] == 1
+    assert checkpoint["config"] == config_to_dict(TINY) and checkpoint["best_metrics"]["epoch"] == result.best_epoch
+    assert "optimizer_state" not in checkpoint
+
+
+def test_load_model_rejects_files_of_another_format(tmp_path):
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a facestudy checkpoint"):
+        load_model(tmp_path / "foreign.pt")
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(CheckpointError, match="not a facestudy checkpoint"):
+        load_checkpoint(tmp_path / "text.pt")
+    torch.save({"format": "facestudy-checkpoint", "version": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="version 99"):
+        load_model(tmp_path / "future.pt")
+
+
+def test_save_checkpoint_can_refuse_to_overwrite(tmp_path):
+    save_checkpoint({"a": 1}, tmp_path / "x.pt")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        save_checkpoint({"a": 2}, tmp_path / "x.pt", overwrite=False)
+
+
+def test_train_config_round_trips_through_dicts_and_rejects_unknown_keys():
+    assert config_from_dict(config_to_dict(TINY)) == TINY
+    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['epoch'\]"):
+        config_from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="loss must be"):
+        TrainConfig(loss="huber")
+    with pytest.raises(ValueError, match="bad noise spec"):
+        TrainConfig(noise="sp:2")
+
+
+def test_fit_fails_loudly_when_the_loss_diverges(tiny_data):
+    config = with_overrides(TINY, lr=1e30, model_batchnorm=False, model_residual=True, epochs=3)
+    with pytest.raises(FloatingPointError, match="not finite"):
+        fit(config, tiny_data)
