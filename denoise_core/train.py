@@ -126,16 +126,26 @@ def fit(
     data: Splits,
     on_epoch: Callable[[EpochReport], bool | None] | None = None,
     resume: dict[str, Any] | None = None,
+    *,
+    device: torch.device | None = None,
+    wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> FitResult:
     """Train an autoencoder on ``data.train``, validate on ``data.val``; never touches ``data.test``.
 
     ``on_epoch`` may return True to stop. ``resume`` is a checkpoint from an earlier epoch of the same
-    config: training continues after it, with identical results to an uninterrupted run.
+    config: training continues after it, with identical results to an uninterrupted run. For data-parallel
+    training a launcher passes the worker's ``device``, ``rank`` and ``world_size`` and a ``wrap_model``
+    (e.g. DDP); each rank then trains on every ``world_size``-th face, and checkpoints hold the unwrapped
+    weights, so they load the same way as single-process ones.
     """
-    device = resolve_device(config.device)
+    device = device or resolve_device(config.device)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    train_u8 = _to_device(data.train[: config.train_size], device)
+    train = data.train[: config.train_size]
+    per_rank = len(train) // world_size
+    train_u8 = _to_device(train[rank::world_size][:per_rank], device)
     if len(train_u8) < 2:
         raise ValueError(f"need at least 2 training faces, got {len(train_u8)}")
     val_clean, val_noisy = _validation_set(data.val[: config.val_size], config, device)
@@ -143,16 +153,17 @@ def fit(
     rng_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed)
-        model = ConvAutoencoder(config.model).to(device)
+        core = ConvAutoencoder(config.model).to(device)
+        model = wrap_model(core) if wrap_model else core
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         scheduler = _scheduler(optimizer, config)
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
         generator = make_generator(config.seed, device)
         state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
-        best_model_state = copy.deepcopy(model.state_dict())
+        best_model_state = copy.deepcopy(core.state_dict())
         if resume is not None:
             _check_resume(resume, config)
-            model.load_state_dict(resume["model_state"])
+            core.load_state_dict(resume["model_state"])
             optimizer.load_state_dict(resume["optimizer_state"])
             scheduler.load_state_dict(resume["scheduler_state"])
             scaler.load_state_dict(resume["scaler_state"])
@@ -164,7 +175,7 @@ def fit(
         loss_fn = F.mse_loss if config.loss == "mse" else F.l1_loss
         batches = max(1, len(train_u8) // config.batch_size)
         batch_size = min(config.batch_size, len(train_u8))
-        parameters = count_parameters(model)
+        parameters = count_parameters(core)
         started = time.perf_counter()
         stopped_early = False
         for epoch in range(state["epoch"] + 1, config.epochs + 1):
@@ -185,7 +196,7 @@ def fit(
                 total += loss.detach()
             train_seconds = time.perf_counter() - epoch_start
             train_loss = float(total) / batches
-            val_loss, val_psnr, val_ssim, examples = _validate(model, val_noisy, val_clean, loss_fn, use_amp)
+            val_loss, val_psnr, val_ssim, examples = _validate(core, val_noisy, val_clean, loss_fn, use_amp)
             if not math.isfinite(train_loss) or not math.isfinite(val_loss):
                 raise FloatingPointError(f"epoch {epoch}: loss is not finite (train {train_loss}, val {val_loss}); lower the learning rate")
             lr = optimizer.param_groups[0]["lr"]
@@ -196,7 +207,7 @@ def fit(
             is_best = val_loss < state["best_val_loss"] - config.min_delta
             if is_best:
                 state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
-                best_model_state = copy.deepcopy(model.state_dict())
+                best_model_state = copy.deepcopy(core.state_dict())
             else:
                 state["bad_epochs"] += 1
             should_stop = state["bad_epochs"] >= config.patience
@@ -210,7 +221,7 @@ def fit(
             checkpoint = {
                 "format": FORMAT, "version": VERSION, "config": config_to_dict(config), "parameters": parameters,
                 "metrics": metrics, "best_metrics": _best_metrics(state), **copy.deepcopy(state),
-                "model_state": copy.deepcopy(model.state_dict()), "best_model_state": best_model_state,
+                "model_state": copy.deepcopy(core.state_dict()), "best_model_state": best_model_state,
                 "optimizer_state": copy.deepcopy(optimizer.state_dict()), "scheduler_state": scheduler.state_dict(),
                 "scaler_state": scaler.state_dict(), "rng_state": torch.get_rng_state(), "generator_state": generator.get_state(),
             }

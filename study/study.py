@@ -1,0 +1,239 @@
+"""Running a study: connect to Ray, check resources, search with Optuna + ASHA, then export the best model.
+
+The study lives in ``STORAGE/NAME``: Tune's trial directories (TensorBoard files included), ``study.yaml``
+(the resolved configuration), ``trials.csv`` / ``trials.parquet`` (one row per trial), ``best/model.pt``
+(the best trial by validation metric, self-contained) and ``best/holdout.csv`` (its scores on the fixed
+noisy hold-out). An existing study is never overwritten: it can only be resumed.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from denoise_core.checkpoint import export_model, load_checkpoint
+from denoise_core.data import default_cache_dir, load_splits, resolve_data_path
+from denoise_core.evaluate import evaluate_on_holdout, model_denoiser
+from denoise_core.holdout import holdout_for
+from denoise_core.model import ConvAutoencoder, model_config_from_dict
+from study import storage
+from study.config import StudyConfig, StudyConfigError, base_training, storage_root, to_yaml
+from study.trial import CHECKPOINT_FILE, tune_trial, tune_trial_with_trainer
+
+log = logging.getLogger("study")
+DRIVER_CPU = 0.01
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    study_uri: str
+    trials: pd.DataFrame
+    best_trial: str | None
+    best_model: str | None
+    holdout: pd.DataFrame | None
+
+
+@dataclass(frozen=True)
+class Resources:
+    workers: int  # 0: training inside the trial
+    cpu: float  # per worker (or per trial when workers == 0)
+    gpu: float
+    concurrent: int
+
+
+def connect(address: str | None = None, num_cpus: int | None = None, verbose: int = 1) -> None:
+    """Join the running cluster (``--address``, ``RAY_ADDRESS`` or one started with ``ray start``), else start Ray here."""
+    import ray
+
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=verbose > 1)
+        return
+    try:
+        ray.init(address="auto", log_to_driver=verbose > 1)
+        log.info("connected to the running Ray cluster")
+    except ConnectionError:
+        ray.init(num_cpus=num_cpus, log_to_driver=verbose > 1)
+        log.info("started a local Ray instance (no cluster found)")
+
+
+def plan_resources(config: StudyConfig, cluster: dict[str, float]) -> Resources:
+    """Per-trial resources and concurrency for what the cluster has; one-line errors for impossible requests."""
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    gpu = (0.25 if gpus > 0 else 0.0) if config.gpus_per_trial is None else config.gpus_per_trial
+    if gpu > 0 and gpus == 0:
+        raise StudyConfigError(f"gpus_per_trial is {gpu} but the Ray cluster has no GPUs; set gpus_per_trial: 0 or add GPU nodes")
+    workers = config.train_workers
+    per_trial_cpu = config.cpus_per_worker * max(workers, 1) + (DRIVER_CPU if workers else 0.0)
+    if per_trial_cpu > cpus:
+        raise StudyConfigError(f"one trial needs {per_trial_cpu:g} CPUs but the cluster has {cpus:g}; lower cpus_per_worker or train_workers")
+    per_trial_gpu = gpu * max(workers, 1)
+    if per_trial_gpu > gpus and gpu > 0:
+        raise StudyConfigError(f"one trial needs {per_trial_gpu:g} GPUs but the cluster has {gpus:g}; lower gpus_per_trial or train_workers")
+    fit = int(cpus // per_trial_cpu)
+    if per_trial_gpu > 0:
+        fit = min(fit, int(gpus // per_trial_gpu))
+    concurrent = min(fit, config.max_concurrent) if config.max_concurrent else fit
+    return Resources(workers=workers, cpu=config.cpus_per_worker, gpu=gpu, concurrent=max(1, min(concurrent, config.num_samples)))
+
+
+def search_space(config: StudyConfig) -> dict[str, Any]:
+    from ray import tune
+
+    make = {"choice": tune.choice, "uniform": lambda v: tune.uniform(*v), "loguniform": lambda v: tune.loguniform(*v), "randint": lambda v: tune.randint(*v)}
+    return {key: make[kind](values) for key, spec in config.search.items() for kind, values in spec.items()}
+
+
+def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
+    """Run (or resume) the study described by ``config`` on the connected Ray cluster."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.optuna import OptunaSearch
+    import optuna
+
+    study_uri = config.study_uri
+    data_path = str(resolve_data_path(config.data).resolve())
+    yaml_uri = f"{study_uri}/study.yaml"
+    if resume:
+        if not storage.exists(yaml_uri):
+            raise FileNotFoundError(f"nothing to resume: no study at {study_uri}; start it without --resume")
+    elif storage.exists(study_uri):
+        raise FileExistsError(f"study '{config.name}' already exists at {study_uri}; pass --resume to continue it or choose another --name")
+    base_training(config)
+    import ray
+
+    resources = plan_resources(config, ray.cluster_resources())
+    trainable = tune_trial_with_trainer if resources.workers else tune_trial
+    trial_resources = {"cpu": DRIVER_CPU} if resources.workers else {"cpu": resources.cpu, "gpu": resources.gpu}
+    trainable = tune.with_resources(trainable, trial_resources)
+    train_settings = dict(config.train)
+    if "device" not in train_settings:
+        train_settings["device"] = "cuda" if resources.gpu > 0 else "cpu"
+    params = {
+        "train": train_settings, "search": search_space(config), "data": data_path, "grid_every": config.grid_every,
+        "max_failures": config.max_failures, "train_storage": f"{study_uri}/train_runs",
+        "resources": {"workers": resources.workers, "cpu": resources.cpu, "gpu": resources.gpu},
+    }
+    log.info("study %s: %d trials, %d at a time, %s per trial", study_uri, config.num_samples, resources.concurrent,
+             f"{resources.workers} TorchTrainer worker(s) x {resources.cpu:g} CPU / {resources.gpu:g} GPU" if resources.workers else f"{resources.cpu:g} CPU / {resources.gpu:g} GPU in-process")
+    run_config = tune.RunConfig(
+        name=config.name, storage_path=storage_root(config.storage), verbose=config.verbose,
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        failure_config=tune.FailureConfig(max_failures=0 if resources.workers else config.max_failures),
+    )
+    if resume:
+        log.info("resuming study %s", study_uri)
+        tuner = tune.Tuner.restore(study_uri, trainable=trainable, resume_errored=True)
+    else:
+        storage.write_bytes(yaml_uri, to_yaml(config).encode(), overwrite=False)
+        searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=config.seed), metric=config.metric, mode=config.mode)
+        scheduler = (
+            ASHAScheduler(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=base_training(config).epochs)
+            if config.scheduler == "asha" else FIFOScheduler()
+        )
+        tuner = tune.Tuner(
+            trainable, param_space=params, run_config=run_config,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=config.num_samples,
+                                        max_concurrent_trials=resources.concurrent, metric=config.metric, mode=config.mode),
+        )
+    results = tuner.fit()
+    trials = trial_table(results, config)
+    for suffix, write in (("csv", lambda df, buf: df.to_csv(buf, index=False)), ("parquet", lambda df, buf: df.to_parquet(buf, index=False))):
+        buffer = io.BytesIO() if suffix == "parquet" else io.StringIO()
+        write(trials, buffer)
+        value = buffer.getvalue()
+        storage.write_bytes(f"{study_uri}/trials.{suffix}", value if isinstance(value, bytes) else value.encode())
+    best_trial, best_model, holdout = export_best(results, trials, config, data_path)
+    return StudySummary(study_uri=study_uri, trials=trials, best_trial=best_trial, best_model=best_model, holdout=holdout)
+
+
+def trial_table(results: Any, config: StudyConfig) -> pd.DataFrame:
+    """One row per trial: sampled hyperparameters, best epoch, validation metrics, time, size and outcome."""
+    rows = []
+    for result in results:
+        metrics = result.metrics or {}
+        params = (result.config or {}).get("search", {})
+        status = "completed"
+        if result.error is not None:
+            status = f"error: {str(result.error).strip().splitlines()[-1][:200]}"
+        elif metrics.get("diverged"):
+            status = f"failed: {metrics.get('error', 'loss diverged')}"
+        elif metrics.get("epoch", 0) < base_training(config).epochs and not _early_stopped(metrics, config):
+            status = "stopped by ASHA"
+        rows.append({
+            "trial_id": metrics.get("trial_id", Path(str(result.path)).name), "status": status,
+            **{f"param_{k}": v for k, v in params.items()},
+            "best_epoch": metrics.get("best_epoch"), "epochs_run": metrics.get("epoch"),
+            "best_val_loss": metrics.get("best_val_loss"), "best_val_psnr": metrics.get("best_val_psnr"),
+            "best_val_ssim": metrics.get("best_val_ssim"), "noisy_val_psnr": metrics.get("noisy_psnr"),
+            "parameters": metrics.get("parameters"), "time_s": metrics.get("time_total_s"),
+            "node_ip": metrics.get("node_ip"), "path": str(result.path),
+            "checkpoint": _checkpoint_uri(result),
+        })
+    table = pd.DataFrame(rows)
+    if len(table):
+        ascending = config.mode == "min"
+        table = table.sort_values(f"best_{config.metric}", ascending=ascending, na_position="last").reset_index(drop=True)
+    return table
+
+
+def _early_stopped(metrics: dict[str, Any], config: StudyConfig) -> bool:
+    patience = base_training(config).patience
+    return metrics.get("epoch", 0) - metrics.get("best_epoch", 0) >= patience
+
+
+def _checkpoint_uri(result: Any) -> str | None:
+    metrics = result.metrics or {}
+    if metrics.get("checkpoint_path"):
+        return str(metrics["checkpoint_path"])
+    return result.checkpoint.path if result.checkpoint else None
+
+
+def export_best(results: Any, trials: pd.DataFrame, config: StudyConfig, data_path: str) -> tuple[str | None, str | None, pd.DataFrame | None]:
+    """Copy the best trial's best weights to ``best/model.pt`` and score it on the fixed noisy hold-out."""
+    metric = f"best_{config.metric}"
+    usable = trials[trials["status"].isin(["completed", "stopped by ASHA"]) & trials[metric].map(lambda v: v is not None and math.isfinite(v))]
+    usable = usable[usable["checkpoint"].notna()]
+    if usable.empty:
+        log.warning("no trial finished with a usable checkpoint; nothing exported")
+        return None, None, None
+    best = usable.iloc[0]
+    checkpoint = _read_checkpoint(best["checkpoint"], config)
+    model_uri = f"{config.study_uri}/best/model.pt"
+    buffer = io.BytesIO()
+    torch.save(export_model(checkpoint), buffer)
+    storage.write_bytes(model_uri, buffer.getvalue())
+    model = ConvAutoencoder(model_config_from_dict(checkpoint["config"]["model"]))
+    model.load_state_dict(checkpoint["best_model_state"])
+    splits = load_splits(data_path)
+    holdout = holdout_for(splits.test_unique, default_cache_dir(), config.holdout_conditions)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    table = evaluate_on_holdout(model_denoiser(model.to(device).eval(), device), holdout, faces=config.holdout_faces)
+    table.insert(0, "trial_id", best["trial_id"])
+    storage.write_bytes(f"{config.study_uri}/best/holdout.csv", table.to_csv(index=False).encode())
+    storage.write_bytes(f"{config.study_uri}/best/trial.yaml", yaml.safe_dump({k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}, sort_keys=False).encode())
+    return str(best["trial_id"]), model_uri, table
+
+
+def _read_checkpoint(uri: str, config: StudyConfig) -> dict[str, Any]:
+    if "://" not in uri and Path(uri).exists():
+        return load_checkpoint(Path(uri) / CHECKPOINT_FILE)
+    root = storage_root(config.storage)
+    full = uri if "://" in uri else (f"{root.split('://')[0]}://{uri}" if "://" in root else uri)
+    with tempfile.TemporaryDirectory() as directory:
+        local = Path(directory) / CHECKPOINT_FILE
+        local.write_bytes(storage.read_bytes(f"{full}/{CHECKPOINT_FILE}"))
+        return load_checkpoint(local)

@@ -1,0 +1,152 @@
+"""Thin glue between Ray and the core: a Tune trial's config in, the core ``fit`` epoch reports out.
+
+Two ways to run a trial, sharing every line of training code (``train_in_process``):
+- ``tune_trial`` trains inside the Tune trial itself (``train_workers: 0``, tiny CPU studies and tests);
+- ``tune_trial_with_trainer`` launches a Ray Train ``TorchTrainer`` whose workers run ``train_worker``
+  (one worker, or DDP across several; GPUs when the cluster has them).
+Each epoch reports metrics, a checkpoint holding the full training state (with the best weights so far),
+and every ``grid_every`` epochs a noisy | denoised | clean image that Tune's TensorBoard logger records.
+A trial whose loss diverges ends normally with ``diverged: 1`` and the reason, so it is recorded as failed
+instead of retried or crashing the study.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from denoise_core.checkpoint import load_checkpoint, save_checkpoint
+from denoise_core.data import load_splits
+from denoise_core.tblog import image_grid
+from denoise_core.train import EpochReport, config_from_dict, fit
+from study.config import trial_training
+
+CHECKPOINT_FILE = "checkpoint.pt"
+IMAGES = "val_images"  # noisy | denoised | clean grid, (1, H, W) uint8
+FAULT_ENV = "FACESTUDY_INJECT_WORKER_FAULT"  # tests: a marker-file path; the first worker to see it dies once
+
+
+def epoch_metrics(report: EpochReport, grid_every: int) -> dict[str, Any]:
+    """What a trial reports each epoch: the core's metrics, the best so far, and sometimes an image grid."""
+    checkpoint = report.checkpoint
+    best = checkpoint["best_metrics"]
+    metrics = {k: v for k, v in report.metrics().items() if k != "epoch"}
+    metrics.update(
+        epoch=report.epoch, best_epoch=best["epoch"], best_val_loss=best["val_loss"], best_val_psnr=best["val_psnr"],
+        best_val_ssim=best["val_ssim"], parameters=checkpoint["parameters"], diverged=0,
+    )
+    if grid_every and (report.epoch == 1 or report.epoch % grid_every == 0 or report.should_stop):
+        metrics[IMAGES] = (image_grid(list(report.examples)).numpy() * 255).round().astype(np.uint8)
+    return metrics
+
+
+def diverged_metrics(error: FloatingPointError) -> dict[str, Any]:
+    inf = math.inf
+    return {"val_loss": inf, "best_val_loss": inf, "val_psnr": -inf, "best_val_psnr": -inf, "val_ssim": -inf,
+            "best_val_ssim": -inf, "diverged": 1, "error": str(error)}
+
+
+def train_in_process(
+    params: dict[str, Any],
+    report: Callable[[dict[str, Any], str | None], None],
+    previous: str | None,
+    **distributed: Any,
+) -> None:
+    """Train one trial with the core loop, reporting each epoch; resume from ``previous`` checkpoint dir."""
+    config = trial_training(config_from_dict(params["train"]), params.get("search", {}))
+    splits = load_splits(params["data"])
+    resume = load_checkpoint(Path(previous) / CHECKPOINT_FILE) if previous else None
+    fault_marker = os.environ.get(FAULT_ENV)
+    is_writer = distributed.get("rank", 0) == 0
+
+    def on_epoch(epoch: EpochReport) -> None:
+        metrics = epoch_metrics(epoch, params["grid_every"])
+        with tempfile.TemporaryDirectory() as directory:
+            if is_writer:
+                save_checkpoint(epoch.checkpoint, Path(directory) / CHECKPOINT_FILE)
+            report(metrics, directory if is_writer else None)
+        if fault_marker and epoch.epoch == 1 and not Path(fault_marker).exists():
+            Path(fault_marker).write_text(f"worker killed after epoch 1 of {os.getpid()}\n")
+            os._exit(1)
+
+    try:
+        fit(config, splits, on_epoch=on_epoch, resume=resume, **distributed)
+    except FloatingPointError as error:
+        report(diverged_metrics(error), None)
+
+
+def tune_trial(params: dict[str, Any]) -> None:
+    """Tune function trainable for ``train_workers: 0``: the core loop runs in this process."""
+    from ray import tune
+
+    def report(metrics: dict[str, Any], directory: str | None) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory) if directory else None)
+
+    previous = tune.get_checkpoint()
+    with previous.as_directory() if previous else nullcontext() as directory:
+        train_in_process(_with_threads(params), report, directory)
+
+
+def train_worker(params: dict[str, Any]) -> None:
+    """Ray Train worker loop: the same ``train_in_process`` with the worker's device, rank and DDP wrapper."""
+    import ray.train
+    import ray.train.torch
+
+    context = ray.train.get_context()
+
+    def report(metrics: dict[str, Any], directory: str | None) -> None:
+        if IMAGES in metrics:  # Train's controller only passes plain values; ImageReportCallback restores the array
+            metrics = {**metrics, IMAGES: metrics[IMAGES].tolist()}
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory) if directory else None)
+
+    previous = ray.train.get_checkpoint()
+    with previous.as_directory() if previous else nullcontext() as directory:
+        train_in_process(
+            _with_threads(params), report, directory, device=ray.train.torch.get_device(),
+            wrap_model=ray.train.torch.prepare_model, rank=context.get_world_rank(), world_size=context.get_world_size(),
+        )
+
+
+def tune_trial_with_trainer(params: dict[str, Any]) -> None:
+    """Tune function trainable that runs the trial as a TorchTrainer; a re-run resumes its own Train run."""
+    from ray import train, tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    class ImageReportCallback(TuneReportCallback):
+        """Forwards worker reports to Tune with the image grid as an array, which Tune's TensorBoard logger draws."""
+
+        def after_report(self, run_context, metrics, checkpoint):
+            if metrics and IMAGES in metrics[0]:
+                metrics = [{**metrics[0], IMAGES: np.asarray(metrics[0][IMAGES], dtype=np.uint8)}, *metrics[1:]]
+            super().after_report(run_context, metrics, checkpoint)
+
+    resources = params["resources"]
+    trainer = TorchTrainer(
+        train_worker,
+        train_loop_config=params,
+        scaling_config=train.ScalingConfig(
+            num_workers=resources["workers"], use_gpu=resources["gpu"] > 0,
+            resources_per_worker={"CPU": resources["cpu"], **({"GPU": resources["gpu"]} if resources["gpu"] > 0 else {})},
+        ),
+        run_config=train.RunConfig(
+            name=tune.get_context().get_trial_id(), storage_path=params["train_storage"],
+            failure_config=train.FailureConfig(max_failures=params["max_failures"]),
+            checkpoint_config=train.CheckpointConfig(num_to_keep=1), callbacks=[ImageReportCallback()],
+        ),
+    )
+    trainer.fit()
+
+
+def _with_threads(params: dict[str, Any]) -> dict[str, Any]:
+    """Match torch's CPU threads to the CPUs Ray gave this process, so concurrent trials do not fight."""
+    train_params = dict(params["train"])
+    if not train_params.get("num_threads"):
+        train_params["num_threads"] = max(1, int(params["resources"]["cpu"]))
+    return {**params, "train": train_params}
