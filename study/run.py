@@ -59,7 +59,7 @@ def overrides_from(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
 
-    def run() -> None:
+    def run() -> int | None:
         config = build_config(args.preset, args.config, overrides_from(args))
         setup_logging(config.verbose > 1)
         from study.study import connect, run_study
@@ -69,6 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"study configuration:\n{to_yaml(config)}", flush=True)
         connect(args.address, args.num_cpus, config.verbose)
         summary = run_study(config, resume=args.resume)
+        if summary.interrupted:
+            print(f"\nstudy interrupted; continue it with: python study/run.py --name {config.name} --storage {config.storage} --resume")
+            return 130
         print(f"\ntrials ({len(summary.trials)}):")
         columns = [c for c in summary.trials.columns if c not in ("path", "checkpoint", "node_ip")]
         print(summary.trials[columns].to_string(index=False, max_colwidth=40))

@@ -41,6 +41,7 @@ class StudySummary:
     best_trial: str | None
     best_model: str | None
     holdout: pd.DataFrame | None
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
         tuner = tune.Tuner.restore(study_uri, trainable=trainable, resume_errored=True)
     else:
         storage.write_bytes(yaml_uri, to_yaml(config).encode(), overwrite=False)
-        searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=config.seed), metric=config.metric, mode=config.mode)
+        searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=config.seed), metric=config.metric, mode=config.mode) if config.search else None
         scheduler = (
             ASHAScheduler(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=base_training(config).epochs)
             if config.scheduler == "asha" else FIFOScheduler()
@@ -147,7 +148,8 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
         tuner = tune.Tuner(
             trainable, param_space=params, run_config=run_config,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=config.num_samples,
-                                        max_concurrent_trials=resources.concurrent, metric=config.metric, mode=config.mode),
+                                        max_concurrent_trials=resources.concurrent, metric=config.metric, mode=config.mode,
+                                        trial_dirname_creator=trial_dirname),
         )
     results = tuner.fit()
     trials = trial_table(results, config)
@@ -156,8 +158,21 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
         write(trials, buffer)
         value = buffer.getvalue()
         storage.write_bytes(f"{study_uri}/trials.{suffix}", value if isinstance(value, bytes) else value.encode())
+    if interrupted(results, config):
+        log.warning("study interrupted: resume it with --name %s --storage %s --resume", config.name, config.storage)
+        return StudySummary(study_uri=study_uri, trials=trials, best_trial=None, best_model=None, holdout=None, interrupted=True)
     best_trial, best_model, holdout = export_best(results, trials, config, data_path)
     return StudySummary(study_uri=study_uri, trials=trials, best_trial=best_trial, best_model=best_model, holdout=holdout)
+
+
+def interrupted(results: Any, config: StudyConfig) -> bool:
+    """True when Tune stopped before every trial ended (Ctrl-C): some trial is still pending, running or paused."""
+    statuses = [trial.status for trial in results._experiment_analysis.trials]
+    return len(statuses) < config.num_samples or any(status not in ("TERMINATED", "ERROR") for status in statuses)
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"trial_{trial.trial_id}"
 
 
 def trial_table(results: Any, config: StudyConfig) -> pd.DataFrame:

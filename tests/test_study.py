@@ -1,0 +1,207 @@
+"""The study on a real Ray instance, the smoke preset and a slice of the real data."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from denoise_core.checkpoint import load_model
+from denoise_core.data import read_csv_head
+from study.config import StudyConfigError, build_config
+from study.study import plan_resources, run_study
+
+REPO = Path(__file__).resolve().parents[1]
+QUIET_RAY = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
+             "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+
+
+@pytest.fixture(scope="module")
+def study_env(tmp_path_factory, fer2013_path):
+    """A data slice, a private cache, a fault marker (present: no fault) and one quiet local Ray instance."""
+    ray = pytest.importorskip("ray")
+    root = tmp_path_factory.mktemp("study")
+    data = root / "fer2013-slice.csv"
+    data.write_bytes(read_csv_head(fer2013_path, 600))
+    marker = root / "fault-injected"
+    marker.write_text("no fault\n")
+    env = {**QUIET_RAY, "FACESTUDY_CACHE": str(root / "cache"), "FACESTUDY_INJECT_WORKER_FAULT": str(marker)}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=10**8)
+    yield {"data": data, "storage": root / "studies", "marker": marker, "root": root}
+    ray.shutdown()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def smoke(study_env, name, **overrides):
+    return build_config("smoke", overrides={"name": name, "storage": str(study_env["storage"]), "data": str(study_env["data"]), **overrides})
+
+
+@pytest.fixture(scope="module")
+def finished(study_env):
+    config = smoke(study_env, "finished")
+    return config, run_study(config)
+
+
+def result_lines(study_dir: Path) -> dict[str, int]:
+    return {p.parent.name: len(p.read_text().splitlines()) for p in study_dir.glob("trial_*/result.json")}
+
+
+def test_smoke_study_trials_finish_with_finite_metrics(finished):
+    config, summary = finished
+    trials = summary.trials
+    assert len(trials) == config.num_samples
+    assert set(trials["status"]) <= {"completed", "stopped by ASHA"}
+    for column in ("best_val_loss", "best_val_psnr", "best_val_ssim", "time_s", "parameters"):
+        assert trials[column].map(math.isfinite).all()
+    assert (trials["best_val_psnr"] > trials["noisy_val_psnr"]).all()
+
+
+def test_best_model_is_exported_and_beats_the_noisy_input_on_the_holdout(finished):
+    config, summary = finished
+    study_dir = Path(summary.study_uri)
+    model, checkpoint = load_model(study_dir / "best" / "model.pt")
+    best_row = summary.trials.iloc[0]
+    assert summary.best_trial == best_row["trial_id"]
+    assert checkpoint["best_metrics"]["val_loss"] == pytest.approx(best_row["best_val_loss"])
+    holdout = pd.read_csv(study_dir / "best" / "holdout.csv")
+    assert list(holdout["condition"]) == list(config.holdout_conditions)
+    impulse = holdout[holdout["condition"] == "sp:0.5"].iloc[0]
+    assert impulse["psnr"] > impulse["noisy_psnr"] + 3.0
+    assert (holdout["faces"] == config.holdout_faces).all()
+
+
+def test_trial_table_is_written_as_csv_and_parquet(finished):
+    _, summary = finished
+    study_dir = Path(summary.study_uri)
+    csv, parquet = pd.read_csv(study_dir / "trials.csv"), pd.read_parquet(study_dir / "trials.parquet")
+    assert list(csv["trial_id"].astype(str)) == list(parquet["trial_id"].astype(str)) == list(summary.trials["trial_id"])
+    assert {"param_lr", "param_loss", "param_model.bottleneck_size", "best_epoch", "best_val_psnr", "parameters", "time_s"} <= set(csv.columns)
+    assert (study_dir / "study.yaml").read_text().startswith("name: finished")
+
+
+def test_every_trial_writes_tensorboard_scalars_images_and_hparams(finished):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, summary = finished
+    trial_dirs = sorted(Path(summary.study_uri).glob("trial_*"))
+    assert len(trial_dirs) == len(summary.trials)
+    for trial_dir in trial_dirs:
+        events = EventAccumulator(str(trial_dir), size_guidance={"images": 0, "scalars": 0})
+        events.Reload()
+        epochs = json.loads(trial_dir.joinpath("result.json").read_text().splitlines()[-1])["epoch"]
+        psnr = events.Scalars("ray/tune/val_psnr")
+        assert [e.step for e in psnr] == list(range(1, epochs + 1))
+        assert psnr[-1].value == pytest.approx(json.loads(trial_dir.joinpath("result.json").read_text().splitlines()[-1])["val_psnr"])
+        assert len(events.Images("ray/tune/val_images")) == epochs
+        assert "_hparams_/session_start_info" in events.summary_metadata
+
+
+def test_starting_an_existing_study_again_is_refused(finished, study_env):
+    config, summary = finished
+    before = result_lines(Path(summary.study_uri))
+    with pytest.raises(FileExistsError, match="already exists.*--resume"):
+        run_study(config)
+    assert result_lines(Path(summary.study_uri)) == before
+
+
+def test_resume_of_a_finished_study_reruns_no_trial(finished):
+    config, summary = finished
+    before = result_lines(Path(summary.study_uri))
+    resumed = run_study(config, resume=True)
+    assert result_lines(Path(summary.study_uri)) == before
+    assert sorted(resumed.trials["trial_id"]) == sorted(summary.trials["trial_id"])
+
+
+def test_diverging_trial_is_recorded_as_failed(study_env):
+    config = smoke(study_env, "diverging", num_samples=1, search={},
+                   train={"lr": 1e30, "epochs": 2, "model": {"base_width": 4, "batchnorm": False, "residual": True}})
+    summary = run_study(config)
+    status = summary.trials.iloc[0]["status"]
+    assert status.startswith("failed: ") and "not finite" in status
+    assert summary.best_model is None
+
+
+def test_trainer_workers_survive_a_killed_worker(study_env):
+    study_env["marker"].unlink()
+    config = smoke(study_env, "trainer", num_samples=1, train_workers=1, cpus_per_worker=0.9, scheduler="none", search={})
+    summary = run_study(config)
+    assert "worker killed" in study_env["marker"].read_text()
+    row = summary.trials.iloc[0]
+    assert row["status"] == "completed" and row["epochs_run"] == 3
+    assert math.isfinite(row["best_val_psnr"]) and row["best_val_psnr"] > row["noisy_val_psnr"]
+    runs = list((Path(summary.study_uri) / "train_runs").iterdir())
+    assert len(runs) == 1
+    load_model(Path(summary.study_uri) / "best" / "model.pt")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"num_samples": 0}, "num_samples must be >= 1"),
+    ({"colour": 1}, "unknown study setting"),
+    ({"train": {"epoch": 3}}, "unknown training setting"),
+    ({"search": {"model.widht": {"choice": [8]}}}, "unknown setting 'model.widht'"),
+    ({"search": {"lr": {"loguniform": [0, 1]}}}, "positive low bound"),
+    ({"search": {"loss": {"choice": ["huber"]}}}, "value 'huber' is invalid"),
+    ({"metric": "test_psnr"}, "metric must be"),
+])
+def test_bad_study_config_is_a_one_line_error(overrides, message):
+    with pytest.raises(StudyConfigError, match=message) as error:
+        build_config("smoke", overrides=overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_gpu_request_without_gpus_is_refused_before_any_trial():
+    config = build_config("smoke", overrides={"gpus_per_trial": 0.5})
+    with pytest.raises(StudyConfigError, match="cluster has no GPUs"):
+        plan_resources(config, {"CPU": 8.0})
+
+
+def test_resources_pack_trials_for_what_the_cluster_has():
+    plain = build_config("smoke", overrides={"max_concurrent": 0, "num_samples": 20})
+    assert plan_resources(plain, {"CPU": 2.0}).concurrent == 2
+    trainer = build_config("smoke", overrides={"max_concurrent": 0, "num_samples": 20, "train_workers": 1})
+    assert plan_resources(trainer, {"CPU": 2.0}).concurrent == 1
+    gpu = build_config("full", overrides={"max_concurrent": 0})
+    packed = plan_resources(gpu, {"CPU": 16.0, "GPU": 1.0})
+    assert packed.gpu == 0.25 and packed.concurrent == 4
+
+
+def test_cli_reports_config_errors_in_one_line_before_starting_ray(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "study" / "run.py"), "--preset", "smoke", "--set", "colour=1",
+                             "--storage", str(tmp_path)], capture_output=True, text=True, env={**os.environ, **QUIET_RAY})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "unknown study setting(s) ['colour']" in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_interrupted_study_resumes_without_rerunning_finished_trials(study_env, tmp_path):
+    storage = tmp_path / "studies"
+    command = [sys.executable, str(REPO / "study" / "run.py"), "--preset", "smoke", "--name", "interrupted", "--storage", str(storage),
+               "--data", str(study_env["data"]), "--num-samples", "3", "--max-concurrent", "1", "--num-cpus", "1", "--set", "scheduler=none"]
+    env = {**os.environ, "FACESTUDY_INJECT_WORKER_FAULT": ""}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    study_dir = storage / "interrupted"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(n == 3 for n in result_lines(study_dir).values()):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) != 0
+    finished_before = {k: v for k, v in result_lines(study_dir).items() if v == 3}
+    assert finished_before, "no trial finished before the interruption"
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = result_lines(study_dir)
+    assert {k: after[k] for k in finished_before} == finished_before
+    trials = pd.read_csv(study_dir / "trials.csv")
+    assert len(trials) == 3 and set(trials["status"]) == {"completed"}
