@@ -3,15 +3,16 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from denoise_core.data import parse_csv_bytes, read_csv_head, to_float
+from denoise_core.data import parse_csv_bytes, to_float
 from denoise_core.metrics import batched_quality, psnr, ssim, ssim_map
 from denoise_core.noise import corrupt, make_generator
 from synthetic import smooth_faces
 
 
 @pytest.fixture(scope="module")
-def real_pairs(fer2013_path):
-    images, _ = parse_csv_bytes(read_csv_head(fer2013_path, 40))
+def real_pairs(fer2013_slice):
+    images, _ = parse_csv_bytes(fer2013_slice)
+    images = images[::15]
     clean = torch.from_numpy(to_float(images))
     noisy = torch.cat([corrupt(clean[:60], "sp:0.2", make_generator(0)), corrupt(clean[60:], "sp:0.1+gauss:15", make_generator(1))])
     return noisy, clean

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from denoise_core.checkpoint import load_model
-from denoise_core.data import read_csv_head
 from study.config import StudyConfigError, build_config
 from study.study import plan_resources, run_study
 
@@ -23,12 +22,12 @@ QUIET_RAY = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_T
 
 
 @pytest.fixture(scope="module")
-def study_env(tmp_path_factory, fer2013_path):
+def study_env(tmp_path_factory, fer2013_slice):
     """A data slice, a private cache, a fault marker (present: no fault) and one quiet local Ray instance."""
     ray = pytest.importorskip("ray")
     root = tmp_path_factory.mktemp("study")
     data = root / "fer2013-slice.csv"
-    data.write_bytes(read_csv_head(fer2013_path, 600))
+    data.write_bytes(fer2013_slice)
     marker = root / "fault-injected"
     marker.write_text("no fault\n")
     env = {**QUIET_RAY, "FACESTUDY_CACHE": str(root / "cache"), "FACESTUDY_INJECT_WORKER_FAULT": str(marker)}

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from denoise_core.checkpoint import CheckpointError, export_model, load_checkpoint, load_model, save_checkpoint
-from denoise_core.data import parse_csv_bytes, read_csv_head, split_faces, Faces
+from denoise_core.data import Faces, parse_csv_bytes, split_faces
 from denoise_core.model import ModelConfig
 from denoise_core.train import TrainConfig, config_from_dict, config_to_dict, fit, with_overrides
 from synthetic import smooth_splits
@@ -20,16 +20,16 @@ def weights(checkpoint):
     return torch.cat([v.float().flatten() for v in checkpoint["model_state"].values()])
 
 
-def test_fit_on_real_faces_beats_the_noisy_input(fer2013_path):
-    images, usage = parse_csv_bytes(read_csv_head(fer2013_path, 1200))
+def test_fit_on_real_faces_beats_the_noisy_input(fer2013_slice):
+    images, usage = parse_csv_bytes(fer2013_slice)
     splits = split_faces(Faces(images=images, usage=usage, source="slice", dropped_constant=0))
-    config = TrainConfig(model=ModelConfig(base_width=8, bottleneck_size=16), noise="sp:0.2", epochs=4, batch_size=32,
-                         lr=3e-3, train_size=1200, val_size=256, seed=0)
+    config = TrainConfig(model=ModelConfig(base_width=4, bottleneck_size=16), noise="sp:0.2", epochs=3, batch_size=16,
+                         lr=3e-3, train_size=600, val_size=200, seed=0)
     reports = []
     result = fit(config, splits, on_epoch=reports.append)
-    assert [r.epoch for r in reports] == [1, 2, 3, 4]
+    assert [r.epoch for r in reports] == [1, 2, 3]
     assert result.best["val_psnr"] > result.best["noisy_psnr"] + 4.0
-    assert result.best["val_ssim"] > result.best["noisy_ssim"] + 0.2
+    assert result.best["val_ssim"] > result.best["noisy_ssim"] + 0.1
     assert reports[-1].train_loss < reports[0].train_loss
 
 
