@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from denoise_core.data import Faces, Splits, load_fer2013, resolve_data_path, split_faces, to_float, write_csv  # noqa: E402
+from denoise_core.data import DataNotFound, Faces, Splits, load_fer2013, resolve_data_path, split_faces, to_float, write_csv  # noqa: E402
 from denoise_core.metrics import psnr, ssim  # noqa: E402
 from denoise_core.model import ConvAutoencoder, ModelConfig  # noqa: E402
 from denoise_core.noise import corrupt, make_generator  # noqa: E402
@@ -136,7 +136,8 @@ def bench_parse(csv_path: Path, workdir: Path, sizes: Sizes, notes: list[str]) -
     load_fer2013(csv_path, cache_dir=cache_dir)
     cached = best_time(lambda: load_fer2013(csv_path, cache_dir=cache_dir), 2)
     naive: float | None = None
-    if sizes.naive_parse:
+    is_csv = csv_path.is_file() and csv_path.suffix == ".csv"
+    if sizes.naive_parse and is_csv:
         progress("parsing with pandas.read_csv + str.split (one run, ~10 s)")
         start = time.perf_counter()
         images = naive_parse(csv_path)
@@ -145,9 +146,9 @@ def bench_parse(csv_path: Path, workdir: Path, sizes: Sizes, notes: list[str]) -
         same = np.array_equal(images[flat.min(axis=1) != flat.max(axis=1)], faces[-1].images)
         notes.append(f"parse: pandas result equals ours after dropping constant faces: {same}; ours also returns Usage codes and drops {faces[-1].dropped_constant} blank faces.")
     else:
-        notes.append("parse: naive pandas parse skipped (--quick).")
-    size_mb = csv_path.stat().st_size / 1e6
-    notes.append(f"parse: {csv_path.name}, {size_mb:.0f} MB uncompressed, {len(faces[-1].images)} faces; ours and cached are best of 2, naive is 1 run.")
+        notes.append(f"parse: naive pandas parse skipped ({'--quick' if is_csv else 'the source is not a CSV'}).")
+    size = f"{csv_path.stat().st_size / 1e6:.0f} MB uncompressed, " if is_csv else ""
+    notes.append(f"parse: {csv_path.name}, {size}{len(faces[-1].images)} faces; ours and cached are best of 2, naive is 1 run.")
     rows = [
         Row("parse CSV, s (vs pandas)", ours, naive, naive / ours if naive else None, ">= 10x", naive / ours >= 10 if naive else None),
         Row("load cached .npz, s (vs parse)", cached, ours, ours / cached, "< 0.5 s", cached < 0.5),
@@ -377,14 +378,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes and no pandas parse: a smoke run")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    path = data_path(args.data)
+    try:
+        path = data_path(args.data)
+    except DataNotFound as error:
+        raise SystemExit(f"bench/core.py: {error}") from None
     notes: list[str] = []
     started = time.perf_counter()
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
         workdir = Path(tmp)
         if path.is_file() and path.name.endswith((".csv", ".csv.gz")):
-            progress(f"decompressing {path} (not timed)")
+            progress(f"decompressing or copying {path} to a temporary folder (not timed)")
             csv_path = decompress(path, workdir)
         else:
             csv_path = path

@@ -72,8 +72,7 @@ def salt_and_pepper(images: torch.Tensor, density: float | torch.Tensor, salt_ra
     """
     draw = torch.rand(images.shape, generator=generator, device=images.device, dtype=torch.float32)
     density = _per_image(density, images)
-    noisy = torch.where(draw < density * salt_ratio, torch.ones_like(images), images)
-    return torch.where((draw >= density * salt_ratio) & (draw < density), torch.zeros_like(images), noisy)
+    return images.masked_fill(draw < density, 0.0).masked_fill_(draw < density * salt_ratio, 1.0)
 
 
 def gaussian(images: torch.Tensor, sigma: float | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

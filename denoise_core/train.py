@@ -141,8 +141,16 @@ def fit(
     weights, so they load the same way as single-process ones.
     """
     device = device or resolve_device(config.device)
+    threads = torch.get_num_threads()
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
+    try:
+        return _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -> FitResult:
     train = data.train[: config.train_size]
     per_rank = len(train) // world_size
     train_u8 = _to_device(train[rank::world_size][:per_rank], device)
@@ -178,6 +186,7 @@ def fit(
         parameters = count_parameters(core)
         started = time.perf_counter()
         stopped_early = False
+        checkpoint = resume
         for epoch in range(state["epoch"] + 1, config.epochs + 1):
             epoch_start = time.perf_counter()
             model.train()
@@ -194,8 +203,8 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
                 total += loss.detach()
+            train_loss = float(total) / batches  # synchronises the device before the clock is read
             train_seconds = time.perf_counter() - epoch_start
-            train_loss = float(total) / batches
             val_loss, val_psnr, val_ssim, examples = _validate(core, val_noisy, val_clean, loss_fn, use_amp)
             if not math.isfinite(train_loss) or not math.isfinite(val_loss):
                 raise FloatingPointError(f"epoch {epoch}: loss is not finite (train {train_loss}, val {val_loss}); lower the learning rate")

@@ -223,14 +223,14 @@ def free_port() -> int:
 class TwoNodeCluster:
     """A head and one joined node started with `ray start --block`, each in its own process group."""
 
-    def __init__(self, cpus_per_node: int = 1, nodes: int = 2, dashboard: bool = True):
+    def __init__(self, cpus_per_node: int = 1, nodes: int = 2, dashboard: bool = True, env: dict[str, str] | None = None):
         # Ray's socket paths must stay under 107 characters: a short temp dir, not pytest's tmp_path.
         self.temp_dir = Path(tempfile.mkdtemp(prefix="fsray-", dir="/tmp"))
         self.port, self.dashboard_port = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
         self.cpus, self.count, self.dashboard = cpus_per_node, nodes, dashboard
-        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | QUIET_RAY
+        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | QUIET_RAY | (env or {})
         self.nodes: list[subprocess.Popen] = []
 
     def start(self, timeout: float = 180) -> "TwoNodeCluster":
@@ -242,9 +242,11 @@ class TwoNodeCluster:
         self._launch(head, "head")
         self._wait(1, timeout)
         for index in range(1, self.count):
+            # Its own temp dir, as a real node has its own disk: with the head's, both nodes' runtime-env agents
+            # would manage one working_dir copy, and a job driver's working directory vanished under it.
             worker = [RAY_CLI, "start", "--address", self.address, "--num-cpus", str(self.cpus), "--num-gpus", "0",
-                      "--node-ip-address", f"127.0.0.{index + 1}", "--dashboard-agent-listen-port", str(free_port()),
-                      "--disable-usage-stats", "--block"]
+                      "--node-ip-address", f"127.0.0.{index + 1}", "--temp-dir", str(self.temp_dir / f"ray-node{index}"),
+                      "--dashboard-agent-listen-port", str(free_port()), "--disable-usage-stats", "--block"]
             self._launch(worker, f"node{index}")
         self._wait(self.count, timeout)
         return self
@@ -277,52 +279,34 @@ class TwoNodeCluster:
     def logs(self) -> str:
         return " | ".join(p.read_text(errors="replace")[-1500:] for p in sorted(self.temp_dir.glob("*.log")))
 
-    def processes(self) -> list:
+    def processes(self) -> set[int]:
         """Every live process this cluster started: the nodes' process groups and all their descendants
         (Ray workers and `ray job` drivers run in process groups of their own)."""
-        import psutil
-
-        found: dict[int, psutil.Process] = {}
-        groups = {node.pid for node in self.nodes}
-        for node in self.nodes:
-            try:
-                root = psutil.Process(node.pid)
-                for process in [root, *root.children(recursive=True)]:
-                    found[process.pid] = process
-            except psutil.NoSuchProcess:
-                pass
-        for process in psutil.process_iter():
-            try:
-                if os.getpgid(process.pid) in groups:
-                    found[process.pid] = process
-            except (ProcessLookupError, psutil.NoSuchProcess):
-                pass
-        alive = []
-        for process in found.values():
-            try:
-                if process.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(process)
-            except psutil.NoSuchProcess:
-                pass
-        return alive
+        table = process_table()
+        found = {node.pid for node in self.nodes} | {pid for pid, (_, pgid, _) in table.items() if pgid in {n.pid for n in self.nodes}}
+        children: dict[int, list[int]] = {}
+        for pid, (ppid, _, _) in table.items():
+            children.setdefault(ppid, []).append(pid)
+        stack = list(found)
+        while stack:
+            for child in children.get(stack.pop(), []):
+                if child not in found:
+                    found.add(child)
+                    stack.append(child)
+        return {pid for pid in found if pid in table and table[pid][2] != "Z"}
 
     def stop(self) -> None:
         """Stop exactly what this cluster started (never `ray stop`, which stops every Ray on the machine)."""
-        import psutil
-
-        processes = self.processes()
-        for process in processes:
-            try:
-                process.terminate()
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(processes, timeout=15)
-        for process in alive + self.processes():
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=10)
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+            targets = self.processes()
+            for pid in targets:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and alive(targets):
+                time.sleep(0.3)
         for node in self.nodes:
             try:
                 node.wait(timeout=10)
@@ -345,6 +329,25 @@ class TwoNodeCluster:
             self.stop()
         finally:
             self.cleanup()
+
+
+def process_table() -> dict[int, tuple[int, int, str]]:
+    """pid -> (parent pid, process group, state) for every process, from /proc (no psutil here)."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rpartition(")")[2].split()
+            table[int(entry)] = (int(fields[1]), int(fields[2]), fields[0])
+    return table
+
+
+def alive(pids: set[int]) -> set[int]:
+    table = process_table()
+    return {pid for pid in pids if pid in table and table[pid][2] != "Z"}
 
 
 def trial_nodes_from_state_api(cluster: TwoNodeCluster, pids: set[int]) -> dict[int, str]:
@@ -387,12 +390,13 @@ def test_smoke_study_spreads_over_a_real_two_node_cluster(tmp_path, fer2013_path
     storage = tmp_path / "studies"
     study_args = ["--preset", "smoke", "--data", str(data), "--storage", str(storage), "--set", "max_concurrent=2",
                   "--set", "holdout_faces=32"]
-    cluster = TwoNodeCluster(cpus_per_node=1, nodes=2)
+    # Every node, trial and job driver gets the same environment, as cluster.yaml's ~/.facestudy_env gives them.
+    cluster = TwoNodeCluster(cpus_per_node=1, nodes=2, env={"FACESTUDY_CACHE": str(tmp_path / "cache")})
     started = time.monotonic()
     with cluster:
         nodes = cluster.alive_nodes()
         assert len(nodes) == 2 and len({n["ip"] for n in nodes}) == 2 and all(n["cpu"] == 1 for n in nodes)
-        env = cluster.env | {"FACESTUDY_CACHE": str(tmp_path / "cache")}
+        env = cluster.env
         print(f"\ncluster up in {time.monotonic() - started:.0f} s: {nodes}")
 
         # (a) the study as a driver on this machine, joined through RAY_ADDRESS
@@ -414,7 +418,7 @@ def test_smoke_study_spreads_over_a_real_two_node_cluster(tmp_path, fer2013_path
         started_processes = cluster.processes()
         assert started_processes
     # stopped: nothing this test started is left, and the head's port is closed
-    assert not [p for p in started_processes if p.is_running() and p.status() != "zombie"]
+    assert not alive(started_processes)
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", cluster.port)) != 0
     assert not cluster.temp_dir.exists()

@@ -69,3 +69,12 @@ def test_batched_quality_matches_unchunked():
     noisy = corrupt(clean, "sp:0.3", make_generator(6))
     chunked_psnr, chunked_ssim = batched_quality(noisy, clean, chunk=3)
     assert torch.allclose(chunked_psnr, psnr(noisy, clean)) and torch.allclose(chunked_ssim, ssim(noisy, clean))
+
+
+def test_cpu_kernel_and_tensor_formula_give_the_same_ssim():
+    clean = torch.from_numpy(to_float(smooth_faces(12)))
+    noisy = corrupt(clean, "sp:0.2+gauss:10", make_generator(7))
+    compiled = ssim(noisy, clean)
+    tensor_formula = ssim_map(noisy, clean).flatten(1).mean(dim=1)
+    assert torch.allclose(compiled, tensor_formula, atol=1e-10)
+    assert torch.allclose(ssim(noisy.double(), clean.double(), data_range=2.0), ssim_map(noisy, clean, data_range=2.0).flatten(1).mean(1), atol=1e-10)

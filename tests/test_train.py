@@ -139,3 +139,15 @@ def test_fit_fails_loudly_when_the_loss_diverges(tiny_data):
     config = with_overrides(TINY, lr=1e30, model_batchnorm=False, model_residual=True, epochs=3)
     with pytest.raises(FloatingPointError, match="not finite"):
         fit(config, tiny_data)
+
+
+def test_resuming_a_finished_run_returns_its_result(tiny_data):
+    finished = fit(TINY, tiny_data)
+    again = fit(TINY, tiny_data, resume=finished.checkpoint)
+    assert again.best_epoch == finished.best_epoch and again.history == finished.history
+
+
+def test_fit_restores_the_callers_thread_count(tiny_data):
+    before = torch.get_num_threads()
+    fit(with_overrides(TINY, num_threads=2, epochs=1), tiny_data)
+    assert torch.get_num_threads() == before
