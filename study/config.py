@@ -37,8 +37,8 @@ class StudyConfig:
     cpus_per_worker: float = 1.0
     gpus_per_trial: float | None = None  # None: 0.25 when the cluster has GPUs, else 0
     max_failures: int = 2  # restarts of a failed trial / worker group, from its last checkpoint
-    metric: str = "val_loss"  # validation only: model selection never sees the test split
-    mode: str = "min"
+    metric: str = "val_psnr"  # validation only, and the same for every loss: trials with mse and mae compare fairly
+    mode: str = "max"
     scheduler: str = "asha"  # "asha" or "none"
     grace_period: int = 2  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 3
@@ -62,6 +62,8 @@ class StudyConfig:
             (self.scheduler in ("asha", "none"), "scheduler must be 'asha' or 'none'"),
             (self.grace_period >= 1 and self.reduction_factor >= 2, "grace_period must be >= 1 and reduction_factor >= 2"),
             (bool(self.name) and "/" not in self.name, "name must be a non-empty directory name"),
+            (not (self.metric == "val_loss" and "loss" in self.search), "metric val_loss compares mse with mae when loss is searched; use val_psnr or val_ssim"),
+            ((self.mode == "min") == (self.metric == "val_loss"), f"mode for {self.metric} must be {'min' if self.metric == 'val_loss' else 'max'}"),
         ]
         for ok, message in checks:
             if not ok:

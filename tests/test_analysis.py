@@ -258,7 +258,7 @@ def test_error_analysis_states_every_finding_in_one_sentence_with_numbers_and_fi
 
 def test_analyses_are_deterministic(holdout: Holdout, template: np.ndarray):
     fixed = lambda noisy: np.broadcast_to(template, noisy.shape).copy()  # noqa: E731 - ignores its input
-    denoisers = {"switching_median": switching_median, "template": fixed}
+    denoisers = {"blur": blur, "template": fixed}
     for analysis in (misalignment, region_errors, ssim_vs_psnr):  # misalignment draws fresh (seeded) noise
         first, second = analysis(denoisers, holdout), analysis(denoisers, holdout)
         assert first.sentence == second.sentence

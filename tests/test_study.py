@@ -153,6 +153,8 @@ def test_trainer_workers_survive_a_killed_worker(study_env):
     ({"search": {"lr": {"loguniform": [0, 1]}}}, "positive low bound"),
     ({"search": {"loss": {"choice": ["huber"]}}}, "value 'huber' is invalid"),
     ({"metric": "test_psnr"}, "metric must be"),
+    ({"metric": "val_loss", "mode": "min"}, "compares mse with mae"),
+    ({"mode": "min"}, "mode for val_psnr must be max"),
 ])
 def test_bad_study_config_is_a_one_line_error(overrides, message):
     with pytest.raises(StudyConfigError, match=message) as error:
