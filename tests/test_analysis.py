@@ -3,7 +3,6 @@ known: identity (returns the noisy input), the switching median, a deliberate bl
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
