@@ -117,17 +117,18 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
     import ray
 
     resources = plan_resources(config, ray.cluster_resources())
-    trainable = tune_trial_with_trainer if resources.workers else tune_trial
-    trial_resources = {"cpu": DRIVER_CPU} if resources.workers else {"cpu": resources.cpu, "gpu": resources.gpu}
-    trainable = tune.with_resources(trainable, trial_resources)
     train_settings = dict(config.train)
     if "device" not in train_settings:
         train_settings["device"] = "cuda" if resources.gpu > 0 else "cpu"
-    params = {
-        "train": train_settings, "search": search_space(config), "data": data_path, "grid_every": config.grid_every,
+    settings = {  # the same for every trial; only "search" is sampled
+        "train": train_settings, "data": data_path, "grid_every": config.grid_every,
         "max_failures": config.max_failures, "train_storage": f"{study_uri}/train_runs",
         "resources": {"workers": resources.workers, "cpu": resources.cpu, "gpu": resources.gpu},
     }
+    trainable = tune.with_parameters(tune_trial_with_trainer if resources.workers else tune_trial, settings=settings)
+    trial_resources = {"cpu": DRIVER_CPU} if resources.workers else {"cpu": resources.cpu, "gpu": resources.gpu}
+    trainable = tune.with_resources(trainable, trial_resources)
+    params = {"search": search_space(config)}
     log.info("study %s: %d trials, %d at a time, %s per trial", study_uri, config.num_samples, resources.concurrent,
              f"{resources.workers} TorchTrainer worker(s) x {resources.cpu:g} CPU / {resources.gpu:g} GPU" if resources.workers else f"{resources.cpu:g} CPU / {resources.gpu:g} GPU in-process")
     run_config = tune.RunConfig(

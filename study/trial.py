@@ -81,9 +81,11 @@ def train_in_process(
         report(diverged_metrics(error), None)
 
 
-def tune_trial(params: dict[str, Any]) -> None:
+def tune_trial(sampled: dict[str, Any], settings: dict[str, Any]) -> None:
     """Tune function trainable for ``train_workers: 0``: the core loop runs in this process."""
     from ray import tune
+
+    params = {**settings, **sampled}
 
     def report(metrics: dict[str, Any], directory: str | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory) if directory else None)
@@ -113,9 +115,11 @@ def train_worker(params: dict[str, Any]) -> None:
         )
 
 
-def tune_trial_with_trainer(params: dict[str, Any]) -> None:
+def tune_trial_with_trainer(sampled: dict[str, Any], settings: dict[str, Any]) -> None:
     """Tune function trainable that runs the trial as a TorchTrainer; a re-run resumes its own Train run."""
     from ray import train, tune
+
+    params = {**settings, **sampled}
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
