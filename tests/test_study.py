@@ -193,7 +193,7 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(study_env, 
     env = {**os.environ, "FACESTUDY_INJECT_WORKER_FAULT": ""}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     study_dir = storage / "interrupted"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 400
     while time.monotonic() < deadline and not any(n == 3 for n in result_lines(study_dir).values()):
         time.sleep(0.5)
     process.send_signal(signal.SIGINT)
