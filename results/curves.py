@@ -1,0 +1,211 @@
+"""Robustness curves: PSNR and SSIM of every denoiser against the noise level, on the fixed noisy hold-out.
+
+Curves run over salt-and-pepper density, Gaussian sigma and the S&P + Gaussian mixtures. Density 0 is the
+clean face itself ("none"): it shows what a denoiser does to an image that needs nothing. A denoiser that
+returns an image unchanged has infinite PSNR, so per-image PSNR is capped at ``PSNR_CAP`` dB before averaging;
+only the clean point is ever affected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from denoise_core.data import to_float
+from denoise_core.evaluate import score_images
+from denoise_core.holdout import DEFAULT_CONDITIONS, Holdout
+from denoise_core.noise import NoiseSpec
+
+Denoiser = Callable[[np.ndarray], np.ndarray]
+PSNR_CAP = 60.0
+CLEAN = "none"
+KINDS = ("sp", "gauss", "mixture")
+AXIS_LABELS = {"sp": "salt-and-pepper density", "gauss": "Gaussian sigma (of 255)", "mixture": "mixture: S&P density + Gaussian sigma"}
+COLUMNS = ("model", "family", "condition", "noise", "level", "psnr", "ssim", "noisy_psnr", "noisy_ssim", "faces", "parameter", "seconds")
+
+
+@dataclass(frozen=True)
+class NoiseAxis:
+    """Where a condition sits on the curves: its kind and its x value (density, or sigma for Gaussian)."""
+
+    kind: str  # "clean", "sp", "gauss" or "mixture"
+    level: float
+
+
+def canonical(condition: str) -> str:
+    return str(NoiseSpec.parse(condition))
+
+
+def noise_axis(condition: str) -> NoiseAxis:
+    spec = NoiseSpec.parse(condition)
+    if spec.is_blind:
+        raise ValueError(f"'{condition}' is a range; curves need fixed noise levels")
+    density, sigma = spec.density[0], spec.sigma[0]
+    if density and sigma:
+        return NoiseAxis("mixture", density)
+    if density:
+        return NoiseAxis("sp", density)
+    if sigma:
+        return NoiseAxis("gauss", sigma)
+    return NoiseAxis("clean", 0.0)
+
+
+def curve_conditions(study_conditions: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The clean point, the 18 default hold-out conditions, then any other fixed condition the study used.
+
+    A study may have been scored on a subset (the smoke preset uses 4); curves always span the full default
+    grid so that every report and every comparison has the same x values.
+    """
+    conditions = [CLEAN, *(canonical(c) for c in DEFAULT_CONDITIONS)]
+    for condition in study_conditions:
+        if canonical(condition) not in conditions and not NoiseSpec.parse(condition).is_blind:
+            conditions.append(canonical(condition))
+    return tuple(conditions)
+
+
+def with_clean_point(holdout: Holdout) -> Holdout:
+    """The hold-out with the clean faces as condition "none" in front (density 0 on every curve)."""
+    noisy = np.concatenate([holdout.clean[None], holdout.noisy])
+    return dataclasses.replace(holdout, noisy=noisy, conditions=(CLEAN, *holdout.conditions), checksum=f"{holdout.checksum}+{CLEAN}")
+
+
+def sp_conditions(conditions: tuple[str, ...]) -> tuple[str, ...]:
+    """The salt-and-pepper-only conditions among ``conditions`` (what the leaderboard's test score averages)."""
+    return tuple(c for c in conditions if noise_axis(c).kind == "sp")
+
+
+def input_scores(holdout: Holdout, condition: str, faces: int | None) -> dict[str, float]:
+    """Mean capped PSNR and SSIM of the noisy input itself: what doing nothing scores."""
+    psnr, ssim = score_images(to_float(holdout.noisy_for(condition)[:faces]), to_float(holdout.clean[:faces]))
+    return {"noisy_psnr": float(np.minimum(psnr, PSNR_CAP).mean()), "noisy_ssim": float(ssim.mean())}
+
+
+def score(denoiser: Denoiser, holdout: Holdout, condition: str, faces: int | None, noisy: dict[str, float] | None = None) -> dict[str, float]:
+    """Mean capped PSNR and SSIM of the denoiser (and of its noisy input, unless given) on the first ``faces`` hold-out faces."""
+    clean = to_float(holdout.clean[:faces])
+    start = time.perf_counter()
+    restored = denoiser(to_float(holdout.noisy_for(condition)[:faces]))
+    seconds = time.perf_counter() - start
+    psnr, ssim = score_images(restored, clean)
+    return {"psnr": float(np.minimum(psnr, PSNR_CAP).mean()), "ssim": float(ssim.mean()),
+            **(noisy or input_scores(holdout, condition, faces)), "faces": len(clean), "seconds": seconds}
+
+
+def curve_row(model: str, family: str, condition: str, scores: dict[str, float], parameter: str = "") -> dict:
+    axis = noise_axis(condition)
+    return {"model": model, "family": family, "condition": canonical(condition), "noise": axis.kind, "level": axis.level,
+            **scores, "parameter": parameter}
+
+
+def model_curves(models: dict[str, Denoiser], holdout: Holdout, conditions: tuple[str, ...], faces: int | None, family: str = "learned") -> pd.DataFrame:
+    """One row per (model, condition), models in the given order; the noisy input is scored once per condition."""
+    rows = []
+    for condition in conditions:
+        noisy = input_scores(holdout, condition, faces)
+        rows += [curve_row(name, family, condition, score(denoiser, holdout, condition, faces, noisy)) for name, denoiser in models.items()]
+    order = {name: index for index, name in enumerate(models)}
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    return table.sort_values("model", key=lambda names: names.map(order), kind="stable").reset_index(drop=True)
+
+
+def series(table: pd.DataFrame, model: str, kind: str, metric: str) -> pd.DataFrame:
+    """The (level, value) points of one curve, the clean point first; ``metric`` may be ``noisy_psnr``."""
+    rows = table[(table["model"] == model) & table["noise"].isin([kind, "clean"])].sort_values("level")
+    return rows[["level", "condition", metric]].rename(columns={metric: "value"})
+
+
+def curve_label(table: pd.DataFrame, model: str, total_faces: int) -> str:
+    faces = int(table.loc[table["model"] == model, "faces"].min())
+    return f"{model} (first {faces} faces)" if faces < total_faces else model
+
+
+def plot_curves(table: pd.DataFrame, path: Path, title: str) -> None:
+    """PSNR (top) and SSIM (bottom) against S&P density, Gaussian sigma and the mixtures; learned models bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = [k for k in KINDS if (table["noise"] == k).any()]
+    models = list(dict.fromkeys(table["model"]))
+    total_faces = int(table["faces"].max())
+    learned = [m for m in models if (table.loc[table["model"] == m, "family"] == "learned").all()]
+    palette = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
+    colors = {m: palette[i % len(palette)] for i, m in enumerate(models)}
+    fig, axes = plt.subplots(2, len(kinds), figsize=(4.6 * len(kinds) + 0.6, 9.0), squeeze=False)
+    reference = table[table["faces"] == total_faces]
+    for column, kind in enumerate(kinds):
+        for row, metric in enumerate(("psnr", "ssim")):
+            ax = axes[row][column]
+            if len(reference):
+                noisy = series(reference, reference["model"].iloc[0], kind, f"noisy_{metric}")
+                noisy = noisy[noisy["level"] > 0]
+                ax.plot(noisy["level"], noisy["value"], ":", color="black", linewidth=1.5, label="noisy input")
+            for model in models:
+                points = series(table, model, kind, metric)
+                if points.empty:
+                    continue
+                bold = model in learned
+                subset = int(table.loc[table["model"] == model, "faces"].min()) < total_faces
+                ax.plot(points["level"], points["value"], "-" if not subset else "--", marker="o" if bold else ".",
+                        linewidth=2.4 if bold else 1.2, markersize=5 if bold else 4, color=colors[model],
+                        label=curve_label(table, model, total_faces), alpha=1.0 if bold else 0.85)
+            if kind == "mixture":
+                mixed = table[table["noise"] == "mixture"].drop_duplicates("condition").sort_values("level")
+                ax.set_xticks([0.0, *mixed["level"]], ["clean", *(c.replace("+", "\n+") for c in mixed["condition"])], fontsize=7)
+            ax.set_xlabel(AXIS_LABELS[kind])
+            ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
+            ax.grid(True, alpha=0.3)
+    legend: dict[str, object] = {}
+    for ax in axes.ravel():
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=min(5, len(legend)), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.035 * ((len(legend) + 4) // 5) + 0.01, 1, 0.97))
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def tensorboard_step(kind: str, level: float) -> int:
+    """Density as a percentage (S&P, mixture) or sigma (Gaussian): TensorBoard steps are integers."""
+    return int(round(level * 100)) if kind in ("sp", "mixture") else int(round(level))
+
+
+def write_tensorboard(table: pd.DataFrame, log_dir: Path) -> None:
+    """One scalar tag per model, metric and noise kind (``psnr_vs_sp/<model>``), plus a Custom Scalars
+    layout that overlays every model of one metric and kind in a single chart."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(log_dir))
+    try:
+        kinds = [k for k in KINDS if (table["noise"] == k).any()]
+        curves = [(m, metric) for m in dict.fromkeys(table["model"]) for metric in ("psnr", "ssim")]
+        for kind in kinds:
+            for model, metric in curves:
+                for _, point in series(table, model, kind, metric).iterrows():
+                    writer.add_scalar(f"{metric}_vs_{kind}/{tag_name(model)}", float(point["value"]), tensorboard_step(kind, point["level"]))
+            first = table["model"].iloc[0]
+            for metric in ("psnr", "ssim"):
+                for _, point in series(table, first, kind, f"noisy_{metric}").iterrows():
+                    if point["level"] > 0:
+                        writer.add_scalar(f"{metric}_vs_{kind}/noisy_input", float(point["value"]), tensorboard_step(kind, point["level"]))
+        layout = {"robustness": {f"{metric} vs {kind}": ["Multiline", [f"{metric}_vs_{kind}/.*"]] for kind in kinds for metric in ("psnr", "ssim")}}
+        writer.add_custom_scalars(layout)
+    finally:
+        writer.close()
+
+
+def tag_name(model: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in model)
+
+
+def is_finite_table(table: pd.DataFrame) -> bool:
+    return all(math.isfinite(v) for v in table[["psnr", "ssim"]].to_numpy().ravel())

@@ -1,0 +1,142 @@
+"""Hyperparameter importance and the parallel-coordinates plot, through an in-memory Optuna study.
+
+The trial table is replayed into ``optuna.create_study`` with the search space of ``study.yaml`` (so a
+log-uniform learning rate is treated as log-scaled), one trial per *completed* trial: ASHA-stopped trials
+are left out, as Optuna leaves pruned trials out of its importance. Importances use Optuna's default
+evaluator (PED-ANOVA); with only a handful of trials they are a hint, not a measurement.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from results.study_dir import Study, is_usable
+
+MIN_TRIALS = 2
+
+
+@dataclass(frozen=True)
+class Importance:
+    table: pd.DataFrame | None  # parameter, importance (sums to 1); None when not computable
+    reason: str  # what was computed, or why not
+    trials: int
+
+
+def distribution(spec: dict[str, Any] | None, values: pd.Series):
+    """An Optuna distribution from a study.yaml search entry, else from the values seen."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if spec:
+        kind, bounds = next(iter(spec.items()))
+        if kind == "choice":
+            return CategoricalDistribution(list(bounds))
+        if kind == "randint":
+            return IntDistribution(int(bounds[0]), int(bounds[1]) - 1)
+        return FloatDistribution(float(bounds[0]), float(bounds[1]), log=kind == "loguniform")
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all() and numeric.min() < numeric.max():
+        return FloatDistribution(float(numeric.min()), float(numeric.max()))
+    return CategoricalDistribution(sorted({str(v) for v in values}))
+
+
+def as_choice(value: Any, dist) -> Any:
+    """The trial-table value in the distribution's own type (CSV turns True into 'True' and 8 into 8.0)."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        for choice in dist.choices:
+            if str(choice) == str(value) or (isinstance(choice, (int, float)) and not isinstance(choice, bool) and _number(value) == choice):
+                return choice
+        raise ValueError(f"value {value!r} is not one of {dist.choices}")
+    if isinstance(dist, IntDistribution):
+        return int(value)
+    return float(value)
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def optuna_study(study: Study):
+    """The completed trials as an in-memory Optuna study, and how many there are."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    search = study.config.get("search") or {}
+    completed = study.trials[study.trials.apply(lambda row: is_usable(row, study.metric) and row["status"] == "completed", axis=1)]
+    names = [c[len("param_"):] for c in study.param_columns]
+    dists = {name: distribution(search.get(name), completed[f"param_{name}"]) for name in names} if len(completed) else {}
+    replay = optuna.create_study(direction="minimize" if study.mode == "min" else "maximize", study_name=study.name)
+    for _, row in completed.iterrows():
+        params = {name: as_choice(row[f"param_{name}"], dist) for name, dist in dists.items()}
+        replay.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row[study.metric])))
+    return replay, len(completed)
+
+
+def param_importance(study: Study) -> Importance:
+    """Optuna's importance of each searched hyperparameter for the validation metric, or why there is none."""
+    import optuna
+
+    if not study.param_columns:
+        return Importance(None, "the study searched no hyperparameters (no param_* columns in trials.csv)", 0)
+    replay, count = optuna_study(study)
+    if count < MIN_TRIALS:
+        return Importance(None, f"importance needs at least {MIN_TRIALS} completed trials; this study has {count}", count)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = optuna.importance.get_param_importances(replay)
+    table = pd.DataFrame({"parameter": list(values), "importance": [float(v) for v in values.values()]})
+    if not all(math.isfinite(v) for v in table["importance"]):
+        return Importance(None, f"importance is undefined on these {count} trials (all scored the same)", count)
+    caveat = " (fewer than 10 trials: treat as a hint)" if count < 10 else ""
+    return Importance(table, f"PED-ANOVA importance (Optuna's default) of {study.metric} over {count} completed trials{caveat}", count)
+
+
+def plot_importance(importance: Importance, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = importance.table.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(table) + 1.4))
+    ax.barh(table["parameter"], table["importance"], color="#4c72b0")
+    ax.set_xlabel("importance (sums to 1)")
+    ax.set_title("hyperparameter importance", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def plot_parallel_coordinates(study: Study, path: Path) -> str | None:
+    """Optuna's parallel-coordinates plot of the completed trials; returns why not, when it cannot be drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna
+
+    if not study.param_columns:
+        return "the study searched no hyperparameters"
+    replay, count = optuna_study(study)
+    if count < 1:
+        return "no completed trial to draw"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ax = optuna.visualization.matplotlib.plot_parallel_coordinate(replay, target_name=study.metric)
+    fig = ax.figure
+    fig.set_size_inches(max(7.0, 1.6 * (len(study.param_columns) + 1) + 2), 4.8)
+    ax.set_title(f"completed trials: hyperparameters and {study.metric} (darker is better)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return None

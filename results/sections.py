@@ -1,0 +1,149 @@
+"""The report's sections: what each part of ``index.html`` and ``summary.md`` says, around which tables and figures.
+
+Each builder writes its own figures into the report directory and returns a ``Section``; the numbers come in
+already computed (leaderboard, curves, tuning), except the error analysis, which ``results.analysis`` computes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from denoise_core.holdout import Holdout
+from results import grids
+from results.classical import SLOW, denoiser_at, fixed_denoiser
+from results.curves import Denoiser
+from results.html import Figure, Section, Table, Text, markdown_table
+from results.importance import param_importance, plot_importance, plot_parallel_coordinates
+from results.models import Learned, TrialModel, as_denoiser
+from results.study_dir import Study
+
+log = logging.getLogger(__name__)
+ANALYSED_MODELS = 2  # top models handed to the error analysis (with the best baseline); it also sees every trial
+SUMMARY_CONDITIONS = ("none", "sp:0.1", "sp:0.3", "sp:0.5", "sp:0.7", "sp:0.9", "gauss:15", "gauss:25", "gauss:50", "sp:0.2+gauss:20")
+
+
+def pivot(curves: pd.DataFrame, metric: str, conditions: tuple[str, ...]) -> pd.DataFrame:
+    """Models as rows, conditions as columns, learned models first, plus the noisy input."""
+    shown = [c for c in conditions if c in set(curves["condition"])]
+    table = curves.pivot_table(index="model", columns="condition", values=metric, sort=False).reindex(columns=shown)
+    noisy = curves.drop_duplicates("condition").set_index("condition")[f"noisy_{metric}"].reindex(shown)
+    table.loc["noisy input"] = noisy
+    table = table.reset_index().rename(columns={"model": f"{metric.upper()} by condition"})
+    faces = curves.groupby("model")["faces"].min()
+    table.insert(1, "faces", table.iloc[:, 0].map(faces).astype("Int64"))
+    return table
+
+
+def headline(learned: list[Learned], curves: pd.DataFrame, best: str) -> str:
+    at = curves[curves["condition"] == "sp:0.5"].set_index("model")
+    if not learned or at.empty:
+        return f"best baseline: {best}"
+    top = learned[0].name
+    return (f"at S&P 0.5, {top} scores {at.at[top, 'psnr']:.2f} dB / SSIM {at.at[top, 'ssim']:.3f} against {best} "
+            f"{at.at[best, 'psnr']:.2f} dB / {at.at[best, 'ssim']:.3f} (noisy input {at.at[top, 'noisy_psnr']:.2f} dB)")
+
+
+def leaderboard_section(study: Study, board: pd.DataFrame, scored: tuple[str, ...], faces: int | None, notes: list[str], work: Path) -> Section:
+    """The trial table, hyperparameter importance and the parallel-coordinates plot."""
+    (work / "leaderboard.md").write_text(markdown_table(board) + "\n")
+    faces = "all" if faces is None else f"the first {faces}"
+    blocks = [
+        Text(f"Every trial, ranked by its validation {study.metric} ({study.mode}imised by the search). The test columns are scored "
+             f"here, never used to rank: the mean over {', '.join(scored)} on {faces} test faces (PrivateTest, duplicates of Training removed), "
+             f"with the trial's best weights. Also in leaderboard.csv and leaderboard.md."),
+        Table(board, "leaderboard", markdown_rows=15),
+    ]
+    blocks += [Text(note, "warning") for note in notes]
+    importance = param_importance(study)
+    if importance.table is not None:
+        plot_importance(importance, work / "importance.png")
+        blocks += [Text(importance.reason, "note"), Table(importance.table, "hyperparameter importance"),
+                   Figure("importance.png", "hyperparameter importance for the validation metric")]
+    else:
+        blocks.append(Text(f"No hyperparameter importance: {importance.reason}.", "note"))
+    reason = plot_parallel_coordinates(study, work / "parallel_coordinates.png")
+    if reason is None:
+        blocks.append(Figure("parallel_coordinates.png", "parallel coordinates of the completed trials: each line is a trial, colour is the validation metric"))
+    else:
+        blocks.append(Text(f"No parallel-coordinates plot: {reason}.", "note"))
+    return Section("Leaderboard", blocks)
+
+
+def robustness_section(curves: pd.DataFrame, best: str, tune_faces: int, holdout: Holdout) -> Section:
+    """The curves figure, PSNR and SSIM tables at selected conditions, and what was computed on subsets."""
+    total = int(curves["faces"].max())
+    slow = ", ".join(f"{name} on the first {int(curves.loc[curves['model'] == name, 'faces'].min())} faces" for name in SLOW if name in set(curves["model"]))
+    bm3d_at = ", ".join(curves.loc[curves["model"] == "bm3d", "condition"])
+    blocks = [
+        Text(f"PSNR and SSIM of the top models (bold) and every classical baseline on the fixed noisy hold-out: {total} of its "
+             f"{len(holdout.clean)} test faces, salt-and-pepper density 0 (the clean face) to 0.9, Gaussian sigma, and the mixtures. "
+             f"Filters with a parameter were tuned per condition on {tune_faces} validation faces (at most 8 for NLM and BM3D) with "
+             f"other noise draws (baseline_tuning.csv). Slow baselines ran on a subset, drawn dashed: {slow or 'none'}"
+             + (f"; BM3D only at {bm3d_at}." if bm3d_at else ".") + " Per-image PSNR is capped at 60 dB, which only touches the clean point."),
+        Figure("robustness.png", "robustness curves: PSNR (top) and SSIM (bottom); the dotted black line is the noisy input"),
+        Table(pivot(curves, "psnr", SUMMARY_CONDITIONS), "PSNR (dB) at selected conditions (all conditions in curves.csv)"),
+        Table(pivot(curves, "ssim", SUMMARY_CONDITIONS), "SSIM at selected conditions"),
+        Text(f"Best baseline (highest mean PSNR over the S&P conditions): {best}. The same curves are in TensorBoard: "
+             "tensorboard --logdir report/tensorboard (Custom Scalars overlays the models; steps are density x 100 or sigma).", "note"),
+    ]
+    return Section("Robustness curves", blocks)
+
+
+def grid_denoisers(learned: list[Learned], best: str, tuning: pd.DataFrame, condition: str) -> dict[str, Denoiser]:
+    chosen = {m.name: m.denoise for m in learned}
+    chosen[f"{best} (best baseline)"] = denoiser_at(best, tuning, condition)
+    return chosen
+
+
+def grids_section(learned: list[Learned], best: str, tuning: pd.DataFrame, holdout: Holdout, work: Path) -> Section:
+    """Noisy | models | best baseline | clean grids at several densities, and enlarged eye and mouth crops."""
+    blocks = [Text(f"Fixed test faces (hold-out indices {', '.join(map(str, grids.fixed_faces(len(holdout.clean))))}): noisy | each top model | "
+                   f"best baseline ({best}, tuned for each density) | clean.")]
+    for condition in (c for c in grids.GRID_CONDITIONS if c in holdout.conditions):
+        name = f"grid_{condition.replace(':', '')}.png"
+        columns = grids.restore(holdout, condition, grids.fixed_faces(len(holdout.clean)), grid_denoisers(learned, best, tuning, condition))
+        grids.plot_grid(columns, work / name, f"salt-and-pepper density {condition[3:]}")
+        blocks.append(Figure(name, f"faces at {condition}"))
+    for condition in (c for c in grids.CROP_CONDITIONS if c in holdout.conditions):
+        name = f"crops_{condition.replace(':', '')}.png"
+        indices = grids.fixed_faces(len(holdout.clean))[:grids.CROP_FACES]
+        columns = grids.restore(holdout, condition, indices, grid_denoisers(learned, best, tuning, condition))
+        grids.plot_crops(columns, work / name, f"eyes and mouth enlarged at {condition} (faces 1-2 of the grids)")
+        blocks.append(Figure(name, f"eyes and mouth at {condition}, enlarged (nearest-neighbour pixels)"))
+    return Section("Image grids", blocks)
+
+
+def analysis_section(learned: list[Learned], best: str, tuning: pd.DataFrame, trial_models: list[TrialModel], holdout: Holdout,
+                     faces: int, work: Path) -> Section:
+    """The colleague-owned error analysis: its findings, whether each supports the seed's expectation, tables and figures."""
+    denoise, setting = fixed_denoiser(best, tuning)
+    denoisers = {m.name: m.denoise for m in learned[:ANALYSED_MODELS]}
+    denoisers[best] = denoise
+    device_models = [(m.row, as_denoiser(m.model, next(m.model.parameters()).device)) for m in trial_models]
+    intro = Text(f"On the first {faces} test faces; denoisers: {', '.join(denoisers)}"
+                 + (f" ({best} with {setting})" if setting else "") + f"; filled-in artefacts over {len(device_models)} trials with checkpoints.")
+    try:
+        from results.analysis import error_analysis
+
+        findings = error_analysis(denoisers, holdout, work / "analysis", trial_models=device_models or None, faces=faces)
+    except Exception as error:  # noqa: BLE001 - a failed analysis must not cost the rest of the report
+        log.exception("error analysis failed")
+        return Section("Error analysis", [intro, Text(f"The error analysis failed: {type(error).__name__}: {error}", "warning")])
+    verdicts = pd.DataFrame([{"finding": f.title, "expectation": f.expectation or "", "supported": verdict(f.supported), "sentence": f.sentence} for f in findings])
+    blocks = [intro, Table(verdicts[["finding", "expectation", "supported"]], "does this study support the expected findings?")]
+    for finding in findings:
+        blocks.append(Text(f"{finding.title}. {finding.sentence}" + (f" Expected: {finding.expectation} - {verdict(finding.supported)}." if finding.expectation else "")))
+        if finding.figure:
+            blocks.append(Figure(f"analysis/{finding.figure}", finding.title))
+        blocks.append(Table(finding.table, f"{finding.title}: numbers (analysis/{finding.key}.csv)", markdown_rows=8, html_rows=40))
+        finding.table.to_csv(work / "analysis" / f"{finding.key}.csv", index=False)
+    return Section("Error analysis", blocks)
+
+
+def verdict(supported: bool | None) -> str:
+    return {True: "supported", False: "not supported", None: "not testable here"}[supported]
+
+

@@ -1,0 +1,327 @@
+"""The study report and the study comparison (results/), on a tiny study directory built here without Ray:
+three trials trained with ``fit`` on a slice of the real data, one errored trial, a trials.csv and a study.yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from denoise_core.checkpoint import load_model, save_checkpoint
+from denoise_core.data import load_splits, read_csv_head
+from denoise_core.model import ModelConfig, count_parameters
+from denoise_core.train import TrainConfig, fit
+from results.compare import build_comparison
+from results.curves import noise_axis
+from results.importance import param_importance
+from results.report import ReportOptions, build_report, main
+from results.study_dir import Study, checkpoint_file, read_study, study_data_path
+
+OPTIONS = ReportOptions(top=2, faces=24, bm3d_faces=1, tune_faces=6, bm3d_conditions=("gauss:25",), device="cpu")
+TRIALS = (  # trial id, bottleneck size, lr, loss, epochs, status
+    ("aaaa0001", 8, 0.006, "mse", 2, "completed"),
+    ("aaaa0002", 4, 0.004, "mae", 2, "completed"),
+    ("aaaa0003", 8, 0.003, "mse", 1, "stopped by ASHA"),
+)
+SEARCH = {"model.bottleneck_size": {"choice": [4, 8]}, "lr": {"loguniform": [0.003, 0.01]}, "loss": {"choice": ["mse", "mae"]}}
+
+
+def write_study(root: Path, name: str, data: Path) -> Path:
+    """A study directory as study/study.py writes it: trial_<id>/checkpoint_*/checkpoint.pt, trials.csv, study.yaml."""
+    study = root / name
+    splits = load_splits(data)
+    rows = []
+    for trial_id, bottleneck, lr, loss, epochs, status in TRIALS:
+        config = TrainConfig(model=ModelConfig(base_width=4, stages=2, bottleneck_size=bottleneck), noise="sp:0.1-0.5", loss=loss,
+                             epochs=epochs, batch_size=32, lr=lr, train_size=128, val_size=32, seed=len(rows), device="cpu")
+        result = fit(config, splits)
+        checkpoint = study / f"trial_{trial_id}" / f"checkpoint_{epochs - 1:06d}"
+        save_checkpoint(result.checkpoint, checkpoint / "checkpoint.pt")
+        best = result.best
+        rows.append({"trial_id": trial_id, "status": status, "param_model.bottleneck_size": bottleneck, "param_lr": lr, "param_loss": loss,
+                     "best_epoch": result.best_epoch, "epochs_run": epochs, "best_val_loss": best["val_loss"], "best_val_psnr": best["val_psnr"],
+                     "best_val_ssim": best["val_ssim"], "noisy_val_psnr": best["noisy_psnr"], "parameters": result.parameters,
+                     "time_s": result.seconds, "node_ip": "127.0.0.1", "path": str(study / f"trial_{trial_id}"), "checkpoint": str(checkpoint)})
+    rows.append({"trial_id": "aaaa0004", "status": "error: RuntimeError: worker died", "param_model.bottleneck_size": 4, "param_lr": 0.005,
+                 "param_loss": "mse", "path": str(study / "trial_aaaa0004")})
+    pd.DataFrame(rows).to_csv(study / "trials.csv", index=False)
+    config = {"name": name, "storage": str(root), "data": str(data), "metric": "val_loss", "mode": "min", "holdout_faces": 40,
+              "holdout_conditions": ["sp:0.1", "sp:0.5", "gauss:25", "sp:0.1+gauss:10"], "search": SEARCH}
+    (study / "study.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return study
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, fer2013_path):
+    """A data slice, a private cache (hold-outs and cached baseline scores), and the tiny study."""
+    root = tmp_path_factory.mktemp("report")
+    data = root / "fer2013-slice.csv"
+    data.write_bytes(read_csv_head(fer2013_path, 300))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACESTUDY_CACHE", str(root / "cache"))
+        patch.delenv("FER2013_PATH", raising=False)
+        yield {"root": root, "data": data, "study": write_study(root, "tiny", data)}
+
+
+@pytest.fixture(scope="module")
+def report(env) -> Path:
+    return build_report(env["study"], None, OPTIONS)
+
+
+def curves_of(report: Path) -> pd.DataFrame:
+    return pd.read_csv(report / "curves.csv")
+
+
+def ranked_ids(study: Path) -> list[str]:
+    """Usable trials by validation loss, best first: what the report must call AE#1, AE#2 ..."""
+    trials = pd.read_csv(study / "trials.csv", dtype={"trial_id": str})
+    return list(trials[trials["status"].isin(["completed", "stopped by ASHA"])].sort_values("best_val_loss")["trial_id"])
+
+
+# ------------------------------------------------------------------------------------------------ leaderboard
+
+
+def test_leaderboard_lists_every_trial_with_validation_and_test_scores(env, report):
+    board = pd.read_csv(report / "leaderboard.csv", dtype={"trial_id": str})
+    trials = pd.read_csv(env["study"] / "trials.csv", dtype={"trial_id": str})
+    assert sorted(board["trial_id"]) == sorted(trials["trial_id"])
+    for column in ("rank", "status", "model.bottleneck_size", "lr", "loss", "best_epoch", "epochs_run", "val_loss", "val_psnr", "val_ssim",
+                   "test_psnr", "test_ssim", "parameters", "time_s"):
+        assert column in board.columns, column
+    scored = board[board["status"] != "error: RuntimeError: worker died"]
+    assert list(scored["val_loss"]) == sorted(scored["val_loss"])  # ranked by the study's validation metric
+    assert list(scored["rank"]) == [1, 2, 3]
+    assert scored[["test_psnr", "test_ssim"]].map(math.isfinite).all().all()
+    assert (scored["test_psnr"] > 5).all() and (scored["test_ssim"] > 0).all()
+    failed = board[board["trial_id"] == "aaaa0004"].iloc[0]
+    assert math.isnan(failed["test_psnr"]) and math.isnan(failed["rank"]) and board.index[board["trial_id"] == "aaaa0004"][0] == len(board) - 1
+    model, _ = load_model(env["study"] / "trial_aaaa0002" / "checkpoint_000001" / "checkpoint.pt")
+    assert int(board.set_index("trial_id").at["aaaa0002", "parameters"]) == count_parameters(model)
+    assert (report / "leaderboard.md").read_text().startswith("| rank | trial_id | status |")
+
+
+def test_leaderboard_test_score_is_the_mean_over_the_studys_sp_conditions(env, report):
+    board = pd.read_csv(report / "leaderboard.csv", dtype={"trial_id": str}).set_index("trial_id")
+    curves = curves_of(report)
+    winner = ranked_ids(env["study"])[0]
+    best = curves[curves["model"] == f"AE#1 {winner}"].set_index("condition")
+    assert board.at[winner, "test_psnr"] == pytest.approx(best.loc[["sp:0.1", "sp:0.5"], "psnr"].mean())
+
+
+def test_importance_and_parallel_coordinates_are_drawn(report):
+    html = (report / "index.html").read_text()
+    assert (report / "importance.png").is_file() and (report / "parallel_coordinates.png").is_file()
+    assert "PED-ANOVA importance" in html and "over 2 completed trials" in html
+
+
+def test_importance_needs_two_completed_trials(env):
+    study = read_study(env["study"])
+    one = Study(study.path, study.config, study.trials[study.trials["trial_id"] != "aaaa0002"])
+    importance = param_importance(one)
+    assert importance.table is None and "at least 2 completed trials" in importance.reason and importance.trials == 1
+
+
+# ----------------------------------------------------------------------------------------------------- curves
+
+
+def test_curves_hold_every_model_at_every_condition_with_finite_numbers(env, report):
+    curves = curves_of(report)
+    conditions = set(curves["condition"])
+    assert {"none", "sp:0.05", "sp:0.9", "gauss:10", "gauss:50", "sp:0.3+gauss:30"} <= conditions and len(conditions) == 19
+    first, second = ranked_ids(env["study"])[:2]
+    expected = {f"AE#1 {first}", f"AE#2 {second}", "median3", "median5", "adaptive_median", "switching_median", "gaussian_blur", "tv", "nlm", "bm3d"}
+    assert set(curves["model"]) == expected
+    for model, rows in curves.groupby("model"):
+        assert set(rows["condition"]) == ({"gauss:25"} if model == "bm3d" else conditions), model
+    assert np.isfinite(curves[["psnr", "ssim", "level"]].to_numpy()).all()
+    assert (curves.loc[curves["model"].isin(["nlm", "bm3d"]), "faces"] == 1).all()
+    assert (curves.loc[~curves["model"].isin(["nlm", "bm3d"]), "faces"] == 24).all()
+    tuned = pd.read_csv(report / "baseline_tuning.csv")
+    assert set(tuned["baseline"]) == {"gaussian_blur", "tv", "nlm", "bm3d"}
+
+
+def test_switching_median_beats_median3_at_half_density(report):
+    at_half = curves_of(report).query("condition == 'sp:0.5'").set_index("model")
+    assert at_half.at["switching_median", "psnr"] > at_half.at["median3", "psnr"] + 3.0
+    assert at_half.at["switching_median", "ssim"] > at_half.at["median3", "ssim"]
+
+
+@pytest.mark.parametrize("model", ["median3", "switching_median", "adaptive_median"])
+def test_impulse_filters_get_worse_as_density_grows(report, model):
+    rows = curves_of(report).query("model == @model and noise == 'sp'").sort_values("level")
+    assert (np.diff(rows["psnr"]) < 0.05).all(), rows[["condition", "psnr"]]
+
+
+def test_noisy_input_psnr_matches_the_analytic_value(env, report):
+    """An impulse replaces a pixel x by 0 or 1 with equal chance, so the expected MSE is density * mean((x^2 + (1-x)^2) / 2)."""
+    holdout_clean = load_splits(env["data"]).test_unique[:24].astype(np.float64) / 255.0
+    expected_mse = ((holdout_clean**2 + (1 - holdout_clean) ** 2) / 2).mean(axis=(1, 2))
+    curves = curves_of(report).drop_duplicates("condition").set_index("condition")
+    for condition in ("sp:0.1", "sp:0.5", "sp:0.9"):
+        density = noise_axis(condition).level
+        assert curves.at[condition, "noisy_psnr"] == pytest.approx(np.mean(-10 * np.log10(density * expected_mse)), abs=0.15)
+    assert curves.at["none", "noisy_psnr"] == 60.0  # the clean input: infinite PSNR, capped
+
+
+def test_curves_are_plotted_and_written_to_tensorboard(env, report):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert (report / "robustness.png").is_file()
+    events = EventAccumulator(str(report / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for model in (f"AE_1_{ranked_ids(env['study'])[0]}", "switching_median", "noisy_input"):
+        for metric in ("psnr", "ssim"):
+            for kind in ("sp", "gauss", "mixture"):
+                assert f"{metric}_vs_{kind}/{model}" in tags
+    steps = [event.step for event in events.Scalars("psnr_vs_sp/switching_median")]
+    assert steps == [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90]
+    assert [event.step for event in events.Scalars("psnr_vs_gauss/median3")] == [0, 10, 15, 25, 35, 50]
+
+
+# ------------------------------------------------------------------------------------ grids and error analysis
+
+
+def test_grids_and_crops_are_written(report):
+    for density in ("0.1", "0.3", "0.5", "0.7", "0.9"):
+        assert (report / f"grid_sp{density}.png").stat().st_size > 10_000
+    assert (report / "crops_sp0.3.png").is_file() and (report / "crops_sp0.7.png").is_file()
+
+
+def test_error_analysis_findings_are_in_the_report(report):
+    html = (report / "index.html").read_text()
+    assert "does this study support the expected findings?" in html
+    assert "The error analysis failed" not in html
+    csvs = {p.stem for p in (report / "analysis").glob("*.csv")}
+    assert {"regions", "contrast", "oversmoothing", "filled_in", "misalignment", "ssim_vs_psnr"} <= csvs
+    assert "Filled-in artefacts" in html
+
+
+# --------------------------------------------------------------------------------------------------- the HTML
+
+
+def test_html_report_is_self_contained(report):
+    html = (report / "index.html").read_text()
+    sources = re.findall(r'<img[^>]*\ssrc="([^"]*)"', html)
+    assert len(sources) >= 12 and all(src.startswith("data:image/png;base64,") for src in sources)
+    assert not re.search(r'(src|href)="(https?:)?//', html) and "<link" not in html and "url(http" not in html
+    assert re.findall(r'href="([^"]*)"', html) == [f"#{a}" for a in re.findall(r'<h2 id="([^"]+)"', html)]
+    summary = (report / "summary.md").read_text()
+    assert summary.startswith("# Study report: tiny") and "![robustness curves" in summary
+
+
+def test_html_report_renders_every_figure_in_chromium(report, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium); cannot check that the report renders")
+    probe = ("<script>window.addEventListener('load', () => { const all = Array.from(document.images);"
+             " document.body.setAttribute('data-rendered', all.filter(i => i.complete && i.naturalWidth > 0).length + '/' + all.length); });</script>")
+    page = tmp_path / "probe.html"
+    page.write_text((report / "index.html").read_text().replace("</body>", probe + "</body>"))
+    result = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
+                             "--virtual-time-budget=10000", "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    match = re.search(r'data-rendered="(\d+)/(\d+)"', result.stdout)
+    assert match, f"chromium did not run the probe: {result.stderr[-500:]}"
+    rendered, total = int(match.group(1)), int(match.group(2))
+    assert total == len(re.findall(r"<img ", (report / "index.html").read_text())) and rendered == total
+
+
+# ---------------------------------------------------------------------------------------- refusals and errors
+
+
+def test_an_existing_report_is_refused(env, report, capsys):
+    before = (report / "index.html").stat().st_mtime_ns
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(env["study"])])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "exists" in error and "--overwrite" in error
+    assert (report / "index.html").stat().st_mtime_ns == before
+
+
+def test_missing_data_is_a_one_line_error(env, tmp_path, capsys):
+    study = tmp_path / "moved"
+    shutil.copytree(env["study"], study, ignore=shutil.ignore_patterns("report"))
+    config = yaml.safe_load((study / "study.yaml").read_text())
+    (study / "study.yaml").write_text(yaml.safe_dump({**config, "data": str(tmp_path / "gone.csv")}))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(study)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "FER2013 not found" in error and "--data" in error
+    assert not (study / "report").exists() and not list(study.glob(".report.partial-*"))
+
+
+def test_data_path_prefers_the_flag_then_the_environment_then_the_study(env, tmp_path, monkeypatch):
+    study = read_study(env["study"])
+    other = tmp_path / "other.csv"
+    other.write_text("x")
+    assert study_data_path(study, None) == env["data"]
+    monkeypatch.setenv("FER2013_PATH", str(other))
+    assert study_data_path(study, None) == other
+    assert study_data_path(study, str(env["data"])) == env["data"]
+
+
+def test_checkpoints_are_found_after_the_study_directory_moved(env, tmp_path):
+    moved = tmp_path / "copied-back"
+    shutil.copytree(env["study"], moved, ignore=shutil.ignore_patterns("report"))
+    trials = pd.read_csv(moved / "trials.csv", dtype={"trial_id": str})
+    trials["checkpoint"] = trials["checkpoint"].str.replace(str(env["study"]), "/cluster/home/studies/tiny", regex=False)
+    trials.to_csv(moved / "trials.csv", index=False)
+    study = read_study(moved)
+    found = [checkpoint_file(study, row) for _, row in study.trials.iterrows()]
+    assert found[:3] == [moved / f"trial_{t[0]}" / f"checkpoint_{t[4] - 1:06d}" / "checkpoint.pt" for t in TRIALS]
+    assert found[3] is None
+
+
+# ------------------------------------------------------------------------------------------------- comparison
+
+
+def test_compare_puts_the_best_models_of_two_studies_on_the_same_curves(env, report, tmp_path):
+    second = tmp_path / "tiny-b"
+    shutil.copytree(env["study"], second, ignore=shutil.ignore_patterns("report"))
+    config = yaml.safe_load((second / "study.yaml").read_text())
+    (second / "study.yaml").write_text(yaml.safe_dump({**config, "name": "tiny-b", "holdout_conditions": ["sp:0.2", "gauss:30"]}))
+    first, second_best = ranked_ids(env["study"])[:2]
+    trials = pd.read_csv(second / "trials.csv", dtype={"trial_id": str})
+    trials.loc[trials["trial_id"] == first, "best_val_loss"] = 1.0  # another winner in the second study
+    trials.to_csv(second / "trials.csv", index=False)
+    out = tmp_path / "comparison"
+    build_comparison([env["study"], second], out, None, dataclasses.replace(OPTIONS, top=1))
+    table = pd.read_csv(out / "compare.csv", dtype={"trial_id": str})
+    assert list(table["study"]) == ["tiny", "tiny-b"] and list(table["trial_id"]) == [first, second_best]
+    assert table[["test_psnr", "test_ssim", "psnr_sp0.5"]].map(math.isfinite).all().all()
+    curves = pd.read_csv(out / "curves.csv")
+    both = curves[curves["family"] == "learned"]
+    assert set(both["model"]) == {f"tiny AE#1 {first}", f"tiny-b AE#1 {second_best}"}
+    assert set(both.loc[both["model"] == f"tiny AE#1 {first}", "condition"]) == set(curves["condition"])
+    assert "gauss:30" in set(curves["condition"])  # a condition only one study used is on every curve
+    same = curves[(curves["model"] == "switching_median") & (curves["condition"] == "sp:0.5")]["psnr"].iloc[0]
+    assert same == pytest.approx(curves_of(report).query("model == 'switching_median' and condition == 'sp:0.5'")["psnr"].iloc[0])
+    html = (out / "index.html").read_text()
+    assert all(src.startswith("data:image/png;base64,") for src in re.findall(r'src="([^"]*)"', html))
+    with pytest.raises(FileExistsError):
+        build_comparison([env["study"], second], out, None, dataclasses.replace(OPTIONS, top=1))
+
+
+def test_a_study_without_a_usable_trial_still_gets_a_report_of_the_baselines(env, report, tmp_path):
+    study = tmp_path / "all-failed"
+    shutil.copytree(env["study"], study, ignore=shutil.ignore_patterns("report"))
+    trials = pd.read_csv(study / "trials.csv", dtype={"trial_id": str})
+    trials["status"] = "error: RuntimeError: out of memory"
+    trials.to_csv(study / "trials.csv", index=False)
+    out = build_report(study, None, dataclasses.replace(OPTIONS, analysis=False))
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert len(board) == 4 and board["rank"].isna().all()
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves["family"]) == {"classical"}
+    html = (out / "index.html").read_text()
+    assert "needs at least 2 completed trials; this study has 0" in html and "best baseline: switching_median" in html
