@@ -46,6 +46,7 @@ class StudyConfig:
     grid_every: int = 5  # epochs between image grids in TensorBoard
     holdout_faces: int | None = None  # evaluate the best model on the first N hold-out faces (None: all)
     holdout_conditions: tuple[str, ...] = DEFAULT_CONDITIONS
+    report: bool = True  # build results.report into STUDY/report/ at the end (local storage only)
     verbose: int = 1
     train: dict[str, Any] = field(default_factory=dict)  # fixed TrainConfig settings for every trial
     search: dict[str, dict[str, list]] = field(default_factory=dict)

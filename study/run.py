@@ -78,12 +78,28 @@ def main(argv: list[str] | None = None) -> None:
         if summary.holdout is not None:
             print(f"\nbest trial {summary.best_trial} on the fixed noisy hold-out (test faces not in Training):")
             print(summary.holdout.drop(columns=["trial_id"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        report = build_study_report(config, summary)
         print(f"\nstudy directory: {summary.study_uri}")
+        if report:
+            print(f"report:          {report}/index.html")
         print(f"best model:      {summary.best_model}")
         print(f"trial table:     {summary.study_uri}/trials.csv (.parquet)")
         print(f"TensorBoard:     tensorboard --logdir {summary.study_uri}")
 
     run_cli(run, "study/run.py")
+
+
+def build_study_report(config, summary):
+    """``results.report`` on the finished study, when it lives on this machine's disk."""
+    if not config.report or summary.best_model is None:
+        return None
+    if "://" in summary.study_uri:
+        print(f"\nreport skipped for remote storage; fetch the study and run: python -m results.report STUDY_DIR")
+        return None
+    from results.report import ReportOptions, build_report
+
+    quick = ReportOptions(faces=200, bm3d_faces=16, tune_faces=32, analysis_faces=100)  # minutes, not a quarter hour
+    return build_report(Path(summary.study_uri), config.data, quick)
 
 
 def resume_config(config):
