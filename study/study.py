@@ -62,13 +62,10 @@ def connect(address: str | None = None, num_cpus: int | None = None, verbose: in
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
         ray.init(address=address, log_to_driver=verbose > 1)
-        return
-    try:
-        ray.init(address="auto", log_to_driver=verbose > 1)
-        log.info("connected to the running Ray cluster")
-    except ConnectionError:
-        ray.init(num_cpus=num_cpus, log_to_driver=verbose > 1)
-        log.info("started a local Ray instance (no cluster found)")
+    elif num_cpus is not None:  # an explicit local size: never join someone else's instance
+        ray.init(address="local", num_cpus=num_cpus, log_to_driver=verbose > 1)
+    else:  # a cluster started on this machine with `ray start`, else a new local instance
+        ray.init(log_to_driver=verbose > 1)
 
 
 def plan_resources(config: StudyConfig, cluster: dict[str, float]) -> Resources:
@@ -106,7 +103,7 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
     import optuna
 
     study_uri = config.study_uri
-    data_path = str(resolve_data_path(config.data).resolve())
+    data_path = str(resolve_data_path(config.data).absolute())
     yaml_uri = f"{study_uri}/study.yaml"
     if resume:
         if not storage.exists(yaml_uri):
@@ -196,7 +193,7 @@ def trial_table(results: Any, config: StudyConfig) -> pd.DataFrame:
             "best_val_loss": metrics.get("best_val_loss"), "best_val_psnr": metrics.get("best_val_psnr"),
             "best_val_ssim": metrics.get("best_val_ssim"), "noisy_val_psnr": metrics.get("noisy_psnr"),
             "parameters": metrics.get("parameters"), "time_s": metrics.get("time_total_s"),
-            "node_ip": metrics.get("node_ip"), "path": str(result.path),
+            "node_ip": metrics.get("train_node_ip", metrics.get("node_ip")), "path": str(result.path),
             "checkpoint": _checkpoint_uri(result),
         })
     table = pd.DataFrame(rows)

@@ -39,11 +39,18 @@ def epoch_metrics(report: EpochReport, grid_every: int) -> dict[str, Any]:
     metrics = {k: v for k, v in report.metrics().items() if k != "epoch"}
     metrics.update(
         epoch=report.epoch, best_epoch=best["epoch"], best_val_loss=best["val_loss"], best_val_psnr=best["val_psnr"],
-        best_val_ssim=best["val_ssim"], parameters=checkpoint["parameters"], diverged=0,
+        best_val_ssim=best["val_ssim"], parameters=checkpoint["parameters"], diverged=0, train_node_ip=_node_ip(),
     )
     if grid_every and (report.epoch == 1 or report.epoch % grid_every == 0 or report.should_stop):
         metrics[IMAGES] = (image_grid(list(report.examples)).numpy() * 255).round().astype(np.uint8)
     return metrics
+
+
+def _node_ip() -> str:
+    """Where training ran (for TorchTrainer trials, the worker's node, not the trial driver's)."""
+    import ray.util
+
+    return ray.util.get_node_ip_address()
 
 
 def diverged_metrics(error: FloatingPointError) -> dict[str, Any]:
