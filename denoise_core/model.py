@@ -4,7 +4,10 @@ The bottleneck is either ``channels`` (k feature maps at the lowest resolution, 
 it keeps the spatial layout of the face) or ``dense`` (a k-unit latent vector, the textbook autoencoder).
 Skip connections across the bottleneck and a residual output (the network predicts the noise) are
 options, off by default. ``mask_input`` adds the impulse mask (pixels exactly 0 or 1) as a second input
-channel: the cue a switching median filter uses.
+channel: the cue a switching median filter uses. ``gate`` makes the output a per-pixel blend
+``noisy + g * (restored - noisy)`` with ``g = max(impulse mask, sigmoid(learned gate))``: impulses are always
+replaced, and the network learns to leave clean pixels exactly as they came (what makes a switching median
+strong on impulse noise) while still smoothing everywhere under Gaussian noise.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class ModelConfig:
     skip: bool = False
     residual: bool = False
     mask_input: bool = False
+    gate: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.stages <= 4:
@@ -92,7 +96,7 @@ class ConvAutoencoder(nn.Module):
             self.up.append(_upsampler(deep, width, config))
             self.decoder.append(_block(width * (2 if config.skip else 1), width, config))
             deep = width
-        self.head = nn.Conv2d(deep, 1, 1)
+        self.head = nn.Conv2d(deep, 2 if config.gate else 1, 1)
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
         x = torch.cat([noisy, impulse_mask(noisy)], dim=1) if self.config.mask_input else noisy
@@ -106,9 +110,12 @@ class ConvAutoencoder(nn.Module):
             x = up(x)
             x = block(torch.cat([x, skip], dim=1) if self.config.skip else x)
         out = self.head(x)
-        if self.config.residual:
-            return (noisy - out).clamp(0.0, 1.0)
-        return torch.sigmoid(out)
+        estimate, gate = out[:, :1], out[:, 1:]
+        restored = (noisy - estimate).clamp(0.0, 1.0) if self.config.residual else torch.sigmoid(estimate)
+        if not self.config.gate:
+            return restored
+        weight = torch.maximum(impulse_mask(noisy), torch.sigmoid(gate))
+        return noisy + weight * (restored - noisy)
 
 
 def count_parameters(model: nn.Module) -> int:

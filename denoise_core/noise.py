@@ -6,7 +6,8 @@ where it lives (CPU or GPU) and the same seed gives the same noise.
 Spec grammar: components joined by ``+``; each is ``sp:DENSITY`` or ``gauss:SIGMA``, where a value may be
 a range ``LO-HI`` drawn uniformly per image (blind training). Examples: ``sp:0.2``, ``gauss:25``,
 ``sp:0.1+gauss:10``, ``sp:0.05-0.5``, ``none``. Gaussian noise is added first and impulses last, so an
-impulse is always exactly 0 or 1.
+impulse is always exactly 0 or 1. Alternatives joined by ``|`` pick one per image with equal probability,
+which trains one model blind over noise kinds: ``sp:0.02-0.9|gauss:5-55|sp:0.05-0.3+gauss:5-30``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class NoiseSpec:
         text = str(text).strip().lower().replace(" ", "")
         if text in ("none", "clean", ""):
             return cls()
+        if "|" in text:
+            raise ValueError(f"noise '{text}' is a choice between kinds (A|B); only a training noise may be one, not a single condition")
         values: dict[str, tuple[float, float]] = {}
         for part in text.split("+"):
             match = _COMPONENT.match(part)
@@ -81,9 +84,26 @@ def gaussian(images: torch.Tensor, sigma: float | torch.Tensor, generator: torch
     return (images + draw.to(images.dtype) * (_per_image(sigma, images) / 255.0)).clamp_(0.0, 1.0)
 
 
+def parse_alternatives(text: str) -> tuple[NoiseSpec, ...]:
+    """``A|B|C`` as its specs; a plain spec is a choice of one."""
+    return tuple(NoiseSpec.parse(part) for part in str(text).split("|"))
+
+
 def corrupt(images: torch.Tensor, spec: NoiseSpec | str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Apply a spec: per-image levels drawn from its ranges, Gaussian first, then impulses."""
-    spec = NoiseSpec.parse(spec) if isinstance(spec, str) else spec
+    """Apply a spec (or ``A|B`` alternatives, one drawn per image): levels drawn from its ranges, Gaussian first, then impulses."""
+    specs = parse_alternatives(spec) if isinstance(spec, str) else (spec,)
+    if len(specs) == 1:
+        return _corrupt_one(images, specs[0], generator)
+    choice = torch.randint(len(specs), (len(images),), generator=generator, device=images.device)
+    noisy = images.clone()
+    for index, one in enumerate(specs):
+        picked = (choice == index).nonzero().squeeze(1)
+        if len(picked):
+            noisy[picked] = _corrupt_one(images[picked], one, generator)
+    return noisy
+
+
+def _corrupt_one(images: torch.Tensor, spec: NoiseSpec, generator: torch.Generator | None) -> torch.Tensor:
     noisy = images
     if spec.sigma[1] > 0:
         noisy = gaussian(noisy, _draw_levels(spec.sigma, len(images), generator, images.device), generator)

@@ -22,7 +22,7 @@ from denoise_core.checkpoint import FORMAT, VERSION
 from denoise_core.data import Splits
 from denoise_core.metrics import psnr, ssim
 from denoise_core.model import ConvAutoencoder, ModelConfig, count_parameters, model_config_from_dict
-from denoise_core.noise import NoiseSpec, corrupt, make_generator
+from denoise_core.noise import corrupt, make_generator, parse_alternatives
 
 EXAMPLES = 8
 
@@ -56,9 +56,9 @@ class TrainConfig:
             raise ValueError("epochs must be >= 1, batch_size >= 2 and patience >= 1")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ValueError("lr must be > 0 and weight_decay >= 0")
-        NoiseSpec.parse(self.noise)
+        parse_alternatives(self.noise)
         if self.val_noise is not None:
-            NoiseSpec.parse(self.val_noise)
+            parse_alternatives(self.val_noise)
 
     @property
     def validation_noise(self) -> str:
@@ -162,6 +162,8 @@ def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -
     with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed)
         core = ConvAutoencoder(config.model).to(device)
+        if device.type == "cpu":  # oneDNN's convolutions run about 1.3x faster on channels-last weights
+            core = core.to(memory_format=torch.channels_last)
         model = wrap_model(core) if wrap_model else core
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         scheduler = _scheduler(optimizer, config)

@@ -30,6 +30,7 @@ FLAGS = {  # flag -> TrainConfig field (model_* go to the model config)
     "num_threads": int, "model_base_width": int, "model_bottleneck": str, "model_bottleneck_size": int,
     "model_dropout": float, "model_stages": int,
 }
+SWITCHES = ("skip", "residual", "mask_input", "gate")  # model options turned on by a bare flag
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--verbose", action="store_true")
     for name, kind in FLAGS.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, default=None)
-    for name in ("skip", "residual", "mask_input"):
+    for name in SWITCHES:
         parser.add_argument(f"--model-{name.replace('_', '-')}", dest=f"model_{name}", action="store_true", default=None)
     return parser.parse_args(argv)
 
@@ -54,7 +55,7 @@ def resolve_config(args: argparse.Namespace) -> TrainConfig:
         if not path.is_file():
             raise FileNotFoundError(f"config file {path} does not exist")
         base = config_from_dict(yaml.safe_load(path.read_text()) or {})
-    overrides = {k: getattr(args, k) for k in [*FLAGS, "model_skip", "model_residual", "model_mask_input"] if getattr(args, k) is not None}
+    overrides = {k: getattr(args, k) for k in [*FLAGS, *(f"model_{name}" for name in SWITCHES)] if getattr(args, k) is not None}
     return with_overrides(base, **overrides)
 
 

@@ -10,6 +10,7 @@ OPTIONS = [
     {"skip": True},
     {"residual": True},
     {"mask_input": True},
+    {"gate": True}, {"gate": True, "residual": True, "mask_input": True, "skip": True},
     {"batchnorm": False, "dropout": 0.0},
     {"stages": 1}, {"stages": 2}, {"stages": 4},
     {"stages": 4, "bottleneck": "dense", "skip": True, "residual": True, "upsample": "resize", "mask_input": True},
@@ -46,6 +47,23 @@ def test_residual_model_predicts_the_noise():
     torch.nn.init.zeros_(model.head.bias)
     noisy = torch.rand(2, 1, 48, 48)
     assert torch.equal(model(noisy), noisy)
+
+
+def test_gated_model_replaces_impulses_and_keeps_pixels_it_gates_off():
+    model = ConvAutoencoder(ModelConfig(base_width=8, gate=True)).eval()
+    torch.nn.init.zeros_(model.head.weight)
+    with torch.no_grad():
+        model.head.bias.copy_(torch.tensor([0.0, -40.0]))  # estimate sigmoid(0) = 0.5 everywhere; gate shut
+    noisy = torch.full((2, 1, 48, 48), 0.3)
+    noisy[:, :, ::5, ::7] = 1.0
+    noisy[:, :, 2::5, ::7] = 0.0
+    out = model(noisy)
+    impulses = (noisy == 0.0) | (noisy == 1.0)
+    assert torch.equal(out[~impulses], noisy[~impulses])
+    assert torch.allclose(out[impulses], torch.full_like(out[impulses], 0.5))
+    with torch.no_grad():
+        model.head.bias.copy_(torch.tensor([0.0, 40.0]))  # gate open: every pixel is the estimate
+    assert torch.allclose(model(noisy), torch.full_like(noisy, 0.5))
 
 
 @pytest.mark.parametrize("values, message", [

@@ -71,6 +71,26 @@ def test_mixture_adds_gaussian_then_exact_impulses():
     assert residual.std().item() == pytest.approx(10.0, rel=0.03)
 
 
+def test_alternatives_pick_one_noise_kind_per_image():
+    noisy = corrupt(grey(600), "sp:0.3|gauss:20|none", make_generator(11))
+    impulse_share = impulse_mask(noisy).flatten(1).mean(1)
+    deviation = (noisy - 0.5).flatten(1).abs().amax(1)
+    impulse = impulse_share > 0.2
+    untouched = deviation == 0
+    gaussian_only = ~impulse & ~untouched
+    assert impulse_share[impulse].mean().item() == pytest.approx(0.3, abs=0.01)
+    assert ((noisy[gaussian_only] - 0.5) * 255).std().item() == pytest.approx(20.0, rel=0.03)
+    for share in (impulse, untouched, gaussian_only):
+        assert share.float().mean().item() == pytest.approx(1 / 3, abs=0.06)
+    again = corrupt(grey(600), "sp:0.3|gauss:20|none", make_generator(11))
+    assert torch.equal(noisy, again)
+
+
+def test_a_single_condition_cannot_be_a_choice():
+    with pytest.raises(ValueError, match="choice between kinds"):
+        NoiseSpec.parse("sp:0.1|gauss:10")
+
+
 @pytest.mark.parametrize(
     "text, density, sigma",
     [
