@@ -4,6 +4,8 @@
    in-process trials, one at a time, no early stopping), for short and for realistic epoch counts.
 2. The same with ``train_workers: 1`` (each trial a Ray Train TorchTrainer).
 3. Time from ``python study/run.py`` to the first trial's first reported epoch.
+4. Trials per hour of the ``local`` preset on this machine (the whole ``python study/run.py --preset local``,
+   without its closing report).
 
     python bench/study.py [--data PATH] [--quick]
 """
@@ -11,13 +13,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import pandas as pd
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
@@ -61,6 +64,16 @@ def first_epoch_seconds(data: str, storage: str) -> float:
     raise RuntimeError("the study ended without reporting an epoch")
 
 
+def local_preset_rate(data: str, storage: str) -> tuple[int, float]:
+    """Trials finished and wall seconds of the whole local-preset study, start-up and export included."""
+    command = [sys.executable, "study/run.py", "--preset", "local", "--data", data, "--storage", storage, "--name", "local-rate",
+               "--set", "report=false"]
+    start = time.perf_counter()
+    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **QUIET, "RAY_ADDRESS": ""}, check=True)
+    seconds = time.perf_counter() - start
+    return len(pd.read_csv(Path(storage, "local-rate", "trials.csv"))), seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data")
@@ -88,12 +101,14 @@ def main() -> None:
                 rows.append((f"{label}: {trials} trials x {epochs} epochs x {faces} faces, train_workers={workers}", bare, ours))
         ray.shutdown()
         first = first_epoch_seconds(data, storage)
+        local_trials, local_seconds = local_preset_rate(data, storage)
     print(f"\nmachine: {os.cpu_count()} CPUs; ray {ray.__version__}\n")
     print("| what | bare fit loop (s) | study (s) | overhead |")
     print("|---|---|---|---|")
     for what, bare, ours in rows:
         print(f"| {what} | {bare:.1f} | {ours:.1f} | {100 * (ours / bare - 1):+.0f}% |")
     print(f"| `python study/run.py --preset smoke` to the first reported epoch | | {first:.1f} | |")
+    print(f"| `python study/run.py --preset local`: {local_trials} trials | | {local_seconds:.1f} | {3600 * local_trials / local_seconds:.0f} trials/h |")
     print("\nThe study column includes exporting the best model and scoring it on 64 hold-out faces; target: overhead < 15% at realistic sizes.")
 
 

@@ -7,7 +7,8 @@ options, off by default. ``mask_input`` adds the impulse mask (pixels exactly 0 
 channel: the cue a switching median filter uses. ``gate`` makes the output a per-pixel blend
 ``noisy + g * (restored - noisy)`` with ``g = max(impulse mask, sigmoid(learned gate))``: impulses are always
 replaced, and the network learns to leave clean pixels exactly as they came (what makes a switching median
-strong on impulse noise) while still smoothing everywhere under Gaussian noise.
+strong on impulse noise) while still smoothing everywhere under Gaussian noise. ``switching`` goes all the way
+for pure salt-and-pepper noise: ``g`` is the impulse mask itself, so only impulses change.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ModelConfig:
     residual: bool = False
     mask_input: bool = False
     gate: bool = False
+    switching: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.stages <= 4:
@@ -45,6 +47,8 @@ class ModelConfig:
             raise ValueError(f"upsample must be 'transpose' or 'resize', got {self.upsample!r}")
         if self.bottleneck_size < 1 or self.base_width < 1:
             raise ValueError("bottleneck_size and base_width must be positive")
+        if self.gate and self.switching:
+            raise ValueError("gate and switching are two kinds of output: choose one")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -112,6 +116,8 @@ class ConvAutoencoder(nn.Module):
         out = self.head(x)
         estimate, gate = out[:, :1], out[:, 1:]
         restored = (noisy - estimate).clamp(0.0, 1.0) if self.config.residual else torch.sigmoid(estimate)
+        if self.config.switching:
+            return noisy + impulse_mask(noisy) * (restored - noisy)
         if not self.config.gate:
             return restored
         weight = torch.maximum(impulse_mask(noisy), torch.sigmoid(gate))

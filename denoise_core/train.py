@@ -176,6 +176,8 @@ def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -
             core.load_state_dict(resume["model_state"])
             optimizer.load_state_dict(resume["optimizer_state"])
             scheduler.load_state_dict(resume["scheduler_state"])
+            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                scheduler.T_max = config.epochs  # resumed with another --epochs: anneal from here to the new end
             scaler.load_state_dict(resume["scaler_state"])
             torch.set_rng_state(resume["rng_state"])
             generator.set_state(resume["generator_state"].to(generator.get_state().device))

@@ -94,7 +94,7 @@ def build_study_report(config, summary):
     if not config.report or summary.best_model is None:
         return None
     if "://" in summary.study_uri:
-        print(f"\nreport skipped for remote storage; fetch the study and run: python -m results.report STUDY_DIR")
+        print("\nreport skipped for remote storage; fetch the study and run: python -m results.report STUDY_DIR")
         return None
     from results.report import ReportOptions, build_report
 

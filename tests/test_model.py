@@ -10,7 +10,7 @@ OPTIONS = [
     {"skip": True},
     {"residual": True},
     {"mask_input": True},
-    {"gate": True}, {"gate": True, "residual": True, "mask_input": True, "skip": True},
+    {"gate": True}, {"gate": True, "residual": True, "mask_input": True, "skip": True}, {"switching": True, "mask_input": True},
     {"batchnorm": False, "dropout": 0.0},
     {"stages": 1}, {"stages": 2}, {"stages": 4},
     {"stages": 4, "bottleneck": "dense", "skip": True, "residual": True, "upsample": "resize", "mask_input": True},
@@ -66,9 +66,21 @@ def test_gated_model_replaces_impulses_and_keeps_pixels_it_gates_off():
     assert torch.allclose(model(noisy), torch.full_like(noisy, 0.5))
 
 
+def test_switching_model_changes_only_impulses():
+    model = ConvAutoencoder(ModelConfig(base_width=8, switching=True, mask_input=True)).eval()
+    noisy = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(1)).clamp(0.01, 0.99)
+    noisy[:, :, ::3, ::4] = 1.0
+    noisy[:, :, 1::3, ::4] = 0.0
+    out = model(noisy)
+    impulses = (noisy == 0.0) | (noisy == 1.0)
+    assert torch.equal(out[~impulses], noisy[~impulses])
+    assert ((out[impulses] > 0.0) & (out[impulses] < 1.0)).all()
+
+
 @pytest.mark.parametrize("values, message", [
     ({"stages": 5}, "stages must be 1..4"), ({"bottleneck": "wide"}, "bottleneck must be"),
     ({"upsample": "pixelshuffle"}, "upsample must be"), ({"dropout": 1.0}, "dropout must be"),
+    ({"gate": True, "switching": True}, "choose one"),
     ({"widht": 8}, "unknown model setting"),
 ])
 def test_bad_model_config_says_what_is_wrong(values, message):
