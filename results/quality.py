@@ -41,7 +41,7 @@ class QualityOptions:
     faces: int | None = None  # hold-out faces for the model and the fast filters (None: all ~3,300)
     slow_faces: int = 200  # hold-out faces for NLM and BM3D
     tune_faces: int = 64  # validation faces for tuning each filter's parameter, per condition
-    bm3d_conditions: tuple[str, ...] = BM3D_CONDITIONS + ("gauss:15", "gauss:35", "sp:0.1+gauss:10", "sp:0.3+gauss:30")
+    bm3d_conditions: tuple[str, ...] = BM3D_CONDITIONS
     baselines: tuple[str, ...] | None = None  # None: every filter in denoise_core.baselines
     cache_dir: str | None = None  # baseline scores; None: $FACESTUDY_CACHE/baseline-scores
     device: str = "auto"

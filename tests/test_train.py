@@ -4,7 +4,7 @@ import torch
 from denoise_core.checkpoint import CheckpointError, export_model, load_checkpoint, load_model, save_checkpoint
 from denoise_core.data import Faces, parse_csv_bytes, split_faces
 from denoise_core.model import ModelConfig
-from denoise_core.train import TrainConfig, config_from_dict, config_to_dict, fit, with_overrides
+from denoise_core.train import TrainConfig, config_from_dict, config_to_dict, fit, psnr_loss, with_overrides
 from synthetic import smooth_splits
 
 TINY = TrainConfig(model=ModelConfig(base_width=4, bottleneck_size=8), noise="sp:0.2", epochs=2, batch_size=16, lr=3e-3, seed=0)
@@ -81,6 +81,28 @@ def test_resume_with_fewer_epochs_anneals_the_cosine_schedule_to_the_new_end(tin
     lrs = [h["lr"] for h in shortened.history]
     assert len(lrs) == 4 and lrs[0] > lrs[1] > lrs[2] > lrs[3]
     assert shortened.checkpoint["optimizer_state"]["param_groups"][0]["lr"] == pytest.approx(config.lr * 0.01)
+
+
+def test_resume_accepts_a_checkpoint_from_before_a_setting_existed(tiny_data):
+    checkpoint = fit(TINY, tiny_data, on_epoch=lambda r: True).checkpoint
+    older = {**checkpoint, "config": {**checkpoint["config"], "model": dict(checkpoint["config"]["model"])}}
+    del older["config"]["model"]["switching"]  # written by a version without this option (default off)
+    assert fit(TINY, tiny_data, resume=older).history[-1]["epoch"] == TINY.epochs
+
+
+def test_psnr_loss_is_minus_the_mean_per_image_psnr():
+    clean = torch.zeros(2, 1, 48, 48)
+    output = torch.cat([torch.full((1, 1, 48, 48), 0.1), torch.full((1, 1, 48, 48), 0.01)])  # 20 dB and 40 dB
+    assert psnr_loss(output, clean).item() == pytest.approx(-30.0, abs=1e-4)
+
+
+def test_training_can_start_from_a_model_files_weights(tiny_data, tmp_path):
+    first = fit(TINY, tiny_data)
+    path = save_checkpoint(export_model(first.checkpoint), tmp_path / "model.pt")
+    tuned = fit(with_overrides(TINY, init=str(path), epochs=1, loss="psnr", lr=1e-4), tiny_data)
+    assert tuned.history[0]["val_psnr"] > first.history[0]["val_psnr"]  # starts where the first run ended, not from scratch
+    with pytest.raises(ValueError, match="another architecture"):
+        fit(with_overrides(TINY, init=str(path), model_base_width=8), tiny_data)
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tiny_data):
