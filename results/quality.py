@@ -18,7 +18,7 @@ import pandas as pd
 
 from denoise_core.checkpoint import load_model
 from denoise_core.data import Splits, default_cache_dir
-from denoise_core.holdout import holdout_for
+from denoise_core.holdout import DEFAULT_CONDITIONS, holdout_for
 from denoise_core.noise import parse_alternatives
 from denoise_core.train import resolve_device
 from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves
@@ -29,15 +29,11 @@ from results.score_cache import ScoreCache
 KIND_NAMES = {"sp": "salt-and-pepper", "gauss": "Gaussian noise", "mixture": "S&P + Gaussian mixtures"}
 MARGIN_DB = {"sp": 1.0, "gauss": 0.5, "mixture": 1.5}
 BAR_CONDITIONS = ("sp:0.05", "sp:0.1", "sp:0.2", "sp:0.3", "sp:0.5", "sp:0.7", "gauss:10", "gauss:25", "gauss:50", "sp:0.1+gauss:10")
-ALL_CONDITIONS = (
-    "sp:0.05", "sp:0.1", "sp:0.2", "sp:0.3", "sp:0.4", "sp:0.5", "sp:0.6", "sp:0.7", "sp:0.8", "sp:0.9",
-    "gauss:10", "gauss:15", "gauss:25", "gauss:35", "gauss:50", "sp:0.1+gauss:10", "sp:0.2+gauss:20", "sp:0.3+gauss:30",
-)
 
 
 @dataclass(frozen=True)
 class QualityOptions:
-    conditions: tuple[str, ...] = ALL_CONDITIONS
+    conditions: tuple[str, ...] = DEFAULT_CONDITIONS
     faces: int | None = None  # hold-out faces for the model and the fast filters (None: all ~3,300)
     slow_faces: int = 200  # hold-out faces for NLM and BM3D
     tune_faces: int = 64  # validation faces for tuning each filter's parameter, per condition
