@@ -16,10 +16,14 @@ import yaml
 
 from denoise_core.holdout import DEFAULT_CONDITIONS
 from denoise_core.model import ModelConfig
+from denoise_core.noise import parse_alternatives
 from denoise_core.train import TrainConfig, config_from_dict
 
 PRESETS = ("smoke", "local", "full")
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
+REPORT_SIZES = ("top", "faces", "bm3d_faces", "tune_faces", "analysis_faces", "bm3d_conditions")  # results.report.ReportOptions
+QUICK_REPORT = {"faces": 200, "bm3d_faces": 16, "tune_faces": 32, "analysis_faces": 100}  # minutes, not a quarter hour
+MERGED_BY_KEY = ("train", "report_options")
 
 
 class StudyConfigError(ValueError):
@@ -47,6 +51,7 @@ class StudyConfig:
     holdout_faces: int | None = None  # evaluate the best model on the first N hold-out faces (None: all)
     holdout_conditions: tuple[str, ...] = DEFAULT_CONDITIONS
     report: bool = True  # build results.report into STUDY/report/ at the end (local storage only)
+    report_options: dict[str, Any] = field(default_factory=dict)  # that report's sizes, over QUICK_REPORT (ReportOptions fields)
     verbose: int = 1
     train: dict[str, Any] = field(default_factory=dict)  # fixed TrainConfig settings for every trial
     search: dict[str, dict[str, list]] = field(default_factory=dict)
@@ -69,6 +74,18 @@ class StudyConfig:
         for ok, message in checks:
             if not ok:
                 raise StudyConfigError(message)
+        unknown = sorted(set(self.report_options) - set(REPORT_SIZES))
+        if unknown:
+            raise StudyConfigError(f"report_options: unknown setting(s) {unknown}; known: {', '.join(REPORT_SIZES)}")
+        for condition in self.report_options.get("bm3d_conditions", []):
+            if condition != "none":
+                try:
+                    parse_alternatives(condition)
+                except ValueError as error:
+                    raise StudyConfigError(f"report_options: bm3d_conditions: {error}") from None
+        for key, value in self.report_options.items():
+            if key != "bm3d_conditions" and not (isinstance(value, int) and value >= (0 if key in ("faces", "analysis_faces") else 1)):
+                raise StudyConfigError(f"report_options: {key} must be a whole number >= 1 (faces: 0 for all), got {value!r}")
         base_training(self)
         validate_search(self.search)
 
@@ -134,10 +151,10 @@ def load_preset(name: str) -> dict[str, Any]:
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Override top-level keys; ``train`` is merged key by key, ``search`` replaced as a whole."""
+    """Override top-level keys; ``train`` and ``report_options`` are merged key by key, ``search`` replaced as a whole."""
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = {**merged.get(key, {}), **value} if key == "train" and isinstance(value, dict) else value
+        merged[key] = {**merged.get(key, {}), **value} if key in MERGED_BY_KEY and isinstance(value, dict) else value
     return merged
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the checkout, not study/, so study/*.py shadow nothing
 
 from denoise_core.cli import run_cli, setup_logging  # noqa: E402
-from study.config import PRESETS, StudyConfigError, build_config, to_yaml  # noqa: E402
+from study.config import PRESETS, QUICK_REPORT, StudyConfigError, build_config, to_yaml  # noqa: E402
 
 FLAG_FIELDS = {"data": str, "name": str, "storage": str, "num_samples": int, "max_concurrent": int, "train_workers": int,
                "cpus_per_worker": float, "gpus_per_trial": float, "seed": int, "holdout_faces": int}
@@ -98,8 +98,9 @@ def build_study_report(config, summary):
         return None
     from results.report import ReportOptions, build_report
 
-    quick = ReportOptions(faces=200, bm3d_faces=16, tune_faces=32, analysis_faces=100)  # minutes, not a quarter hour
-    return build_report(Path(summary.study_uri), config.data, quick)
+    sizes = {key: tuple(value) if key == "bm3d_conditions" else value or None  # faces: 0 means all
+             for key, value in {**QUICK_REPORT, **config.report_options}.items()}
+    return build_report(Path(summary.study_uri), config.data, ReportOptions(**sizes))
 
 
 def resume_config(config):

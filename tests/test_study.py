@@ -155,11 +155,21 @@ def test_trainer_workers_survive_a_killed_worker(study_env):
     ({"metric": "test_psnr"}, "metric must be"),
     ({"metric": "val_loss", "mode": "min"}, "compares mse with mae"),
     ({"mode": "min"}, "mode for val_psnr must be max"),
+    ({"report_options": {"bm3d_face": 4}}, r"report_options: unknown setting\(s\) \['bm3d_face'\]"),
+    ({"report_options": {"bm3d_faces": 0}}, "bm3d_faces must be a whole number >= 1"),
+    ({"report_options": {"bm3d_conditions": ["gauss:-5"]}}, "report_options: bm3d_conditions: bad noise spec"),
 ])
 def test_bad_study_config_is_a_one_line_error(overrides, message):
     with pytest.raises(StudyConfigError, match=message) as error:
         build_config("smoke", overrides=overrides)
     assert "\n" not in str(error.value)
+
+
+def test_report_options_merge_key_by_key_over_the_preset():
+    local = build_config("local")
+    assert local.report_options["bm3d_faces"] == 4
+    merged = build_config("local", overrides={"report_options": {"faces": 0}})
+    assert merged.report_options == {**local.report_options, "faces": 0}
 
 
 def test_gpu_request_without_gpus_is_refused_before_any_trial():
