@@ -63,17 +63,20 @@ def mosaic(cells: list[list[np.ndarray]], gap: int = 3) -> tuple[np.ndarray, lis
     return canvas, lefts, tops
 
 
-def plot_grid(columns: dict[str, np.ndarray], path: Path, title: str) -> None:
+def plot_grid(columns: dict[str, np.ndarray], path: Path, title: str, row_labels: list[str] | None = None) -> None:
     """One row per face, one column per image source, each labelled with its PSNR/SSIM against the clean face."""
     plt = _pyplot()
     clean = columns["clean"]
     names = list(columns)
     canvas, lefts, tops = mosaic([[columns[name][i] for name in names] for i in range(len(clean))], gap=12)
     scores = {name: score_images(columns[name], clean) for name in names if name != "clean"}
-    fig, ax = _figure(plt, canvas.shape, width=1.5 * len(names) + 0.3, left=0.15, top=0.75, bottom=0.25)
+    left = 1.0 if row_labels else 0.15
+    fig, ax = _figure(plt, canvas.shape, width=1.5 * len(names) + left + 0.15, left=left, top=0.75, bottom=0.25)
     ax.imshow(canvas, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_axis_off()
     side = clean.shape[-1]
+    for label, top in zip(row_labels or [], tops):
+        ax.text(-3, top + side / 2, label.replace("+", "\n+"), ha="right", va="center", fontsize=8)
     for j, name in enumerate(names):
         ax.text(lefts[j] + side / 2, -3, wrap(name), ha="center", va="bottom", fontsize=8)
         for i, top in enumerate(tops):
