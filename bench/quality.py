@@ -2,7 +2,7 @@
 
     python bench/quality.py [--model FILE ...] [--data PATH] [--faces N] [--card models/README.md]
 
-Without ``--model`` it evaluates the shipped models (``models/fer2013-blind.pt``, ``models/fer2013-impulse.pt``).
+Without ``--model`` it evaluates the shipped models (``models/fer2013-{blind,impulse,gauss}.pt``).
 Prints the bar table (at each condition, the most specialised model trained for its noise kind against its
 strongest classical rival, margins measured on the same faces) and every model's and filter's PSNR / SSIM at
 every condition. ``--card`` writes the same text into
@@ -26,7 +26,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from denoise_core.cli import run_cli, setup_logging  # noqa: E402
 from denoise_core.data import ENV_VAR, load_splits, resolve_data_path  # noqa: E402
-from denoise_core.denoise import SHIPPED_IMPULSE_MODEL, SHIPPED_MODEL  # noqa: E402
+from denoise_core.denoise import SHIPPED_MODELS  # noqa: E402
 from results.curves import plot_curves  # noqa: E402
 from results.quality import (  # noqa: E402
     QualityOptions, card_difference, evaluate_model_files, model_card_section, replace_between_markers, section_between_markers,
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> int:
         setup_logging(args.verbose)
-        models = args.model or [SHIPPED_MODEL, SHIPPED_IMPULSE_MODEL]
+        models = args.model or list(SHIPPED_MODELS)
         for model in models:
             if not model.is_file():
                 raise FileNotFoundError(f"model file {model} does not exist; pass --model PATH (a model.pt from training or a study)")

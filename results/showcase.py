@@ -21,7 +21,7 @@ from denoise_core.baselines import BASELINES, TUNABLE
 from denoise_core.checkpoint import load_model
 from denoise_core.cli import run_cli, setup_logging
 from denoise_core.data import SIDE, to_float
-from denoise_core.denoise import SHIPPED_MODEL, denoise_array
+from denoise_core.denoise import SHIPPED_MODELS, denoise_array
 from denoise_core.evaluate import score_images
 from denoise_core.holdout import DEFAULT_SEED, make_holdout
 from results.classical import GRIDS
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
         if args.box and not args.image:
             raise ValueError("--box needs --image")
-        paths = args.model or sorted(SHIPPED_MODEL.parent.glob("fer2013-*.pt"))
+        paths = args.model or list(SHIPPED_MODELS)
         models = {path.stem: load_model(path, "cpu")[0] for path in paths}
         if args.image:
             from PIL import Image

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from denoise_core.baselines import adaptive_median
+from denoise_core.baselines import adaptive_median, total_variation
 from denoise_core.checkpoint import export_model, load_model, save_checkpoint
 from denoise_core.data import load_fer2013, split_faces, to_float
-from denoise_core.denoise import SHIPPED_IMPULSE_MODEL, SHIPPED_MODEL, denoise_array
+from denoise_core.denoise import SHIPPED_GAUSS_MODEL, SHIPPED_IMPULSE_MODEL, SHIPPED_MODEL, SHIPPED_MODELS, denoise_array
 from denoise_core.evaluate import score_images
 from denoise_core.holdout import make_holdout
 from denoise_core.model import ModelConfig
@@ -21,6 +21,7 @@ from results.quality import (
     QualityOptions, card_difference, evaluate_model_files, margins_markdown, recommended_model, replace_between_markers,
     section_between_markers, trained_kinds,
 )
+from results.classical import GRIDS
 from tests.synthetic import smooth_splits
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -81,14 +82,18 @@ def test_quality_bench_refuses_a_missing_model_in_one_line(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "does not exist" in result.stderr
 
 
-@pytest.mark.parametrize("shipped", [SHIPPED_MODEL, SHIPPED_IMPULSE_MODEL], ids=lambda path: path.stem)
-def test_shipped_model_beats_the_adaptive_median_on_real_faces_at_density_0_3(shipped, fer2013_slice, tmp_path):
-    """Real PrivateTest faces at S&P 0.3: each shipped model (both are trained for impulses) against the adaptive median filter."""
+def real_test_faces(fer2013_slice: bytes, tmp_path: Path, condition: str):
+    """48 real PrivateTest faces (not copies of Training faces): noisy at ``condition`` and clean, as floats."""
     path = tmp_path / "slice.csv"
     path.write_bytes(fer2013_slice)
     faces = split_faces(load_fer2013(path, use_cache=False)).test_unique[:48]
-    noisy = to_float(make_holdout(faces, ("sp:0.3",)).noisy[0])
-    clean = to_float(faces)
+    return to_float(make_holdout(faces, (condition,)).noisy[0]), to_float(faces)
+
+
+@pytest.mark.parametrize("shipped", [SHIPPED_MODEL, SHIPPED_IMPULSE_MODEL], ids=lambda path: path.stem)
+def test_shipped_model_beats_the_adaptive_median_on_real_faces_at_density_0_3(shipped, fer2013_slice, tmp_path):
+    """Real PrivateTest faces at S&P 0.3: each shipped model trained for impulses against the adaptive median filter."""
+    noisy, clean = real_test_faces(fer2013_slice, tmp_path, "sp:0.3")
     model, _ = load_model(shipped, "cpu")
     model_psnr, model_ssim = score_images(denoise_array(model, noisy, "cpu"), clean)
     median_psnr, median_ssim = score_images(adaptive_median(noisy), clean)
@@ -97,15 +102,26 @@ def test_shipped_model_beats_the_adaptive_median_on_real_faces_at_density_0_3(sh
     assert (model_psnr > median_psnr).mean() > 0.9
 
 
+def test_shipped_gaussian_model_beats_total_variation_at_its_best_weight_on_real_faces_at_sigma_25(fer2013_slice, tmp_path):
+    """Real PrivateTest faces at Gaussian sigma 25: the Gaussian model against TV with its weight chosen on these very faces."""
+    noisy, clean = real_test_faces(fer2013_slice, tmp_path, "gauss:25")
+    model, _ = load_model(SHIPPED_GAUSS_MODEL, "cpu")
+    model_psnr, model_ssim = score_images(denoise_array(model, noisy, "cpu"), clean)
+    tv = [score_images(total_variation(noisy, weight=weight), clean) for weight in GRIDS["tv"]]
+    assert model_psnr.mean() > max(psnr.mean() for psnr, _ in tv) + 0.5
+    assert model_ssim.mean() > max(ssim.mean() for _, ssim in tv)
+
+
 def test_shipped_models_are_small_and_the_card_shows_their_quality():
-    assert SHIPPED_MODEL.stat().st_size < 5 * 2**20 and SHIPPED_IMPULSE_MODEL.stat().st_size < 5 * 2**20
+    assert all(path.stat().st_size < 5 * 2**20 for path in SHIPPED_MODELS)
     card = CARD.read_text()
     section = card.split("<!-- quality:start -->")[1].split("<!-- quality:end -->")[0]
     assert "Bar met at" in section
-    for recipe in ("fer2013-blind", "fer2013-impulse"):
-        assert f"python -m denoise_core.train --config models/{recipe}.yaml" in card
+    for path in SHIPPED_MODELS:
+        assert f"python -m denoise_core.train --config models/{path.stem}.yaml" in card
     assert re.search(r"\| sp:0\.3 \| fer2013-impulse \| \d+\.\d\d / 0\.\d{3} \|", section)
-    assert re.search(r"\| gauss:25 \| fer2013-blind \| \d+\.\d\d / 0\.\d{3} \|", section)
+    assert re.search(r"\| gauss:25 \| fer2013-gauss \| \d+\.\d\d / 0\.\d{3} \|", section)
+    assert re.search(r"\| sp:0\.1\+gauss:10 \| fer2013-blind \| \d+\.\d\d / 0\.\d{3} \|", section)
 
 
 def test_card_check_allows_one_unit_of_the_last_digit_and_nothing_else():
