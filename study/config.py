@@ -77,14 +77,18 @@ class StudyConfig:
         unknown = sorted(set(self.report_options) - set(REPORT_SIZES))
         if unknown:
             raise StudyConfigError(f"report_options: unknown setting(s) {unknown}; known: {', '.join(REPORT_SIZES)}")
-        for condition in self.report_options.get("bm3d_conditions", []):
+        conditions = self.report_options.get("bm3d_conditions", [])
+        if not isinstance(conditions, (list, tuple)):
+            raise StudyConfigError(f"report_options: bm3d_conditions must be a list of noise conditions, e.g. [gauss:25], got {conditions!r}")
+        for condition in conditions:
             if condition != "none":
                 try:
                     parse_alternatives(condition)
                 except ValueError as error:
                     raise StudyConfigError(f"report_options: bm3d_conditions: {error}") from None
         for key, value in self.report_options.items():
-            if key != "bm3d_conditions" and not (isinstance(value, int) and value >= (0 if key in ("faces", "analysis_faces") else 1)):
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if key != "bm3d_conditions" and not (whole and value >= (0 if key in ("faces", "analysis_faces") else 1)):
                 raise StudyConfigError(f"report_options: {key} must be a whole number >= 1 (faces: 0 for all), got {value!r}")
         base_training(self)
         validate_search(self.search)

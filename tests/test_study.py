@@ -158,6 +158,8 @@ def test_trainer_workers_survive_a_killed_worker(study_env):
     ({"report_options": {"bm3d_face": 4}}, r"report_options: unknown setting\(s\) \['bm3d_face'\]"),
     ({"report_options": {"bm3d_faces": 0}}, "bm3d_faces must be a whole number >= 1"),
     ({"report_options": {"bm3d_conditions": ["gauss:-5"]}}, "report_options: bm3d_conditions: bad noise spec"),
+    ({"report_options": {"bm3d_conditions": "gauss:25"}}, "bm3d_conditions must be a list"),
+    ({"report_options": {"faces": True}}, "faces must be a whole number"),
 ])
 def test_bad_study_config_is_a_one_line_error(overrides, message):
     with pytest.raises(StudyConfigError, match=message) as error:
