@@ -9,6 +9,11 @@ channel: the cue a switching median filter uses. ``gate`` makes the output a per
 replaced, and the network learns to leave clean pixels exactly as they came (what makes a switching median
 strong on impulse noise) while still smoothing everywhere under Gaussian noise. ``switching`` goes all the way
 for pure salt-and-pepper noise: ``g`` is the impulse mask itself, so only impulses change.
+
+``refine`` appends that many 3x3 convolutions (``refine_width`` maps) at full resolution, fed the noisy face
+and the autoencoder's output and adding a correction to it. The autoencoder keeps only two thin layers at
+48x48 on each side, which is what limits it at low noise, where the task is keeping fine detail. The last
+refinement layer starts at zero, so a trained autoencoder grown this way (``--init``) starts exactly where it was.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ class ModelConfig:
     mask_input: bool = False
     gate: bool = False
     switching: bool = False
+    refine: int = 0
+    refine_width: int = 32
 
     def __post_init__(self) -> None:
         if not 1 <= self.stages <= 4:
@@ -49,6 +56,8 @@ class ModelConfig:
             raise ValueError("bottleneck_size and base_width must be positive")
         if self.gate and self.switching:
             raise ValueError("gate and switching are two kinds of output: choose one")
+        if self.refine < 0 or self.refine == 1 or self.refine_width < 1:
+            raise ValueError(f"refine must be 0 (off) or at least 2 layers, and refine_width positive; got {self.refine}, {self.refine_width}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -101,8 +110,15 @@ class ConvAutoencoder(nn.Module):
             self.decoder.append(_block(width * (2 if config.skip else 1), width, config))
             deep = width
         self.head = nn.Conv2d(deep, 2 if config.gate else 1, 1)
+        self.refiner = _refiner(config) if config.refine else None
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        restored = self._autoencode(noisy)
+        if self.refiner is None:
+            return restored
+        return (restored + self.refiner(torch.cat([noisy, restored], dim=1))).clamp(0.0, 1.0)
+
+    def _autoencode(self, noisy: torch.Tensor) -> torch.Tensor:
         x = torch.cat([noisy, impulse_mask(noisy)], dim=1) if self.config.mask_input else noisy
         skips = []
         for block in self.encoder:
@@ -122,6 +138,18 @@ class ConvAutoencoder(nn.Module):
             return restored
         weight = torch.maximum(impulse_mask(noisy), torch.sigmoid(gate))
         return noisy + weight * (restored - noisy)
+
+
+def _refiner(config: ModelConfig) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    cin = 2
+    for _ in range(config.refine - 1):
+        layers += [nn.Conv2d(cin, config.refine_width, 3, padding=1), nn.ReLU(inplace=True)]
+        cin = config.refine_width
+    last = nn.Conv2d(cin, 1, 3, padding=1)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*layers, last)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -270,10 +270,16 @@ def _best_metrics(state: dict[str, Any]) -> dict[str, float]:
 
 
 def _load_initial_weights(core: torch.nn.Module, config: TrainConfig) -> None:
+    """Starts from a trained model of the same architecture, or grows one without a refinement stage by adding one."""
     source = load_checkpoint(config.init)
-    if model_config_from_dict(source["config"]["model"]) != config.model:
-        raise ValueError(f"init model {config.init} has another architecture than this training's model settings; use the same model: block")
-    core.load_state_dict(source.get("best_model_state", source.get("model_state")))
+    trained = model_config_from_dict(source["config"]["model"])
+    grows = trained.refine == 0 and trained == replace(config.model, refine=0, refine_width=ModelConfig().refine_width)
+    if trained != config.model and not grows:
+        raise ValueError(f"init model {config.init} has another architecture than this training's model settings; use the same model: block "
+                         "(adding refine layers to a model without them is the one change allowed)")
+    missing, unexpected = core.load_state_dict(source.get("best_model_state", source.get("model_state")), strict=not grows)
+    if unexpected or any(not key.startswith("refiner.") for key in missing):
+        raise ValueError(f"init model {config.init} does not fit this architecture: missing {missing}, unexpected {unexpected}")
 
 
 def _check_resume(resume: dict[str, Any], config: TrainConfig) -> None:

@@ -28,7 +28,7 @@ FLAGS = {  # flag -> TrainConfig field (model_* go to the model config)
     "epochs": int, "train_size": int, "val_size": int, "batch_size": int, "lr": float, "weight_decay": float,
     "loss": str, "noise": str, "val_noise": str, "patience": int, "seed": int, "device": str, "schedule": str,
     "num_threads": int, "init": str, "model_base_width": int, "model_bottleneck": str, "model_bottleneck_size": int,
-    "model_dropout": float, "model_stages": int,
+    "model_dropout": float, "model_stages": int, "model_refine": int, "model_refine_width": int,
 }
 SWITCHES = ("skip", "residual", "mask_input", "gate", "switching")  # model options turned on by a bare flag
 

@@ -14,6 +14,7 @@ OPTIONS = [
     {"batchnorm": False, "dropout": 0.0},
     {"stages": 1}, {"stages": 2}, {"stages": 4},
     {"stages": 4, "bottleneck": "dense", "skip": True, "residual": True, "upsample": "resize", "mask_input": True},
+    {"refine": 3, "refine_width": 8}, {"refine": 2, "gate": True, "mask_input": True, "skip": True},
 ]
 
 
@@ -66,6 +67,19 @@ def test_gated_model_replaces_impulses_and_keeps_pixels_it_gates_off():
     assert torch.allclose(model(noisy), torch.full_like(noisy, 0.5))
 
 
+def test_refinement_stage_starts_as_the_identity_and_then_corrects_the_autoencoder():
+    plain = ConvAutoencoder(ModelConfig(base_width=8, gate=True, skip=True)).eval()
+    grown = ConvAutoencoder(ModelConfig(base_width=8, gate=True, skip=True, refine=3, refine_width=8)).eval()
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert unexpected == [] and missing and all(key.startswith("refiner.") for key in missing)
+    noisy = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(grown(noisy), plain(noisy))
+    with torch.no_grad():
+        grown.refiner[-1].bias.fill_(0.01)  # a correction of +0.01 everywhere, clamped to [0, 1]
+    assert torch.allclose(grown(noisy), (plain(noisy) + 0.01).clamp(0.0, 1.0))
+    assert count_parameters(grown) - count_parameters(plain) == (2 * 9 * 8 + 8) + (8 * 9 * 8 + 8) + (8 * 9 + 1)
+
+
 def test_switching_model_changes_only_impulses():
     model = ConvAutoencoder(ModelConfig(base_width=8, switching=True, mask_input=True)).eval()
     noisy = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(1)).clamp(0.01, 0.99)
@@ -81,7 +95,7 @@ def test_switching_model_changes_only_impulses():
     ({"stages": 5}, "stages must be 1..4"), ({"bottleneck": "wide"}, "bottleneck must be"),
     ({"upsample": "pixelshuffle"}, "upsample must be"), ({"dropout": 1.0}, "dropout must be"),
     ({"gate": True, "switching": True}, "choose one"),
-    ({"widht": 8}, "unknown model setting"),
+    ({"widht": 8}, "unknown model setting"), ({"refine": 1}, "at least 2 layers"), ({"refine": 3, "refine_width": 0}, "refine_width positive"),
 ])
 def test_bad_model_config_says_what_is_wrong(values, message):
     with pytest.raises(ValueError, match=message):

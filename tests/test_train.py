@@ -105,6 +105,18 @@ def test_training_can_start_from_a_model_files_weights(tiny_data, tmp_path):
         fit(with_overrides(TINY, init=str(path), model_base_width=8), tiny_data)
 
 
+def test_training_can_grow_a_refinement_stage_on_a_trained_model(tiny_data, tmp_path):
+    first = fit(TINY, tiny_data)
+    path = save_checkpoint(export_model(first.checkpoint), tmp_path / "model.pt")
+    grown = with_overrides(TINY, init=str(path), epochs=1, lr=1e-4, model_refine=2, model_refine_width=4)
+    reports = []
+    fit(with_overrides(grown, lr=1e-12), tiny_data, on_epoch=reports.append)  # steps too small to move the weights
+    assert reports[0].val_psnr == pytest.approx(first.best["val_psnr"], abs=0.05)  # only batch-norm statistics moved
+    refined = save_checkpoint(export_model(fit(grown, tiny_data).checkpoint), tmp_path / "refined.pt")
+    with pytest.raises(ValueError, match="another architecture"):
+        fit(with_overrides(grown, init=str(refined), model_refine=3), tiny_data)  # only a model without refine layers can grow them
+
+
 def test_resume_refuses_a_checkpoint_of_other_settings(tiny_data):
     checkpoint = fit(TINY, tiny_data).checkpoint
     with pytest.raises(ValueError, match=r"different settings for \['lr'\]"):
