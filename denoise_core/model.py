@@ -14,6 +14,10 @@ for pure salt-and-pepper noise: ``g`` is the impulse mask itself, so only impuls
 and the autoencoder's output and adding a correction to it. The autoencoder keeps only two thin layers at
 48x48 on each side, which is what limits it at low noise, where the task is keeping fine detail. The last
 refinement layer starts at zero, so a trained autoencoder grown this way (``--init``) starts exactly where it was.
+
+``mirror`` makes the model left-right equivariant by construction: it restores the face and its mirror image
+in one batch and averages the two (the mirrored result flipped back). Faces are nearly symmetric, so the
+mirror image is an in-distribution second opinion; it has no parameters, so ``--init`` can turn it on.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class ModelConfig:
     switching: bool = False
     refine: int = 0
     refine_width: int = 32
+    mirror: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.stages <= 4:
@@ -113,6 +118,12 @@ class ConvAutoencoder(nn.Module):
         self.refiner = _refiner(config) if config.refine else None
 
     def forward(self, noisy: torch.Tensor) -> torch.Tensor:
+        if not self.config.mirror:
+            return self._restore(noisy)
+        direct, mirrored = self._restore(torch.cat([noisy, noisy.flip(-1)])).chunk(2)
+        return 0.5 * (direct + mirrored.flip(-1))
+
+    def _restore(self, noisy: torch.Tensor) -> torch.Tensor:
         restored = self._autoencode(noisy)
         if self.refiner is None:
             return restored

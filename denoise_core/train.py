@@ -270,14 +270,18 @@ def _best_metrics(state: dict[str, Any]) -> dict[str, float]:
 
 
 def _load_initial_weights(core: torch.nn.Module, config: TrainConfig) -> None:
-    """Starts from a trained model of the same architecture, or grows one without a refinement stage by adding one."""
+    """Starts from a trained model of the same architecture, or grows it: a refinement stage added to a model
+    without one (its last layer starts at zero) and ``mirror`` switched on or off change nothing it learned."""
     source = load_checkpoint(config.init)
     trained = model_config_from_dict(source["config"]["model"])
-    grows = trained.refine == 0 and trained == replace(config.model, refine=0, refine_width=ModelConfig().refine_width)
-    if trained != config.model and not grows:
+    adds_refiner = trained.refine == 0 and config.model.refine > 0
+    grown_from = replace(config.model, mirror=trained.mirror)
+    if adds_refiner:
+        grown_from = replace(grown_from, refine=0, refine_width=trained.refine_width)
+    if grown_from != trained:
         raise ValueError(f"init model {config.init} has another architecture than this training's model settings; use the same model: block "
-                         "(adding refine layers to a model without them is the one change allowed)")
-    missing, unexpected = core.load_state_dict(source.get("best_model_state", source.get("model_state")), strict=not grows)
+                         "(adding refine layers to a model without them, and mirror, are the changes allowed)")
+    missing, unexpected = core.load_state_dict(source.get("best_model_state", source.get("model_state")), strict=not adds_refiner)
     if unexpected or any(not key.startswith("refiner.") for key in missing):
         raise ValueError(f"init model {config.init} does not fit this architecture: missing {missing}, unexpected {unexpected}")
 

@@ -30,7 +30,7 @@ FLAGS = {  # flag -> TrainConfig field (model_* go to the model config)
     "num_threads": int, "init": str, "model_base_width": int, "model_bottleneck": str, "model_bottleneck_size": int,
     "model_dropout": float, "model_stages": int, "model_refine": int, "model_refine_width": int,
 }
-SWITCHES = ("skip", "residual", "mask_input", "gate", "switching")  # model options turned on by a bare flag
+SWITCHES = ("skip", "residual", "mask_input", "gate", "switching", "mirror")  # model options turned on by a bare flag
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -14,7 +14,7 @@ OPTIONS = [
     {"batchnorm": False, "dropout": 0.0},
     {"stages": 1}, {"stages": 2}, {"stages": 4},
     {"stages": 4, "bottleneck": "dense", "skip": True, "residual": True, "upsample": "resize", "mask_input": True},
-    {"refine": 3, "refine_width": 8}, {"refine": 2, "gate": True, "mask_input": True, "skip": True},
+    {"refine": 3, "refine_width": 8}, {"refine": 2, "gate": True, "mask_input": True, "skip": True}, {"mirror": True, "refine": 2},
 ]
 
 
@@ -78,6 +78,20 @@ def test_refinement_stage_starts_as_the_identity_and_then_corrects_the_autoencod
         grown.refiner[-1].bias.fill_(0.01)  # a correction of +0.01 everywhere, clamped to [0, 1]
     assert torch.allclose(grown(noisy), (plain(noisy) + 0.01).clamp(0.0, 1.0))
     assert count_parameters(grown) - count_parameters(plain) == (2 * 9 * 8 + 8) + (8 * 9 * 8 + 8) + (8 * 9 + 1)
+
+
+def test_mirror_model_averages_the_face_and_its_mirror_image_and_is_equivariant():
+    plain = ConvAutoencoder(ModelConfig(base_width=8, gate=True, skip=True, refine=2, refine_width=4)).eval()
+    with torch.no_grad():
+        plain.refiner[-1].bias.fill_(0.02)
+    mirror = ConvAutoencoder(ModelConfig(base_width=8, gate=True, skip=True, refine=2, refine_width=4, mirror=True)).eval()
+    mirror.load_state_dict(plain.state_dict())
+    noisy = torch.rand(3, 1, 48, 48, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = 0.5 * (plain(noisy) + plain(noisy.flip(-1)).flip(-1))
+        assert torch.allclose(mirror(noisy), expected, atol=1e-6)
+        assert torch.allclose(mirror(noisy.flip(-1)), mirror(noisy).flip(-1), atol=1e-6)
+        assert not torch.allclose(plain(noisy.flip(-1)), plain(noisy).flip(-1), atol=1e-3)
 
 
 def test_switching_model_changes_only_impulses():

@@ -115,6 +115,8 @@ def test_training_can_grow_a_refinement_stage_on_a_trained_model(tiny_data, tmp_
     refined = save_checkpoint(export_model(fit(grown, tiny_data).checkpoint), tmp_path / "refined.pt")
     with pytest.raises(ValueError, match="another architecture"):
         fit(with_overrides(grown, init=str(refined), model_refine=3), tiny_data)  # only a model without refine layers can grow them
+    mirrored = fit(with_overrides(grown, init=str(refined), model_mirror=True, epochs=1), tiny_data)
+    assert mirrored.checkpoint["config"]["model"]["mirror"] is True
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tiny_data):
