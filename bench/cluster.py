@@ -243,22 +243,22 @@ def measure_full_cost(data: Path) -> FullCost:
 
     from denoise_core.data import load_splits
     from denoise_core.model import ConvAutoencoder
-    from denoise_core.train import config_from_dict, fit
+    from denoise_core.settings import override
+    from denoise_core.train import fit
     from study.config import build_config
 
     full = build_config("full")
     widths = full.search["model.base_width"]["choice"]
     flops = {}
     for width in widths:
-        model_config = config_from_dict({**full.train, "model": {**full.train["model"], "base_width": width}}).model
+        model_config = override(full.train, {"model.base_width": width}).model
         model = ConvAutoencoder(model_config)
         batch = torch.rand(128, 1, 48, 48)
         with FlopCounterMode(display=False) as counter:
             model(batch).float().mean().backward()
         flops[width] = counter.get_total_flops() / 128
     progress("timing one CPU epoch of the full preset's default model (base_width 32), 1 thread")
-    config = config_from_dict({**full.train, "epochs": 1, "train_size": CPU_TIMING_TRAIN, "val_size": CPU_TIMING_VAL, "device": "cpu",
-                                "num_threads": 1})
+    config = override(full.train, {"epochs": 1, "train_size": CPU_TIMING_TRAIN, "val_size": CPU_TIMING_VAL, "device": "cpu", "num_threads": 1})
     reports = []
     fit(config, load_splits(data), on_epoch=reports.append)
     report = reports[0]

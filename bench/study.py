@@ -26,14 +26,14 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from denoise_core.data import load_splits, resolve_data_path  # noqa: E402
 from denoise_core.train import fit  # noqa: E402
-from study.config import base_training, build_config  # noqa: E402
+from study.config import build_config  # noqa: E402
 
 QUIET = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
          "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 
 
 def bare_seconds(config, splits, trials: int) -> float:
-    training = base_training(config)
+    training = config.train
     start = time.perf_counter()
     for _ in range(trials):
         fit(training, splits)
@@ -91,11 +91,11 @@ def main() -> None:
         for label, epochs, faces in sizes:
             for workers in (0, 1):
                 trials = 3
-                overrides = {"name": f"{label}-{workers}", "storage": storage, "data": data, "num_samples": trials, "max_concurrent": 1,
-                             "scheduler": "none", "search": {}, "train_workers": workers, "cpus_per_worker": float(os.cpu_count() or 1) - (0.05 if workers else 0),
-                             "holdout_faces": 64, "train": {"epochs": epochs, "train_size": faces, "val_size": 256, "patience": 100,
-                                                             "num_threads": os.cpu_count()}}
-                config = build_config("smoke", overrides=overrides)
+                settings = {"name": f"{label}-{workers}", "storage": storage, "data": data, "num_samples": trials, "max_concurrent": 1,
+                            "scheduler": "none", "search": {}, "train_workers": workers, "cpus_per_worker": float(os.cpu_count() or 1) - (0.05 if workers else 0),
+                            "holdout_faces": 64, "train.epochs": epochs, "train.train_size": faces, "train.val_size": 256, "train.patience": 100,
+                            "train.num_threads": os.cpu_count()}
+                config = build_config("smoke", assignments=list(settings.items()))
                 bare = bare_seconds(config, splits, trials)
                 ours = study_seconds(config)
                 rows.append((f"{label}: {trials} trials x {epochs} epochs x {faces} faces, train_workers={workers}", bare, ours))

@@ -42,6 +42,29 @@ class Holdout:
         return self.noisy[self.conditions.index(str(NoiseSpec.parse(condition)))]
 
 
+def validate_conditions(conditions: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Hold-out conditions in canonical form (``none`` is the clean face); a bad one is a one-line error naming it.
+
+    A condition is one fixed level: a range would score every face at another level, and a condition listed
+    twice (in any spelling) would be scored twice.
+    """
+    if isinstance(conditions, str) or not isinstance(conditions, (list, tuple)):
+        raise ValueError(f"hold-out conditions must be a list, e.g. [sp:0.1, gauss:25, sp:0.1+gauss:10], got {conditions!r}")
+    canonical: list[str] = []
+    for condition in conditions:
+        try:
+            spec = NoiseSpec.parse(condition)
+        except (ValueError, AttributeError, TypeError) as error:
+            raise ValueError(f"hold-out condition {condition!r} is not a noise condition ({error}); "
+                             "valid ones look like sp:0.1, gauss:25, sp:0.1+gauss:10 or none") from None
+        if spec.is_blind:
+            raise ValueError(f"hold-out condition {condition!r} is a range; hold-out conditions are fixed levels, e.g. sp:0.1, gauss:25 or none")
+        if str(spec) in canonical:
+            raise ValueError(f"hold-out condition {condition!r} is listed twice (as {spec})")
+        canonical.append(str(spec))
+    return tuple(canonical)
+
+
 def make_holdout(clean: np.ndarray, conditions: tuple[str, ...] = DEFAULT_CONDITIONS, seed: int = DEFAULT_SEED) -> Holdout:
     """Corrupt uint8 faces at each condition with a CPU generator seeded from (seed, condition)."""
     conditions = tuple(str(NoiseSpec.parse(c)) for c in conditions)

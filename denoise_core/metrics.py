@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 WINDOW = 7
 K1, K2 = 0.01, 0.03
+PSNR_CAP = 60.0  # dB; an unchanged image has infinite PSNR, and one infinite face would make every mean it enters infinite
 
 
 def _as_batch(images: torch.Tensor) -> torch.Tensor:
@@ -30,10 +31,12 @@ def _as_batch(images: torch.Tensor) -> torch.Tensor:
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """Per-image PSNR in dB, shape (N,); identical images give inf, as in scikit-image."""
+    """Per-image PSNR in dB, shape (N,), capped at ``PSNR_CAP``: the one definition behind every reported mean
+    (training validation, hold-out scores, curves). Below the cap it equals scikit-image, which gives inf for
+    identical images."""
     pred, target = _as_batch(pred).double(), _as_batch(target).double()
     mse = (pred - target).pow(2).flatten(1).mean(dim=1)
-    return 10.0 * torch.log10(data_range**2 / mse)
+    return (10.0 * torch.log10(data_range**2 / mse)).clamp(max=PSNR_CAP)
 
 
 def ssim_map(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0, full: bool = False) -> torch.Tensor:

@@ -22,12 +22,13 @@ mirror image is an in-distribution second opinion; it has no parameters, so ``--
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from denoise_core.noise import impulse_mask
+from denoise_core.settings import build
 
 SIDE = 48
 
@@ -168,9 +169,5 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def model_config_from_dict(values: dict) -> ModelConfig:
-    """A ModelConfig from a (YAML or checkpoint) dict; unknown keys are an error, not ignored."""
-    known = set(asdict(ModelConfig()))
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
-    return ModelConfig(**values)
+    """A ModelConfig from a (YAML or checkpoint) dict; unknown keys and wrong types are errors, not ignored."""
+    return build(ModelConfig, values)

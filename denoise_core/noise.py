@@ -90,7 +90,10 @@ def parse_alternatives(text: str) -> tuple[NoiseSpec, ...]:
 
 
 def corrupt(images: torch.Tensor, spec: NoiseSpec | str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Apply a spec (or ``A|B`` alternatives, one drawn per image): levels drawn from its ranges, Gaussian first, then impulses."""
+    """Apply a spec (or ``A|B`` alternatives, one drawn per image): levels drawn from its ranges, Gaussian first, then impulses.
+
+    Always a new tensor, "none" included, so a caller may scale the result in place without touching ``images``.
+    """
     specs = parse_alternatives(spec) if isinstance(spec, str) else (spec,)
     if len(specs) == 1:
         return _corrupt_one(images, specs[0], generator)
@@ -104,6 +107,8 @@ def corrupt(images: torch.Tensor, spec: NoiseSpec | str, generator: torch.Genera
 
 
 def _corrupt_one(images: torch.Tensor, spec: NoiseSpec, generator: torch.Generator | None) -> torch.Tensor:
+    if spec.sigma[1] == 0 and spec.density[1] == 0:
+        return images.clone()
     noisy = images
     if spec.sigma[1] > 0:
         noisy = gaussian(noisy, _draw_levels(spec.sigma, len(images), generator, images.device), generator)

@@ -23,8 +23,10 @@ from denoise_core.data import Splits
 from denoise_core.metrics import psnr, ssim
 from denoise_core.model import ConvAutoencoder, ModelConfig, count_parameters, model_config_from_dict
 from denoise_core.noise import corrupt, make_generator, parse_alternatives
+from denoise_core.settings import build, differences
 
 EXAMPLES = 8
+RANK_SEED_STRIDE = 1_000_003  # rank r > 0 of a data-parallel run draws from seed + r * stride (rank 0 keeps the seed)
 
 
 def psnr_loss(output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -35,6 +37,7 @@ def psnr_loss(output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "mae": F.l1_loss, "psnr": psnr_loss}
+RESUMABLE = ("epochs", "device", "num_threads")  # what a resumed run may change: its length and where it runs
 
 
 @dataclass(frozen=True)
@@ -113,14 +116,8 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from nested dicts (YAML); unknown keys are an error naming them."""
-    values = dict(values)
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
-    model = values.pop("model", None) or {}
-    return TrainConfig(model=model_config_from_dict(model) if isinstance(model, dict) else model, **values)
+    """A TrainConfig from nested dicts (YAML, a checkpoint); settings added since it was saved take their defaults."""
+    return build(TrainConfig, values)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -148,8 +145,13 @@ def fit(
     ``on_epoch`` may return True to stop. ``resume`` is a checkpoint from an earlier epoch of the same
     config: training continues after it, with identical results to an uninterrupted run. For data-parallel
     training a launcher passes the worker's ``device``, ``rank`` and ``world_size`` and a ``wrap_model``
-    (e.g. DDP); each rank then trains on every ``world_size``-th face, and checkpoints hold the unwrapped
-    weights, so they load the same way as single-process ones.
+    (e.g. DDP); each rank then trains on every ``world_size``-th face (disjoint, equal-sized shards, so every
+    rank runs the same number of steps) with its own noise, order and dropout seed, and checkpoints hold the
+    unwrapped weights, so they load the same way as single-process ones. After each epoch's training, rank 0's
+    buffers (batch-norm running statistics) are broadcast to all ranks before validation, rather than using
+    SyncBatchNorm: that needs CUDA and adds a collective per layer per step, while DDP already syncs buffers at
+    each forward, so one broadcast per epoch leaves training unchanged and makes every rank validate the same
+    model. Rank 0 alone decides to stop (its early stopping or ``on_epoch``), so all ranks stop at one epoch.
     """
     device = device or resolve_device(config.device)
     threads = torch.get_num_threads()
@@ -181,8 +183,10 @@ def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         scheduler = _scheduler(optimizer, config)
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        generator = make_generator(config.seed, device)
-        state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+        if rank:  # distinct dropout masks per rank; the model's initial weights above are the same on every rank
+            torch.manual_seed(_rank_seed(config.seed, rank))
+        generator = make_generator(_rank_seed(config.seed, rank), device)
+        state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": [], "initial": None}
         best_model_state = copy.deepcopy(core.state_dict())
         if resume is not None:
             _check_resume(resume, config)
@@ -192,12 +196,24 @@ def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -
             if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
                 scheduler.T_max = config.epochs  # resumed with another --epochs: anneal from here to the new end
             scaler.load_state_dict(resume["scaler_state"])
-            torch.set_rng_state(resume["rng_state"])
+            torch.set_rng_state(resume["rng_state"].cpu())
+            if device.type == "cuda" and "cuda_rng_state" in resume:  # absent in checkpoints written before it was saved
+                torch.cuda.set_rng_state(resume["cuda_rng_state"].cpu(), device)
             generator.set_state(resume["generator_state"].to(generator.get_state().device))
             best_model_state = resume["best_model_state"]
-            state = {k: copy.deepcopy(resume[k]) for k in state}
+            state = {k: copy.deepcopy(resume.get(k, v)) for k, v in state.items()}
+            if rank:  # the checkpoint holds rank 0's random states: the other ranks draw afresh, apart from it and each other
+                torch.manual_seed(_rank_seed(config.seed, rank) + state["epoch"])
+                generator.manual_seed(_rank_seed(config.seed, rank) + state["epoch"])
         noisy_psnr, noisy_ssim = _quality(val_noisy, val_clean)
         loss_fn = LOSSES[config.loss]
+        if config.init and resume is None:  # a warm start is scored before training, and stays the best until beaten
+            started = time.perf_counter()
+            init_loss, init_psnr, init_ssim, _ = _validate(core, val_noisy, val_clean, loss_fn, use_amp)
+            state["initial"] = {"epoch": 0, "train_loss": math.nan, "val_loss": init_loss, "val_psnr": init_psnr, "val_ssim": init_ssim,
+                                "noisy_psnr": noisy_psnr, "noisy_ssim": noisy_ssim, "lr": config.lr,
+                                "seconds": time.perf_counter() - started, "images_per_second": 0.0}
+            state["best_val_loss"] = init_loss
         batches = max(1, len(train_u8) // config.batch_size)
         batch_size = min(config.batch_size, len(train_u8))
         parameters = count_parameters(core)
@@ -222,6 +238,7 @@ def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -
                 total += loss.detach()
             train_loss = float(total) / batches  # synchronises the device before the clock is read
             train_seconds = time.perf_counter() - epoch_start
+            _broadcast_buffers(core, world_size)
             val_loss, val_psnr, val_ssim, examples = _validate(core, val_noisy, val_clean, loss_fn, use_amp)
             if not math.isfinite(train_loss) or not math.isfinite(val_loss):
                 raise FloatingPointError(f"epoch {epoch}: loss is not finite (train {train_loss}, val {val_loss}); lower the learning rate")
@@ -236,7 +253,7 @@ def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -
                 best_model_state = copy.deepcopy(core.state_dict())
             else:
                 state["bad_epochs"] += 1
-            should_stop = state["bad_epochs"] >= config.patience
+            should_stop = _from_rank_zero(state["bad_epochs"] >= config.patience, device, world_size)
             metrics = {
                 "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr, "val_ssim": val_ssim,
                 "noisy_psnr": noisy_psnr, "noisy_ssim": noisy_ssim, "lr": lr, "seconds": time.perf_counter() - epoch_start,
@@ -250,9 +267,10 @@ def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -
                 "model_state": copy.deepcopy(core.state_dict()), "best_model_state": best_model_state,
                 "optimizer_state": copy.deepcopy(optimizer.state_dict()), "scheduler_state": scheduler.state_dict(),
                 "scaler_state": scaler.state_dict(), "rng_state": torch.get_rng_state(), "generator_state": generator.get_state(),
+                **({"cuda_rng_state": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
             }
             report = EpochReport(**metrics, is_best=is_best, should_stop=should_stop, checkpoint=checkpoint, examples=examples)
-            wants_stop = bool(on_epoch(report)) if on_epoch else False
+            wants_stop = _from_rank_zero(bool(on_epoch(report)) if on_epoch else False, device, world_size)
             if should_stop or wants_stop:
                 stopped_early = should_stop
                 break
@@ -262,7 +280,35 @@ def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -
     )
 
 
+def _rank_seed(seed: int, rank: int) -> int:
+    """Rank 0 keeps the seed, so a single-process run draws what it always drew."""
+    return seed + RANK_SEED_STRIDE * rank
+
+
+def _distributed(world_size: int) -> bool:
+    return world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _broadcast_buffers(core: torch.nn.Module, world_size: int) -> None:
+    """Rank 0's batch-norm statistics on every rank: each rank's last steps left its own, and validation,
+    early stopping and the checkpoint must see one model."""
+    if _distributed(world_size):
+        for buffer in core.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+
+
+def _from_rank_zero(decision: bool, device: torch.device, world_size: int) -> bool:
+    """Rank 0's stop decision on every rank: a rank that stopped alone would leave the others waiting in a collective."""
+    if not _distributed(world_size):
+        return decision
+    flag = torch.tensor([decision], dtype=torch.uint8, device=device)
+    torch.distributed.broadcast(flag, src=0)
+    return bool(flag)
+
+
 def _best_metrics(state: dict[str, Any]) -> dict[str, float]:
+    if state["best_epoch"] == 0 and state.get("initial"):
+        return dict(state["initial"])
     for metrics in state["history"]:
         if metrics["epoch"] == state["best_epoch"]:
             return dict(metrics)
@@ -288,7 +334,7 @@ def _load_initial_weights(core: torch.nn.Module, config: TrainConfig) -> None:
 
 def _check_resume(resume: dict[str, Any], config: TrainConfig) -> None:
     saved = config_to_dict(config_from_dict(resume.get("config", {})))  # settings added since the checkpoint take their defaults
-    differing = sorted(k for k, v in config_to_dict(config).items() if k not in ("epochs", "device") and saved.get(k) != v)
+    differing = [k for k in differences(saved, config_to_dict(config)) if k not in RESUMABLE]
     if differing:
         raise ValueError(f"cannot resume: the checkpoint was trained with different settings for {differing}")
 
@@ -341,12 +387,6 @@ def _validate(model, val_noisy, val_clean, loss_fn, use_amp) -> tuple[float, flo
     examples = tuple(t[:EXAMPLES].detach().cpu() for t in (val_noisy, denoised, val_clean))
     return val_loss, val_psnr, val_ssim, examples
 
-
-def with_overrides(config: TrainConfig, **overrides: Any) -> TrainConfig:
-    """A copy with top-level fields replaced and ``model_*`` keys applied to the model config."""
-    model_fields = {k[len("model_"):]: v for k, v in overrides.items() if k.startswith("model_")}
-    top = {k: v for k, v in overrides.items() if not k.startswith("model_")}
-    return replace(config, model=replace(config.model, **model_fields), **top)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import argparse
 import csv
 import logging
 from pathlib import Path
+from typing import Any
 
 import yaml
 from torch.utils.tensorboard import SummaryWriter
@@ -20,46 +21,59 @@ from denoise_core.checkpoint import export_model, load_checkpoint, save_checkpoi
 from denoise_core.cli import run_cli, setup_logging
 from denoise_core.data import load_splits
 from denoise_core.tblog import write_epoch, write_hparams
-from denoise_core.train import EpochReport, FitResult, TrainConfig, config_from_dict, config_to_dict, fit, with_overrides
+from denoise_core.settings import (SettingsError, add_flags, apply_assignments, build, differences, flag_assignments, load_yaml_file, merge,
+                                   parse_assignment, to_dict)
+from denoise_core.train import RESUMABLE, EpochReport, FitResult, TrainConfig, config_from_dict, config_to_dict, fit
 
 log = logging.getLogger("denoise_core.train")
 
-FLAGS = {  # flag -> TrainConfig field (model_* go to the model config)
-    "epochs": int, "train_size": int, "val_size": int, "batch_size": int, "lr": float, "weight_decay": float,
-    "loss": str, "noise": str, "val_noise": str, "patience": int, "seed": int, "device": str, "schedule": str,
-    "num_threads": int, "init": str, "model_base_width": int, "model_bottleneck": str, "model_bottleneck_size": int,
-    "model_dropout": float, "model_stages": int, "model_refine": int, "model_refine_width": int,
+HELP = {
+    "noise": "training corruption, e.g. sp:0.05-0.5, gauss:5-55, sp:0.1+gauss:10, sp:0.02-0.9|gauss:5-55",
+    "val_noise": "fixed validation corruption (null: the training noise)",
+    "loss": "mse, mae or psnr (minus the mean per-image PSNR)",
+    "schedule": "learning-rate schedule: cosine, plateau or constant",
+    "init": "a model file whose weights start the training (fine-tuning)",
+    "train_size": "use only the first N training faces (null: all)",
+    "val_size": "use only the first N validation faces (null: all)",
 }
-SWITCHES = ("skip", "residual", "mask_input", "gate", "switching", "mirror")  # model options turned on by a bare flag
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m denoise_core.train", description="Train one denoising autoencoder on FER2013.")
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m denoise_core.train", description="Train one denoising autoencoder on FER2013.",
+        epilog="Settings: TrainConfig defaults < --config FILE < flags < --set KEY=VALUE. Values are YAML (1e-3, null, true). "
+               "On --resume the run's saved config.yaml is the base and only epochs, device and num_threads may change.")
     parser.add_argument("--data", help="FER2013 file or folder (default: $FER2013_PATH)")
     parser.add_argument("--out", required=True, help="run directory (must not exist, unless --resume)")
     parser.add_argument("--config", help="YAML file with training settings (flags override it)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting, e.g. --set model.dropout=0.2")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    parser.add_argument("--grid-every", type=int, default=5, help="log an image grid to TensorBoard every N epochs")
+    parser.add_argument("--grid-every", type=int, default=5, help="log an image grid to TensorBoard every N epochs (default: 5)")
     parser.add_argument("--verbose", action="store_true")
-    for name, kind in FLAGS.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, default=None)
-    for name in SWITCHES:
-        parser.add_argument(f"--model-{name.replace('_', '-')}", dest=f"model_{name}", action="store_true", default=None)
-    return parser.parse_args(argv)
+    paths = add_flags(parser, TrainConfig, helps=HELP)
+    return parser.parse_args(argv), paths
 
 
-def resolve_config(args: argparse.Namespace) -> TrainConfig:
-    base = TrainConfig()
-    if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist")
-        base = config_from_dict(yaml.safe_load(path.read_text()) or {})
-    overrides = {k: getattr(args, k) for k in [*FLAGS, *(f"model_{name}" for name in SWITCHES)] if getattr(args, k) is not None}
-    return with_overrides(base, **overrides)
+def layers(args: argparse.Namespace, paths: list[str]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The user's layers: the ``--config`` file's mapping, then flags and ``--set`` as dotted assignments."""
+    file_values = load_yaml_file(args.config) if args.config else {}
+    return file_values, flag_assignments(args, paths) + [parse_assignment(item) for item in args.set]
 
 
-def train_run(config: TrainConfig, data_path: str | None, run_dir: Path, resume: bool = False, grid_every: int = 5) -> FitResult:
+def resolve_config(file_values: dict[str, Any], assignments: list[tuple[str, Any]], saved: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults (or a resumed run's saved config) < file < assignments; a resume may change only ``RESUMABLE``."""
+    base = to_dict(config_from_dict(saved)) if saved is not None else to_dict(TrainConfig())
+    config = build(TrainConfig, apply_assignments(merge(base, file_values), assignments))
+    if saved is not None:
+        changed = [path for path in differences(base, to_dict(config)) if path not in RESUMABLE]
+        if changed:
+            raise SettingsError(f"--resume cannot change {', '.join(changed)} (saved in the run's checkpoint); only "
+                                f"{', '.join(RESUMABLE)} may change; start a new run with another --out to change the rest")
+    return config
+
+
+def train_run(file_values: dict[str, Any], assignments: list[tuple[str, Any]], data_path: str | None, run_dir: Path,
+              resume: bool = False, grid_every: int = 5) -> FitResult:
     """Train into ``run_dir``; refuses to touch a non-empty directory unless resuming it."""
     previous = None
     if resume:
@@ -67,8 +81,10 @@ def train_run(config: TrainConfig, data_path: str | None, run_dir: Path, resume:
         if not last.is_file():
             raise FileNotFoundError(f"nothing to resume: {last} does not exist")
         previous = load_checkpoint(last)
-        config = with_overrides(config_from_dict(previous["config"]), epochs=config.epochs)
-    elif run_dir.exists() and any(run_dir.iterdir()):
+        config = resolve_config(file_values, assignments, saved=previous["config"])
+    else:
+        config = resolve_config(file_values, assignments)
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
         raise FileExistsError(f"run directory {run_dir} already holds a run; choose a new --out or pass --resume")
     splits = load_splits(data_path)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -108,6 +124,11 @@ def _append_history(path: Path, metrics: dict[str, float]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args, paths = parse_args(argv)
     setup_logging(args.verbose)
-    run_cli(lambda: train_run(resolve_config(args), args.data, Path(args.out), args.resume, args.grid_every) and None, "denoise_core.train")
+
+    def run() -> None:
+        file_values, assignments = layers(args, paths)
+        train_run(file_values, assignments, args.data, Path(args.out), args.resume, args.grid_every)
+
+    run_cli(run, "denoise_core.train")

@@ -27,7 +27,7 @@ from scipy import ndimage, stats
 
 from denoise_core.evaluate import Denoiser, score_images
 from denoise_core.holdout import Holdout
-from denoise_core.metrics import WINDOW, ssim_map
+from denoise_core.metrics import WINDOW, psnr, ssim_map
 from denoise_core.noise import NoiseSpec, corrupt, make_generator
 
 SIDE = 48
@@ -236,6 +236,11 @@ def _primary(denoisers: Mapping[str, Denoiser]) -> str:
 def _db(mse: np.ndarray | float) -> np.ndarray | float:
     with np.errstate(divide="ignore"):
         return 10.0 * np.log10(1.0 / np.asarray(mse, dtype=np.float64))
+
+
+def _mean_psnr(restored: np.ndarray, clean: np.ndarray) -> float:
+    """Mean per-image PSNR, capped as every reported mean is (unlike the pooled group PSNRs above, which may read inf)."""
+    return float(psnr(torch.from_numpy(np.ascontiguousarray(restored)), torch.from_numpy(np.ascontiguousarray(clean))).mean())
 
 
 def _pooled_mse(pred: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -481,12 +486,11 @@ def filled_in_artefacts(trial_models: Sequence[tuple[Mapping, Denoiser]], holdou
     for index, (row, denoiser) in enumerate(trial_models):
         for condition in conditions:
             restored = _restore(denoiser, _floats(holdout.noisy_for(condition)))
-            mse = ((restored.astype(np.float64) - clean) ** 2).mean(axis=(1, 2))
             rows.append({"trial_id": str(row.get("trial_id", f"trial {index}")), "bottleneck_size": float(row.get(bottleneck_key, math.nan) or math.nan),
                          "status": str(row.get("status", "")), "epochs_run": row.get("epochs_run"), "best_epoch": row.get("best_epoch"),
                          "stopped_early": row.get("status") == "stopped by ASHA", "condition": condition, "density": impulse_density(condition),
                          "pull": float(np.nanmean(template_pull(restored, clean, template))), "lowfreq_share": lowfreq_share(restored, clean),
-                         "psnr": float(np.mean(_db(mse)))})
+                         "psnr": _mean_psnr(restored, clean)})
     table = pd.DataFrame(rows)
     trials = table.groupby("trial_id", sort=False).agg(pull=("pull", "mean"), lowfreq_share=("lowfreq_share", "mean"), bottleneck_size=("bottleneck_size", "first"),
                                                       stopped_early=("stopped_early", "first"), status=("status", "first"))
@@ -577,11 +581,11 @@ def misalignment(denoisers: Mapping[str, Denoiser], holdout: Holdout, condition:
     for transform in transforms:
         target = warp(clean, transform)
         noisy = corrupt(torch.from_numpy(target), condition, make_generator(seed)).mul(255.0).round().div(255.0).numpy()
-        noisy_psnr = _db(((noisy.astype(np.float64) - target) ** 2).mean(axis=(1, 2)))
+        noisy_psnr = _mean_psnr(noisy, target)
         for name, denoiser in denoisers.items():
             psnr, ssim = score_images(_restore(denoiser, noisy), target)
             rows.append({"denoiser": name, "transform": transform.label, "kind": transform.kind, "magnitude": transform.magnitude,
-                         "psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "noisy_psnr": float(np.mean(noisy_psnr))})
+                         "psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim)), "noisy_psnr": noisy_psnr})
     table = pd.DataFrame(rows)
     aligned = table[table.kind == "aligned"].set_index("denoiser")
     base = aligned.loc[table.denoiser]

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from results.study_dir import Study, is_usable
+from study.space import parameters
 
 MIN_TRIALS = 2
 
@@ -71,14 +72,16 @@ def optuna_study(study: Study):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    search = study.config.get("search") or {}
+    specs = parameters(study.config.get("search") or {})
     completed = study.trials[study.trials.apply(lambda row: is_usable(row, study.metric) and row["status"] == "completed", axis=1)]
     names = [c[len("param_"):] for c in study.param_columns]
-    dists = {name: distribution(search.get(name), completed[f"param_{name}"]) for name in names} if len(completed) else {}
+    dists = {name: distribution(specs.get(name), completed[f"param_{name}"].dropna()) for name in names
+             if completed[f"param_{name}"].notna().any()} if len(completed) else {}
     replay = optuna.create_study(direction="minimize" if study.mode == "min" else "maximize", study_name=study.name)
-    for _, row in completed.iterrows():
-        params = {name: as_choice(row[f"param_{name}"], dist) for name, dist in dists.items()}
-        replay.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(row[study.metric])))
+    for _, row in completed.iterrows():  # a conditional parameter is absent from the trials whose options did not use it
+        params = {name: as_choice(row[f"param_{name}"], dist) for name, dist in dists.items() if pd.notna(row[f"param_{name}"])}
+        replay.add_trial(optuna.trial.create_trial(params=params, distributions={name: dists[name] for name in params},
+                                                   value=float(row[study.metric])))
     return replay, len(completed)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from denoise_core.holdout import Holdout
+from denoise_core.metrics import PSNR_CAP
 from results import grids
 from results.classical import SLOW, denoiser_at, fixed_denoiser
 from results.curves import Denoiser
@@ -82,7 +83,7 @@ def robustness_section(curves: pd.DataFrame, best: str, tune_faces: int, holdout
              f"{len(holdout.clean)} test faces, salt-and-pepper density 0 (the clean face) to 0.9, Gaussian sigma, and the mixtures. "
              f"Filters with a parameter were tuned per condition on {tune_faces} validation faces (at most 8 for NLM and BM3D) with "
              f"other noise draws (baseline_tuning.csv). Slow baselines ran on a subset, drawn dashed: {slow or 'none'}"
-             + (f"; BM3D only at {bm3d_at}." if bm3d_at else ".") + " Per-image PSNR is capped at 60 dB, which only touches the clean point."),
+             + (f"; BM3D only at {bm3d_at}." if bm3d_at else ".") + f" Per-image PSNR is capped at {PSNR_CAP:g} dB (an unchanged face's is infinite), which only touches the clean point."),
         Figure("robustness.png", "robustness curves: PSNR (top) and SSIM (bottom); the dotted black line is the noisy input"),
         Table(pivot(curves, "psnr", SUMMARY_CONDITIONS), "PSNR (dB) at selected conditions (all conditions in curves.csv)"),
         Table(pivot(curves, "ssim", SUMMARY_CONDITIONS), "SSIM at selected conditions"),

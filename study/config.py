@@ -1,32 +1,38 @@
-"""The study's configuration: one dataclass, loaded from a preset YAML, a user YAML and flags, in that order.
+"""The study's configuration: the ``StudyConfig`` schema, resolved by the one settings pipeline.
 
-Search-space entries map a training setting (``lr``, ``noise``, ``model.bottleneck_size`` ...) to one
-distribution: ``{choice: [...]}``, ``{uniform: [lo, hi]}``, ``{loguniform: [lo, hi]}`` or
-``{randint: [lo, hi]}`` (hi exclusive). Every key and value is checked before Ray starts.
+Layers, later ones winning: the field defaults, a preset (``study/presets/NAME.yaml``), ``--config FILE``,
+flags, ``--set KEY=VALUE``. Mappings merge key by key at any depth (``--set train.model.dropout=0.2``
+changes one model setting); ``search`` is one unit in a file (a file's ``search:`` replaces the preset's
+space), while ``--set search.NAME=...`` adds or replaces one entry. The whole resolved config is validated,
+cross-field rules included, before Ray starts, and saved as ``study.yaml``; ``--resume`` builds on exactly
+that file, and may change only the settings in ``RESUMABLE``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from denoise_core.holdout import DEFAULT_CONDITIONS
-from denoise_core.model import ModelConfig
+from denoise_core.holdout import DEFAULT_CONDITIONS, validate_conditions
 from denoise_core.noise import parse_alternatives
-from denoise_core.train import TrainConfig, config_from_dict
+from denoise_core.settings import SettingsError, apply_assignments, build, differences, field_paths, load_yaml, load_yaml_file, merge, to_dict
+from denoise_core.train import TrainConfig
+from study import space as search_space
 
-PRESETS = ("smoke", "local", "full")
-DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
+PRESETS = ("smoke", "local", "workstation", "full")
 REPORT_SIZES = ("top", "faces", "bm3d_faces", "tune_faces", "analysis_faces", "bm3d_conditions")  # results.report.ReportOptions
 QUICK_REPORT = {"faces": 200, "bm3d_faces": 16, "tune_faces": 32, "analysis_faces": 100}  # minutes, not a quarter hour
-MERGED_BY_KEY = ("train", "report_options")
+WHOLE = ("search",)  # replaced as a unit by a file layer; --set search.NAME sets the entry NAME (dots included)
+# What --resume may change. Tune restores the rest from the experiment state: the number of trials and the
+# searcher's space, ASHA's max_t and the training settings of the trials already running.
+RESUMABLE = ("data", "holdout_conditions", "holdout_faces", "report", "report_options", "verbose")
 
 
-class StudyConfigError(ValueError):
+class StudyConfigError(SettingsError):
     """A study setting that is unknown or out of range; the message names it."""
 
 
@@ -53,8 +59,8 @@ class StudyConfig:
     report: bool = True  # build results.report into STUDY/report/ at the end (local storage only)
     report_options: dict[str, Any] = field(default_factory=dict)  # that report's sizes, over QUICK_REPORT (ReportOptions fields)
     verbose: int = 1
-    train: dict[str, Any] = field(default_factory=dict)  # fixed TrainConfig settings for every trial
-    search: dict[str, dict[str, list]] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)  # fixed training settings for every trial
+    search: dict[str, Any] = field(default_factory=dict)  # the search space (study.space)
 
     def __post_init__(self) -> None:
         checks = [
@@ -63,39 +69,101 @@ class StudyConfig:
             (self.train_workers >= 0, "train_workers must be >= 0"),
             (self.cpus_per_worker > 0, "cpus_per_worker must be > 0"),
             (self.gpus_per_trial is None or 0 <= self.gpus_per_trial, "gpus_per_trial must be >= 0"),
+            (self.max_failures >= 0, "max_failures must be >= 0"),
             (self.mode in ("min", "max"), "mode must be 'min' or 'max'"),
             (self.metric in ("val_loss", "val_psnr", "val_ssim"), "metric must be val_loss, val_psnr or val_ssim"),
             (self.scheduler in ("asha", "none"), "scheduler must be 'asha' or 'none'"),
             (self.grace_period >= 1 and self.reduction_factor >= 2, "grace_period must be >= 1 and reduction_factor >= 2"),
-            (bool(self.name) and "/" not in self.name, "name must be a non-empty directory name"),
-            (not (self.metric == "val_loss" and "loss" in self.search), "metric val_loss compares mse with mae when loss is searched; use val_psnr or val_ssim"),
+            (self.grid_every >= 0, "grid_every must be >= 0 (0: no image grids)"),
+            (self.holdout_faces is None or self.holdout_faces >= 1, "holdout_faces must be >= 1, or null for every face"),
+            (bool(self.name) and "/" not in self.name and self.name not in (".", ".."), "name must be a non-empty directory name"),
             ((self.mode == "min") == (self.metric == "val_loss"), f"mode for {self.metric} must be {'min' if self.metric == 'val_loss' else 'max'}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise StudyConfigError(message)
-        unknown = sorted(set(self.report_options) - set(REPORT_SIZES))
-        if unknown:
-            raise StudyConfigError(f"report_options: unknown setting(s) {unknown}; known: {', '.join(REPORT_SIZES)}")
-        conditions = self.report_options.get("bm3d_conditions", [])
-        if not isinstance(conditions, (list, tuple)):
-            raise StudyConfigError(f"report_options: bm3d_conditions must be a list of noise conditions, e.g. [gauss:25], got {conditions!r}")
-        for condition in conditions:
-            if condition != "none":
-                try:
-                    parse_alternatives(condition)
-                except ValueError as error:
-                    raise StudyConfigError(f"report_options: bm3d_conditions: {error}") from None
-        for key, value in self.report_options.items():
-            whole = isinstance(value, int) and not isinstance(value, bool)
-            if key != "bm3d_conditions" and not (whole and value >= (0 if key in ("faces", "analysis_faces") else 1)):
-                raise StudyConfigError(f"report_options: {key} must be a whole number >= 1 (faces: 0 for all), got {value!r}")
-        base_training(self)
-        validate_search(self.search)
+        _check_report_options(self.report_options)
+        try:
+            validate_conditions(self.holdout_conditions)
+        except ValueError as error:
+            raise StudyConfigError(f"holdout_conditions: {error}") from None
+        _check_search(self)
 
     @property
     def study_uri(self) -> str:
         return f"{storage_root(self.storage)}/{self.name}"
+
+    @property
+    def max_epochs(self) -> int:
+        """The most epochs any trial can train: ASHA's ``max_t``."""
+        epochs = [value for _, value in _edge_assignments(self, "epochs")]
+        return max([self.train.epochs, *epochs])
+
+
+def _check_report_options(options: dict[str, Any]) -> None:
+    unknown = sorted(set(options) - set(REPORT_SIZES))
+    if unknown:
+        raise StudyConfigError(f"report_options: unknown setting(s) {unknown}; known: {', '.join(REPORT_SIZES)}")
+    conditions = options.get("bm3d_conditions", [])
+    if not isinstance(conditions, (list, tuple)):
+        raise StudyConfigError(f"report_options: bm3d_conditions must be a list of noise conditions, e.g. [gauss:25], got {conditions!r}")
+    for condition in conditions:
+        if condition != "none":
+            try:
+                parse_alternatives(condition)
+            except (ValueError, AttributeError) as error:
+                raise StudyConfigError(f"report_options: bm3d_conditions: {error}") from None
+    for key, value in options.items():
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if key != "bm3d_conditions" and not (whole and value >= (0 if key in ("faces", "analysis_faces") else 1)):
+            raise StudyConfigError(f"report_options: {key} must be a whole number >= 1 (faces: 0 for all), got {value!r}")
+
+
+def searchable_settings() -> set[str]:
+    """Training settings a search may set: every ``TrainConfig`` field, model fields as ``model.NAME``."""
+    return set(field_paths(TrainConfig))
+
+
+def _check_search(config: StudyConfig) -> None:
+    """The space's structure, then every value it can produce on every option path, against the study's own settings."""
+    try:
+        search_space.check_space(config.search, searchable_settings())
+    except search_space.SearchSpaceError as error:
+        raise StudyConfigError(str(error)) from None
+    base = to_dict(config.train)
+    for label, fixed, sampled in search_space.branches(config.search):
+        trial_config(base, fixed, f"search ({label})")
+        for name, spec in sampled.items():
+            for value in search_space.edge_values(spec):
+                trial_config(base, [*fixed, (name, value)], f"search: '{name}' value {value!r} ({label})")
+    searched = search_space.searched_settings(config.search)
+    if "noise" in searched and config.train.val_noise is None:
+        raise StudyConfigError("search varies noise but train.val_noise is not set, so each trial would be validated on its own "
+                               "noise and ranked on a different problem; set train.val_noise (e.g. to the hold-out's mix)")
+    if "val_noise" in searched:
+        raise StudyConfigError("search varies val_noise: trials would be ranked on different validation problems; fix it under train:")
+    if config.metric == "val_loss" and "loss" in searched:
+        raise StudyConfigError("metric val_loss compares mse with mae when loss is searched; use val_psnr or val_ssim")
+    if config.scheduler == "asha" and config.grace_period > config.max_epochs:
+        raise StudyConfigError(f"grace_period ({config.grace_period}) must be <= the epochs a trial can train ({config.max_epochs}); "
+                               f"lower grace_period or raise train.epochs")
+
+
+def _edge_assignments(config: StudyConfig, name: str) -> list[tuple[str, Any]]:
+    found = []
+    for _, fixed, sampled in search_space.branches(config.search):
+        found += [(n, v) for n, v in fixed if n == name]
+        if name in sampled:
+            found += [(name, v) for v in search_space.edge_values(sampled[name])]
+    return [(n, v) for n, v in found if isinstance(v, int)]
+
+
+def trial_config(base: dict[str, Any], assignments: list[tuple[str, Any]], what: str = "trial") -> TrainConfig:
+    """One trial's ``TrainConfig``: the study's fixed training settings with the trial's assignments applied."""
+    try:
+        return build(TrainConfig, apply_assignments(base, assignments))
+    except SettingsError as error:
+        raise StudyConfigError(f"{what}: {error}") from None
 
 
 def storage_root(storage: str) -> str:
@@ -103,89 +171,77 @@ def storage_root(storage: str) -> str:
     return storage.rstrip("/") if "://" in storage else str(Path(storage).expanduser().resolve())
 
 
-def base_training(config: StudyConfig) -> TrainConfig:
-    try:
-        return config_from_dict(config.train)
-    except (TypeError, ValueError) as error:
-        raise StudyConfigError(f"train: {error}") from None
-
-
-def search_key_fields() -> set[str]:
-    model = {f"model.{f.name}" for f in fields(ModelConfig)}
-    return model | {f.name for f in fields(TrainConfig) if f.name != "model"}
-
-
-def validate_search(search: dict[str, Any]) -> None:
-    known = search_key_fields()
-    for key, spec in search.items():
-        if key not in known:
-            raise StudyConfigError(f"search: unknown setting '{key}'; searchable: {', '.join(sorted(known))}")
-        if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in DISTRIBUTIONS:
-            raise StudyConfigError(f"search: '{key}' needs exactly one of {', '.join(DISTRIBUTIONS)}, e.g. {{choice: [a, b]}}")
-        kind, values = next(iter(spec.items()))
-        if not isinstance(values, list) or not values:
-            raise StudyConfigError(f"search: '{key}' {kind} needs a non-empty list")
-        if kind != "choice" and (len(values) != 2 or not all(isinstance(v, (int, float)) for v in values) or values[0] >= values[1]):
-            raise StudyConfigError(f"search: '{key}' {kind} needs [low, high] with low < high")
-        if kind == "loguniform" and values[0] <= 0:
-            raise StudyConfigError(f"search: '{key}' loguniform needs a positive low bound")
-        samples = values if kind == "choice" else values[:1]
-        for sample in samples:
-            try:
-                trial_training(TrainConfig(), {key: sample})
-            except (TypeError, ValueError) as error:
-                raise StudyConfigError(f"search: '{key}' value {sample!r} is invalid: {error}") from None
-
-
-def trial_training(base: TrainConfig, params: dict[str, Any]) -> TrainConfig:
-    """The TrainConfig of one trial: the study's fixed settings with the sampled ``params`` applied."""
-    values = asdict(base)
-    for key, value in params.items():
-        if key.startswith("model."):
-            values["model"][key[len("model."):]] = value
-        else:
-            values[key] = value
-    return config_from_dict(values)
-
-
 def load_preset(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise StudyConfigError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
-    return yaml.safe_load(resources.files("study.presets").joinpath(f"{name}.yaml").read_text())
+    return load_yaml(resources.files("study.presets").joinpath(f"{name}.yaml").read_text(), f"preset {name}")
 
 
-def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Override top-level keys; ``train`` and ``report_options`` are merged key by key, ``search`` replaced as a whole."""
-    merged = dict(base)
-    for key, value in override.items():
-        merged[key] = {**merged.get(key, {}), **value} if key in MERGED_BY_KEY and isinstance(value, dict) else value
-    return merged
-
-
-def build_config(preset: str, user_yaml: str | None = None, overrides: dict[str, Any] | None = None) -> StudyConfig:
-    values = load_preset(preset)
-    if user_yaml:
-        path = Path(user_yaml)
-        if not path.is_file():
-            raise StudyConfigError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise StudyConfigError(f"config file {path} must hold a mapping of study settings")
-        values = merge(values, loaded)
-    values = merge(values, overrides or {})
-    known = {f.name for f in fields(StudyConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise StudyConfigError(f"unknown study setting(s) {unknown}; known: {', '.join(sorted(known))}")
-    if "holdout_conditions" in values:
-        values["holdout_conditions"] = tuple(values["holdout_conditions"])
+def resolve(values: dict[str, Any]) -> StudyConfig:
+    """Build and validate; relative model-file paths become absolute (trials run in other directories)."""
+    values = _absolute_inits(values)
     try:
-        return StudyConfig(**values)
-    except TypeError as error:
+        return build(StudyConfig, values)
+    except StudyConfigError:
+        raise
+    except SettingsError as error:
+        raise StudyConfigError(str(error)) from None
+
+
+def _absolute_inits(values: dict[str, Any]) -> dict[str, Any]:
+    def absolute(path: Any) -> Any:
+        return str(Path(path).expanduser().resolve()) if isinstance(path, str) and "://" not in path else path
+
+    train = values.get("train")
+    if isinstance(train, dict) and train.get("init"):
+        values = {**values, "train": {**train, "init": absolute(train["init"])}}
+    return {**values, "search": _absolute_in_space(values.get("search"), absolute)} if isinstance(values.get("search"), dict) else values
+
+
+def _absolute_in_space(entries: dict[str, Any], absolute) -> dict[str, Any]:
+    result = {}
+    for name, entry in entries.items():
+        if name == "init" and search_space.is_distribution(entry) and "choice" in entry and isinstance(entry["choice"], list):
+            entry = {"choice": [absolute(v) for v in entry["choice"]]}
+        elif name == "init":
+            entry = absolute(entry)
+        elif search_space.is_group(entry):
+            entry = {"choice": {option: _absolute_in_space(body or {}, absolute) for option, body in entry["choice"].items()}}
+        result[name] = entry
+    return result
+
+
+def build_config(preset: str, config_file: str | None = None, assignments: list[tuple[str, Any]] | None = None) -> StudyConfig:
+    """The study a new run starts: defaults < preset < ``config_file`` < ``assignments`` (flags, then ``--set``)."""
+    values = merge(to_dict(StudyConfig()), load_preset(preset), WHOLE)
+    if config_file:
+        values = merge(values, _file_layer(config_file), WHOLE)
+    return resolve(apply_assignments(values, assignments or [], flat=WHOLE))
+
+
+def resume_config(saved_yaml: bytes | str, config_file: str | None = None, assignments: list[tuple[str, Any]] | None = None) -> StudyConfig:
+    """The study a resume continues: the saved ``study.yaml`` exactly, with only ``RESUMABLE`` settings changed."""
+    saved = load_yaml(saved_yaml.decode() if isinstance(saved_yaml, bytes) else saved_yaml, "study.yaml")
+    if not isinstance(saved, dict):
+        raise StudyConfigError("the saved study.yaml is not a mapping of settings; the study directory is damaged")
+    saved_config = resolve(saved)
+    values = to_dict(saved_config)
+    if config_file:
+        values = merge(values, _file_layer(config_file), WHOLE)
+    resumed = resolve(apply_assignments(values, assignments or [], flat=WHOLE))
+    changed = [path for path in differences(to_dict(saved_config), to_dict(resumed)) if path.split(".")[0] not in RESUMABLE + ("name", "storage")]
+    if changed:
+        raise StudyConfigError(f"--resume cannot change {', '.join(changed)} (saved in study.yaml); on resume only "
+                               f"{', '.join(RESUMABLE)} may change; start a new study with another --name to change the rest")
+    return resumed
+
+
+def _file_layer(path: str) -> dict[str, Any]:
+    try:
+        return load_yaml_file(path)
+    except SettingsError as error:
         raise StudyConfigError(str(error)) from None
 
 
 def to_yaml(config: StudyConfig) -> str:
-    values = asdict(config)
-    values["holdout_conditions"] = list(config.holdout_conditions)
-    return yaml.safe_dump(values, sort_keys=False)
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

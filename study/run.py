@@ -11,61 +11,82 @@ Ray here. See the README for the YAML fields.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the checkout, not study/, so study/*.py shadow nothing
 
 from denoise_core.cli import run_cli, setup_logging  # noqa: E402
-from study.config import PRESETS, QUICK_REPORT, StudyConfigError, build_config, to_yaml  # noqa: E402
+from denoise_core.settings import add_flags, flag_assignments, parse_assignment  # noqa: E402
+from study.config import PRESETS, QUICK_REPORT, StudyConfig, build_config, resume_config, storage_root, to_yaml  # noqa: E402
 
-FLAG_FIELDS = {"data": str, "name": str, "storage": str, "num_samples": int, "max_concurrent": int, "train_workers": int,
-               "cpus_per_worker": float, "gpus_per_trial": float, "seed": int, "holdout_faces": int}
-TRAIN_FLAGS = {"epochs": int, "train_size": int, "val_size": int, "batch_size": int}
+STUDY_FLAGS = ("data", "name", "storage", "num_samples", "max_concurrent", "train_workers", "cpus_per_worker", "gpus_per_trial",
+               "max_failures", "seed", "holdout_faces", "verbose")
+TRAIN_SHORTCUTS = ("epochs", "train_size", "val_size", "batch_size")  # --epochs is train.epochs
+HELP = {
+    "data": "FER2013 file or folder (default: $FER2013_PATH)", "name": "study directory name under --storage",
+    "storage": "where studies live: a local folder, or s3:// / NFS on a cluster", "num_samples": "number of trials",
+    "max_concurrent": "trials at a time (0: as many as the resources allow)", "train_workers": "0: train inside the trial; N: a TorchTrainer with N workers",
+    "cpus_per_worker": "CPUs per trial or Train worker", "gpus_per_trial": "GPU share per worker (null: 0.25 with GPUs, else 0)",
+    "max_failures": "restarts of a failed trial from its checkpoint", "seed": "seeds the Optuna sampler",
+    "holdout_faces": "score the best model on the first N hold-out faces (null: all)", "verbose": "0 quiet, 1 progress, 2 Ray's own output",
+    "epochs": "train.epochs", "train_size": "train.train_size (null: all faces)", "val_size": "train.val_size (null: all)", "batch_size": "train.batch_size",
+}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="study/run.py", description="Search for the best FER2013 denoiser with Ray Tune + Optuna.")
-    parser.add_argument("--preset", choices=PRESETS, default="local", help="starting point: smoke (tests), local (debug), full (cluster)")
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(
+        prog="study/run.py", description="Search for the best FER2013 denoiser with Ray Tune + Optuna.",
+        epilog="Settings: field defaults < --preset < --config FILE < flags < --set KEY=VALUE (values are YAML). "
+               "On --resume the saved study.yaml is the base, and only data, holdout_conditions, holdout_faces, report, "
+               "report_options and verbose may change.")
+    parser.add_argument("--preset", choices=PRESETS, default=None,
+                        help="starting point: smoke (tests), local (the first run, ~10 min on 2 CPUs), workstation (one machine, hours on CPU), "
+                             "full (cluster) (default: local; not with --resume)")
     parser.add_argument("--config", help="YAML file of study settings, applied over the preset")
     parser.add_argument("--resume", action="store_true", help="continue the study STORAGE/NAME after an interruption")
     parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, a local `ray start`, else a new local instance)")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a new local Ray instance")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one field, e.g. train.lr=0.001 (YAML value)")
-    for name, kind in {**FLAG_FIELDS, **TRAIN_FLAGS}.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, dest=name, default=None)
-    return parser.parse_args(argv)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any setting by its dotted path, e.g. train.lr=1e-3 or search.lr='{loguniform: [1e-4, 1e-2]}'")
+    paths = add_flags(parser, StudyConfig, skip=tuple(name for name in _fields() if name not in STUDY_FLAGS), helps=HELP)
+    for name in TRAIN_SHORTCUTS:
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=f"train.{name}", default=None, metavar="VALUE", help=HELP[name])
+    return parser.parse_args(argv), [*paths, *(f"train.{name}" for name in TRAIN_SHORTCUTS)]
 
 
-def overrides_from(args: argparse.Namespace) -> dict:
-    import yaml
+def _fields() -> list[str]:
+    from dataclasses import fields
 
-    values: dict = {k: getattr(args, k) for k in FLAG_FIELDS if getattr(args, k) is not None}
-    train = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
-    for item in args.set:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise StudyConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set train.lr=0.001")
-        value = yaml.safe_load(raw)
-        if key.startswith("train."):
-            train[key[len("train."):]] = value
-        else:
-            values[key] = value
-    if train:
-        values["train"] = train
-    return values
+    return [f.name for f in fields(StudyConfig)]
+
+
+def resolve(args: argparse.Namespace, paths: list[str]) -> StudyConfig:
+    """The study to run: a new one from the preset, or on --resume exactly the saved one (with the allowed changes)."""
+    assignments = flag_assignments(args, paths) + [parse_assignment(item) for item in args.set]
+    if not args.resume:
+        return build_config(args.preset or "local", args.config, assignments)
+    if args.preset:
+        print(f"study/run.py: --resume continues the saved study.yaml; --preset {args.preset} is not used", file=sys.stderr)
+    from study import storage
+
+    given = dict(assignments)  # --name and --storage locate the study
+    study_uri = f"{storage_root(str(given.get('storage', StudyConfig.storage)))}/{given.get('name', StudyConfig.name)}"
+    if not storage.exists(f"{study_uri}/study.yaml"):
+        raise FileNotFoundError(f"nothing to resume: no study at {study_uri}; start it without --resume")
+    return resume_config(storage.read_bytes(f"{study_uri}/study.yaml"), args.config, assignments)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args, paths = parse_args(argv)
 
     def run() -> int | None:
-        config = build_config(args.preset, args.config, overrides_from(args))
+        config = resolve(args, paths)
         setup_logging(config.verbose > 1)
-        from study.study import connect, run_study
+        from study.study import connect, preflight, run_study
 
-        if args.resume:
-            config = resume_config(config)
+        preflight(config, resume=args.resume, joining=bool(args.address or os.environ.get("RAY_ADDRESS")))
         print(f"study configuration:\n{to_yaml(config)}", flush=True)
         connect(args.address, args.num_cpus, config.verbose)
         summary = run_study(config, resume=args.resume)
@@ -101,25 +122,6 @@ def build_study_report(config, summary):
     sizes = {key: tuple(value) if key == "bm3d_conditions" else value or None  # faces: 0 means all
              for key, value in {**QUICK_REPORT, **config.report_options}.items()}
     return build_report(Path(summary.study_uri), config.data, ReportOptions(**sizes))
-
-
-def resume_config(config):
-    """On --resume the saved study.yaml wins, so the resumed study is the one that was started."""
-    import yaml
-
-    from study import storage
-    from study.config import build_config
-
-    saved_uri = f"{config.study_uri}/study.yaml"
-    if not storage.exists(saved_uri):
-        raise FileNotFoundError(f"nothing to resume: no study at {config.study_uri}; start it without --resume")
-    saved = yaml.safe_load(storage.read_bytes(saved_uri))
-    saved.update(name=config.name, storage=config.storage, data=config.data or saved.get("data"))
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(saved, handle)
-    return build_config("smoke", handle.name, {})
 
 
 if __name__ == "__main__":

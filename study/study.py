@@ -27,7 +27,9 @@ from denoise_core.evaluate import evaluate_on_holdout, model_denoiser
 from denoise_core.holdout import holdout_for
 from denoise_core.model import ConvAutoencoder, model_config_from_dict
 from study import storage
-from study.config import StudyConfig, StudyConfigError, base_training, storage_root, to_yaml
+from denoise_core.settings import to_dict
+from study import space
+from study.config import StudyConfig, StudyConfigError, storage_root, to_yaml
 from study.trial import CHECKPOINT_FILE, tune_trial, tune_trial_with_trainer
 
 log = logging.getLogger("study")
@@ -88,11 +90,31 @@ def plan_resources(config: StudyConfig, cluster: dict[str, float]) -> Resources:
     return Resources(workers=workers, cpu=config.cpus_per_worker, gpu=gpu, concurrent=max(1, min(concurrent, config.num_samples)))
 
 
-def search_space(config: StudyConfig) -> dict[str, Any]:
-    from ray import tune
+def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) -> str:
+    """Every check that needs no Ray, so a mistake costs a second instead of a Ray start; returns the data path."""
+    study_uri = config.study_uri
+    if "://" not in study_uri:
+        for parent in [Path(study_uri), *Path(study_uri).parents]:
+            if parent.exists() and not parent.is_dir():
+                raise StudyConfigError(f"storage: {parent} is a file, not a directory; pass --storage DIRECTORY")
+    if resume and not storage.exists(f"{study_uri}/study.yaml"):
+        raise FileNotFoundError(f"nothing to resume: no study at {study_uri}; start it without --resume")
+    if not resume and storage.exists(study_uri):
+        raise FileExistsError(f"study '{config.name}' already exists at {study_uri}; pass --resume to continue it or choose another --name")
+    data_path = str(resolve_data_path(config.data).absolute())
+    for init in sorted({value for _, fixed, sampled in space.branches(config.search) for name, value in
+                        [*fixed, *((n, v) for n, spec in sampled.items() for v in space.edge_values(spec))] if name == "init" and value}
+                       | ({config.train.init} if config.train.init else set())):
+        if not Path(init).is_file():
+            raise FileNotFoundError(f"train.init: model file {init} does not exist")
+    if config.gpus_per_trial and not joining and not _local_gpus():
+        raise StudyConfigError(f"gpus_per_trial is {config.gpus_per_trial} but this machine has no GPU; set gpus_per_trial: 0 "
+                               "or join a cluster with GPUs (--address)")
+    return data_path
 
-    make = {"choice": tune.choice, "uniform": lambda v: tune.uniform(*v), "loguniform": lambda v: tune.loguniform(*v), "randint": lambda v: tune.randint(*v)}
-    return {key: make[kind](values) for key, spec in config.search.items() for kind, values in spec.items()}
+
+def _local_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
@@ -103,29 +125,22 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
     import optuna
 
     study_uri = config.study_uri
-    data_path = str(resolve_data_path(config.data).absolute())
+    data_path = preflight(config, resume, joining=True)
     yaml_uri = f"{study_uri}/study.yaml"
-    if resume:
-        if not storage.exists(yaml_uri):
-            raise FileNotFoundError(f"nothing to resume: no study at {study_uri}; start it without --resume")
-    elif storage.exists(study_uri):
-        raise FileExistsError(f"study '{config.name}' already exists at {study_uri}; pass --resume to continue it or choose another --name")
-    base_training(config)
     import ray
 
     resources = plan_resources(config, ray.cluster_resources())
-    train_settings = dict(config.train)
-    if "device" not in train_settings:
+    train_settings = to_dict(config.train)
+    if train_settings["device"] == "auto":
         train_settings["device"] = "cuda" if resources.gpu > 0 else "cpu"
-    settings = {  # the same for every trial; only "search" is sampled
-        "train": train_settings, "data": data_path, "grid_every": config.grid_every,
+    settings = {  # the same for every trial; a trial's config holds only its sampled parameters
+        "train": train_settings, "search": config.search, "data": data_path, "grid_every": config.grid_every,
         "max_failures": config.max_failures, "train_storage": f"{study_uri}/train_runs",
         "resources": {"workers": resources.workers, "cpu": resources.cpu, "gpu": resources.gpu},
     }
     trainable = tune.with_parameters(tune_trial_with_trainer if resources.workers else tune_trial, settings=settings)
     trial_resources = {"cpu": DRIVER_CPU} if resources.workers else {"cpu": resources.cpu, "gpu": resources.gpu}
     trainable = tune.with_resources(trainable, trial_resources)
-    params = {"search": search_space(config)}
     log.info("study %s: %d trials, %d at a time, %s per trial", study_uri, config.num_samples, resources.concurrent,
              f"{resources.workers} TorchTrainer worker(s) x {resources.cpu:g} CPU / {resources.gpu:g} GPU" if resources.workers else f"{resources.cpu:g} CPU / {resources.gpu:g} GPU in-process")
     run_config = tune.RunConfig(
@@ -137,18 +152,19 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
         log.info("resuming study %s", study_uri)
         tuner = tune.Tuner.restore(study_uri, trainable=trainable, resume_errored=True)
     else:
-        storage.write_bytes(yaml_uri, to_yaml(config).encode(), overwrite=False)
-        searcher = OptunaSearch(sampler=optuna.samplers.TPESampler(seed=config.seed), metric=config.metric, mode=config.mode) if config.search else None
+        searcher = OptunaSearch(space=space.sampler_for(config.search), sampler=optuna.samplers.TPESampler(seed=config.seed),
+                                metric=config.metric, mode=config.mode) if config.search else None
         scheduler = (
-            ASHAScheduler(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=base_training(config).epochs)
+            ASHAScheduler(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=config.max_epochs)
             if config.scheduler == "asha" else FIFOScheduler()
         )
         tuner = tune.Tuner(
-            trainable, param_space=params, run_config=run_config,
+            trainable, run_config=run_config,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=config.num_samples,
                                         max_concurrent_trials=resources.concurrent, metric=config.metric, mode=config.mode,
                                         trial_dirname_creator=trial_dirname),
         )
+        storage.write_bytes(yaml_uri, to_yaml(config).encode(), overwrite=False)
     results = tuner.fit()
     trials = trial_table(results, config)
     for suffix, write in (("csv", lambda df, buf: df.to_csv(buf, index=False)), ("parquet", lambda df, buf: df.to_parquet(buf, index=False))):
@@ -178,13 +194,13 @@ def trial_table(results: Any, config: StudyConfig) -> pd.DataFrame:
     rows = []
     for result in results:
         metrics = result.metrics or {}
-        params = (result.config or {}).get("search", {})
+        params = result.config or {}
         status = "completed"
         if result.error is not None:
             status = f"error: {str(result.error).strip().splitlines()[-1][:200]}"
         elif metrics.get("diverged"):
             status = f"failed: {metrics.get('error', 'loss diverged')}"
-        elif metrics.get("epoch", 0) < base_training(config).epochs and not _early_stopped(metrics, config):
+        elif metrics.get("epoch", 0) < metrics.get("epochs_planned", config.train.epochs) and not metrics.get("stopped_early"):
             status = "stopped by ASHA"
         rows.append({
             "trial_id": metrics.get("trial_id", Path(str(result.path)).name), "status": status,
@@ -203,11 +219,6 @@ def trial_table(results: Any, config: StudyConfig) -> pd.DataFrame:
     return table
 
 
-def _early_stopped(metrics: dict[str, Any], config: StudyConfig) -> bool:
-    patience = base_training(config).patience
-    return metrics.get("epoch", 0) - metrics.get("best_epoch", 0) >= patience
-
-
 def _checkpoint_uri(result: Any) -> str | None:
     metrics = result.metrics or {}
     if metrics.get("checkpoint_path"):
@@ -216,7 +227,7 @@ def _checkpoint_uri(result: Any) -> str | None:
 
 
 def export_best(results: Any, trials: pd.DataFrame, config: StudyConfig, data_path: str) -> tuple[str | None, str | None, pd.DataFrame | None]:
-    """Copy the best trial's best weights to ``best/model.pt`` and score it on the fixed noisy hold-out."""
+    """Copy the best trial's best weights to ``best/model.pt``, its settings to ``best/train.yaml``, and score it on the hold-out."""
     metric = f"best_{config.metric}"
     usable = trials[trials["status"].isin(["completed", "stopped by ASHA"]) & trials[metric].map(lambda v: v is not None and math.isfinite(v))]
     usable = usable[usable["checkpoint"].notna()]
@@ -237,6 +248,8 @@ def export_best(results: Any, trials: pd.DataFrame, config: StudyConfig, data_pa
     table = evaluate_on_holdout(model_denoiser(model.to(device).eval(), device), holdout, faces=config.holdout_faces)
     table.insert(0, "trial_id", best["trial_id"])
     storage.write_bytes(f"{config.study_uri}/best/holdout.csv", table.to_csv(index=False).encode())
+    recipe = "# The winning trial's training settings: python -m denoise_core.train --config best/train.yaml --out RUN replays it.\n"
+    storage.write_bytes(f"{config.study_uri}/best/train.yaml", (recipe + yaml.safe_dump(checkpoint["config"], sort_keys=False)).encode())
     storage.write_bytes(f"{config.study_uri}/best/trial.yaml", yaml.safe_dump({k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}, sort_keys=False).encode())
     return str(best["trial_id"]), model_uri, table
 

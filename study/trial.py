@@ -24,8 +24,9 @@ import numpy as np
 from denoise_core.checkpoint import load_checkpoint, save_checkpoint
 from denoise_core.data import load_splits
 from denoise_core.tblog import image_grid
-from denoise_core.train import EpochReport, config_from_dict, fit
-from study.config import trial_training
+from denoise_core.train import EpochReport, fit
+from study.config import trial_config
+from study.space import assignments
 
 CHECKPOINT_FILE = "checkpoint.pt"
 IMAGES = "val_images"  # noisy | denoised | clean grid, (1, H, W) uint8
@@ -40,7 +41,11 @@ def epoch_metrics(report: EpochReport, grid_every: int) -> dict[str, Any]:
     metrics.update(
         epoch=report.epoch, best_epoch=best["epoch"], best_val_loss=best["val_loss"], best_val_psnr=best["val_psnr"],
         best_val_ssim=best["val_ssim"], parameters=checkpoint["parameters"], diverged=0, train_node_ip=_node_ip(),
+        epochs_planned=checkpoint["config"]["epochs"], stopped_early=int(report.should_stop),
     )
+    initial = checkpoint.get("initial")
+    if initial:  # a warm start: the starting model's own validation scores
+        metrics.update({f"init_{key}": initial[key] for key in ("val_loss", "val_psnr", "val_ssim")})
     if grid_every and (report.epoch == 1 or report.epoch % grid_every == 0 or report.should_stop):
         metrics[IMAGES] = (image_grid(list(report.examples)).numpy() * 255).round().astype(np.uint8)
     return metrics
@@ -66,7 +71,7 @@ def train_in_process(
     **distributed: Any,
 ) -> None:
     """Train one trial with the core loop, reporting each epoch; resume from ``previous`` checkpoint dir."""
-    config = trial_training(config_from_dict(params["train"]), params.get("search", {}))
+    config = trial_config(params["train"], assignments(params["search"], params["sampled"]))
     splits = load_splits(params["data"])
     resume = load_checkpoint(Path(previous) / CHECKPOINT_FILE) if previous else None
     fault_marker = os.environ.get(FAULT_ENV)
@@ -92,7 +97,7 @@ def tune_trial(sampled: dict[str, Any], settings: dict[str, Any]) -> None:
     """Tune function trainable for ``train_workers: 0``: the core loop runs in this process."""
     from ray import tune
 
-    params = {**settings, **sampled}
+    params = {**settings, "sampled": sampled}
 
     def report(metrics: dict[str, Any], directory: str | None) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory) if directory else None)
@@ -126,7 +131,7 @@ def tune_trial_with_trainer(sampled: dict[str, Any], settings: dict[str, Any]) -
     """Tune function trainable that runs the trial as a TorchTrainer; a re-run resumes its own Train run."""
     from ray import train, tune
 
-    params = {**settings, **sampled}
+    params = {**settings, "sampled": sampled}
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 

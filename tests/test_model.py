@@ -109,7 +109,7 @@ def test_switching_model_changes_only_impulses():
     ({"stages": 5}, "stages must be 1..4"), ({"bottleneck": "wide"}, "bottleneck must be"),
     ({"upsample": "pixelshuffle"}, "upsample must be"), ({"dropout": 1.0}, "dropout must be"),
     ({"gate": True, "switching": True}, "choose one"),
-    ({"widht": 8}, "unknown model setting"), ({"refine": 1}, "at least 2 layers"), ({"refine": 3, "refine_width": 0}, "refine_width positive"),
+    ({"widht": 8}, r"unknown setting\(s\) widht"), ({"refine": 1}, "at least 2 layers"), ({"refine": 3, "refine_width": 0}, "refine_width positive"),
 ])
 def test_bad_model_config_says_what_is_wrong(values, message):
     with pytest.raises(ValueError, match=message):

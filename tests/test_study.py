@@ -44,7 +44,9 @@ def study_env(tmp_path_factory, fer2013_slice):
 
 
 def smoke(study_env, name, **overrides):
-    return build_config("smoke", overrides={"name": name, "storage": str(study_env["storage"]), "data": str(study_env["data"]), **overrides})
+    """The smoke preset in this test's storage; ``overrides`` are dotted settings (``train__lr`` for ``train.lr``)."""
+    settings = {"name": name, "storage": str(study_env["storage"]), "data": str(study_env["data"]), **overrides}
+    return build_config("smoke", assignments=[(key.replace("__", "."), value) for key, value in settings.items()])
 
 
 @pytest.fixture(scope="module")
@@ -124,8 +126,8 @@ def test_resume_of_a_finished_study_reruns_no_trial(finished):
 
 
 def test_diverging_trial_is_recorded_as_failed(study_env):
-    config = smoke(study_env, "diverging", num_samples=1, search={},
-                   train={"lr": 1e30, "epochs": 2, "model": {"base_width": 4, "batchnorm": False, "residual": True}})
+    config = smoke(study_env, "diverging", num_samples=1, search={}, train__lr=1e30, train__epochs=2, train__model__base_width=4,
+                   train__model__batchnorm=False, train__model__residual=True)
     summary = run_study(config)
     status = summary.trials.iloc[0]["status"]
     assert status.startswith("failed: ") and "not finite" in status
@@ -145,13 +147,20 @@ def test_trainer_workers_survive_a_killed_worker(study_env):
     load_model(Path(summary.study_uri) / "best" / "model.pt")
 
 
-@pytest.mark.parametrize("overrides, message", [
+@pytest.mark.parametrize("assignments, message", [
     ({"num_samples": 0}, "num_samples must be >= 1"),
-    ({"colour": 1}, "unknown study setting"),
-    ({"train": {"epoch": 3}}, "unknown training setting"),
-    ({"search": {"model.widht": {"choice": [8]}}}, "unknown setting 'model.widht'"),
-    ({"search": {"lr": {"loguniform": [0, 1]}}}, "positive low bound"),
-    ({"search": {"loss": {"choice": ["huber"]}}}, "value 'huber' is invalid"),
+    ({"colour": 1}, r"unknown setting\(s\) colour"),
+    ({"train.epoch": 3}, r"unknown setting\(s\) train.epoch"),
+    ({"train.lr": "abc"}, "train.lr: expected a number, got 'abc'"),
+    ({"train.model": 5}, "train.model: expected a mapping of settings"),
+    ({"search.model.widht": {"choice": [8]}}, "unknown setting 'model.widht'"),
+    ({"search.lr": {"loguniform": [0, 1]}}, "positive low bound"),
+    ({"search.loss": {"choice": ["huber"]}}, "search: 'loss' value 'huber'.*loss must be one of"),
+    ({"search.model.dropout": {"uniform": [0.1, 3.0]}}, r"search: 'model.dropout' value 3.0 .*dropout must be in \[0, 1\)"),
+    ({"search.epochs": {"randint": [1, 4]}, "grace_period": 5}, r"grace_period \(5\) must be <= the epochs a trial can train \(3\)"),
+    ({"train.epochs": 1, "grace_period": 2}, r"grace_period \(2\) must be <= the epochs a trial can train \(1\)"),
+    ({"search.noise": {"choice": ["sp:0.1", "sp:0.5"]}, "train.val_noise": None}, "search varies noise but train.val_noise is not set"),
+    ({"holdout_conditions": ["sp:0.1", "sp:O.5"]}, "hold-out condition 'sp:O.5' is not a noise condition"),
     ({"metric": "test_psnr"}, "metric must be"),
     ({"metric": "val_loss", "mode": "min"}, "compares mse with mae"),
     ({"mode": "min"}, "mode for val_psnr must be max"),
@@ -161,31 +170,31 @@ def test_trainer_workers_survive_a_killed_worker(study_env):
     ({"report_options": {"bm3d_conditions": "gauss:25"}}, "bm3d_conditions must be a list"),
     ({"report_options": {"faces": True}}, "faces must be a whole number"),
 ])
-def test_bad_study_config_is_a_one_line_error(overrides, message):
+def test_bad_study_config_is_a_one_line_error(assignments, message):
     with pytest.raises(StudyConfigError, match=message) as error:
-        build_config("smoke", overrides=overrides)
+        build_config("smoke", assignments=list(assignments.items()))
     assert "\n" not in str(error.value)
 
 
 def test_report_options_merge_key_by_key_over_the_preset():
     local = build_config("local")
     assert local.report_options["bm3d_faces"] == 4
-    merged = build_config("local", overrides={"report_options": {"faces": 0}})
+    merged = build_config("local", assignments=[("report_options.faces", 0)])
     assert merged.report_options == {**local.report_options, "faces": 0}
 
 
 def test_gpu_request_without_gpus_is_refused_before_any_trial():
-    config = build_config("smoke", overrides={"gpus_per_trial": 0.5})
+    config = build_config("smoke", assignments=[("gpus_per_trial", 0.5)])
     with pytest.raises(StudyConfigError, match="cluster has no GPUs"):
         plan_resources(config, {"CPU": 8.0})
 
 
 def test_resources_pack_trials_for_what_the_cluster_has():
-    plain = build_config("smoke", overrides={"max_concurrent": 0, "num_samples": 20})
+    plain = build_config("smoke", assignments=[("max_concurrent", 0), ("num_samples", 20)])
     assert plan_resources(plain, {"CPU": 2.0}).concurrent == 2
-    trainer = build_config("smoke", overrides={"max_concurrent": 0, "num_samples": 20, "train_workers": 1})
+    trainer = build_config("smoke", assignments=[("max_concurrent", 0), ("num_samples", 20), ("train_workers", 1)])
     assert plan_resources(trainer, {"CPU": 2.0}).concurrent == 1
-    gpu = build_config("full", overrides={"max_concurrent": 0})
+    gpu = build_config("full", assignments=[("max_concurrent", 0)])
     packed = plan_resources(gpu, {"CPU": 16.0, "GPU": 1.0})
     assert packed.gpu == 0.25 and packed.concurrent == 4
 
@@ -194,7 +203,7 @@ def test_cli_reports_config_errors_in_one_line_before_starting_ray(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "study" / "run.py"), "--preset", "smoke", "--set", "colour=1",
                              "--storage", str(tmp_path)], capture_output=True, text=True, env={**os.environ, **QUIET_RAY})
     assert result.returncode == 2
-    assert result.stderr.strip().count("\n") == 0 and "unknown study setting(s) ['colour']" in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "unknown setting(s) colour" in result.stderr
     assert not any(tmp_path.iterdir())
 
 

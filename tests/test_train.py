@@ -4,7 +4,8 @@ import torch
 from denoise_core.checkpoint import CheckpointError, export_model, load_checkpoint, load_model, save_checkpoint
 from denoise_core.data import Faces, parse_csv_bytes, split_faces
 from denoise_core.model import ModelConfig
-from denoise_core.train import TrainConfig, config_from_dict, config_to_dict, fit, psnr_loss, with_overrides
+from denoise_core.settings import override
+from denoise_core.train import TrainConfig, config_from_dict, config_to_dict, fit, psnr_loss
 from synthetic import smooth_splits
 
 TINY = TrainConfig(model=ModelConfig(base_width=4, bottleneck_size=8), noise="sp:0.2", epochs=2, batch_size=16, lr=3e-3, seed=0)
@@ -36,7 +37,7 @@ def test_fit_is_deterministic_on_cpu(tiny_data):
     first, again = fit(TINY, tiny_data), fit(TINY, tiny_data)
     assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in again.history]
     assert torch.equal(weights(first.checkpoint), weights(again.checkpoint))
-    other = fit(with_overrides(TINY, seed=1), tiny_data)
+    other = fit(override(TINY, {"seed": 1}), tiny_data)
     assert not torch.equal(weights(first.checkpoint), weights(other.checkpoint))
 
 
@@ -49,7 +50,7 @@ def test_fit_does_not_change_the_callers_random_state(tiny_data):
 
 
 def test_early_stopping_waits_for_patience(tiny_data):
-    config = with_overrides(TINY, epochs=10, patience=2, min_delta=1.0)
+    config = override(TINY, {"epochs": 10, "patience": 2, "min_delta": 1.0})
     reports = []
     result = fit(config, tiny_data, on_epoch=reports.append)
     assert [r.epoch for r in reports] == [1, 2, 3]
@@ -58,13 +59,13 @@ def test_early_stopping_waits_for_patience(tiny_data):
 
 
 def test_callback_can_stop_training(tiny_data):
-    result = fit(with_overrides(TINY, epochs=5), tiny_data, on_epoch=lambda report: report.epoch == 2)
+    result = fit(override(TINY, {"epochs": 5}), tiny_data, on_epoch=lambda report: report.epoch == 2)
     assert len(result.history) == 2 and not result.stopped_early
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data):
-    config = with_overrides(TINY, epochs=3)
-    fit(with_overrides(TINY, epochs=1), tiny_data)  # the first convolutions of a process can differ in the last bits (oneDNN)
+    config = override(TINY, {"epochs": 3})
+    fit(override(TINY, {"epochs": 1}), tiny_data)  # the first convolutions of a process can differ in the last bits (oneDNN)
     straight = fit(config, tiny_data)
     checkpoints = []
     fit(config, tiny_data, on_epoch=lambda r: checkpoints.append(r.checkpoint) or r.epoch == 2)
@@ -74,10 +75,10 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data):
 
 
 def test_resume_with_fewer_epochs_anneals_the_cosine_schedule_to_the_new_end(tiny_data):
-    config = with_overrides(TINY, epochs=6, schedule="cosine")
+    config = override(TINY, {"epochs": 6, "schedule": "cosine"})
     checkpoints = []
     fit(config, tiny_data, on_epoch=lambda r: checkpoints.append(r.checkpoint) or r.epoch == 2)
-    shortened = fit(with_overrides(config, epochs=4), tiny_data, resume=checkpoints[-1])
+    shortened = fit(override(config, {"epochs": 4}), tiny_data, resume=checkpoints[-1])
     lrs = [h["lr"] for h in shortened.history]
     assert len(lrs) == 4 and lrs[0] > lrs[1] > lrs[2] > lrs[3]
     assert shortened.checkpoint["optimizer_state"]["param_groups"][0]["lr"] == pytest.approx(config.lr * 0.01)
@@ -99,30 +100,43 @@ def test_psnr_loss_is_minus_the_mean_per_image_psnr():
 def test_training_can_start_from_a_model_files_weights(tiny_data, tmp_path):
     first = fit(TINY, tiny_data)
     path = save_checkpoint(export_model(first.checkpoint), tmp_path / "model.pt")
-    tuned = fit(with_overrides(TINY, init=str(path), epochs=1, loss="psnr", lr=1e-4), tiny_data)
+    tuned = fit(override(TINY, {"init": str(path), "epochs": 1, "loss": "psnr", "lr": 1e-4}), tiny_data)
     assert tuned.history[0]["val_psnr"] > first.history[0]["val_psnr"]  # starts where the first run ended, not from scratch
     with pytest.raises(ValueError, match="another architecture"):
-        fit(with_overrides(TINY, init=str(path), model_base_width=8), tiny_data)
+        fit(override(TINY, {"init": str(path), "model.base_width": 8}), tiny_data)
+
+
+def test_a_warm_start_is_scored_first_and_stays_the_best_until_training_beats_it(tiny_data, tmp_path):
+    first = fit(TINY, tiny_data)
+    path = save_checkpoint(export_model(first.checkpoint), tmp_path / "model.pt")
+    reports = []
+    spoiled = fit(override(TINY, {"init": str(path), "epochs": 2, "lr": 0.5}), tiny_data, on_epoch=reports.append)  # a rate that wrecks it
+    initial = reports[0].checkpoint["initial"]
+    assert initial["epoch"] == 0 and initial["val_psnr"] == pytest.approx(first.best["val_psnr"], abs=1e-4)
+    assert initial["val_loss"] == pytest.approx(first.best["val_loss"], rel=1e-4)
+    assert all(r.val_psnr < initial["val_psnr"] for r in reports)
+    assert spoiled.best_epoch == 0 and spoiled.best == initial  # the starting model is kept as the best
+    assert torch.equal(weights(export_model(spoiled.checkpoint)), weights(export_model(first.checkpoint)))
 
 
 def test_training_can_grow_a_refinement_stage_on_a_trained_model(tiny_data, tmp_path):
     first = fit(TINY, tiny_data)
     path = save_checkpoint(export_model(first.checkpoint), tmp_path / "model.pt")
-    grown = with_overrides(TINY, init=str(path), epochs=1, lr=1e-4, model_refine=2, model_refine_width=4)
+    grown = override(TINY, {"init": str(path), "epochs": 1, "lr": 1e-4, "model.refine": 2, "model.refine_width": 4})
     reports = []
-    fit(with_overrides(grown, lr=1e-12), tiny_data, on_epoch=reports.append)  # steps too small to move the weights
+    fit(override(grown, {"lr": 1e-12}), tiny_data, on_epoch=reports.append)  # steps too small to move the weights
     assert reports[0].val_psnr == pytest.approx(first.best["val_psnr"], abs=0.05)  # only batch-norm statistics moved
     refined = save_checkpoint(export_model(fit(grown, tiny_data).checkpoint), tmp_path / "refined.pt")
     with pytest.raises(ValueError, match="another architecture"):
-        fit(with_overrides(grown, init=str(refined), model_refine=3), tiny_data)  # only a model without refine layers can grow them
-    mirrored = fit(with_overrides(grown, init=str(refined), model_mirror=True, epochs=1), tiny_data)
+        fit(override(grown, {"init": str(refined), "model.refine": 3}), tiny_data)  # only a model without refine layers can grow them
+    mirrored = fit(override(grown, {"init": str(refined), "model.mirror": True, "epochs": 1}), tiny_data)
     assert mirrored.checkpoint["config"]["model"]["mirror"] is True
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(tiny_data):
     checkpoint = fit(TINY, tiny_data).checkpoint
     with pytest.raises(ValueError, match=r"different settings for \['lr'\]"):
-        fit(with_overrides(TINY, lr=1e-2), tiny_data, resume=checkpoint)
+        fit(override(TINY, {"lr": 1e-2}), tiny_data, resume=checkpoint)
 
 
 def test_epoch_report_carries_metrics_examples_and_checkpoint(tiny_data):
@@ -137,7 +151,7 @@ def test_epoch_report_carries_metrics_examples_and_checkpoint(tiny_data):
 
 def test_validation_uses_the_same_fixed_noisy_set_every_epoch(tiny_data):
     reports = []
-    fit(with_overrides(TINY, epochs=3), tiny_data, on_epoch=reports.append)
+    fit(override(TINY, {"epochs": 3}), tiny_data, on_epoch=reports.append)
     assert len({r.noisy_psnr for r in reports}) == 1
 
 
@@ -173,7 +187,7 @@ def test_save_checkpoint_can_refuse_to_overwrite(tmp_path):
 
 def test_train_config_round_trips_through_dicts_and_rejects_unknown_keys():
     assert config_from_dict(config_to_dict(TINY)) == TINY
-    with pytest.raises(ValueError, match=r"unknown training setting\(s\) \['epoch'\]"):
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) epoch; known: model, noise"):
         config_from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="loss must be"):
         TrainConfig(loss="huber")
@@ -182,7 +196,7 @@ def test_train_config_round_trips_through_dicts_and_rejects_unknown_keys():
 
 
 def test_fit_fails_loudly_when_the_loss_diverges(tiny_data):
-    config = with_overrides(TINY, lr=1e30, model_batchnorm=False, model_residual=True, epochs=3)
+    config = override(TINY, {"lr": 1e30, "model.batchnorm": False, "model.residual": True, "epochs": 3})
     with pytest.raises(FloatingPointError, match="not finite"):
         fit(config, tiny_data)
 
@@ -195,5 +209,5 @@ def test_resuming_a_finished_run_returns_its_result(tiny_data):
 
 def test_fit_restores_the_callers_thread_count(tiny_data):
     before = torch.get_num_threads()
-    fit(with_overrides(TINY, num_threads=2, epochs=1), tiny_data)
+    fit(override(TINY, {"num_threads": 2, "epochs": 1}), tiny_data)
     assert torch.get_num_threads() == before
