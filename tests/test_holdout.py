@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from denoise_core.holdout import DEFAULT_CONDITIONS, HoldoutError, holdout_for, load_holdout, make_holdout, save_holdout
+from denoise_core.holdout import DEFAULT_CONDITIONS, HoldoutError, holdout_for, load_holdout, make_holdout, save_holdout, validate_conditions
 from synthetic import smooth_faces
 
 CONDITIONS = ("sp:0.1", "sp:0.9", "gauss:25", "sp:0.1+gauss:10")
@@ -64,5 +64,31 @@ def test_holdout_for_generates_once_then_reads_the_file(tmp_path):
     assert len(files) == 2
     assert holdout_for(faces, tmp_path, CONDITIONS, seed=2).checksum == first.checksum
     assert sorted(p.name for p in tmp_path.iterdir()) == files
+
+
+def test_a_clean_condition_is_the_clean_faces_and_changes_no_other_condition():
+    faces = smooth_faces(6, seed=3)
+    with_clean = make_holdout(faces, ("none", "sp:0.5"), seed=11)
+    alone = make_holdout(faces, ("sp:0.5",), seed=11)
+    assert np.array_equal(with_clean.noisy_for("none"), faces)
+    assert np.array_equal(with_clean.noisy_for("sp:0.5"), alone.noisy_for("sp:0.5"))
+
+
+def test_validate_conditions_gives_canonical_fixed_levels():
+    assert validate_conditions(["none", "SP:0.10", "gauss:25", "gauss:10+sp:0.1"]) == ("none", "sp:0.1", "gauss:25", "sp:0.1+gauss:10")
+    assert validate_conditions(DEFAULT_CONDITIONS) == DEFAULT_CONDITIONS
+
+
+@pytest.mark.parametrize("conditions, named, message", [
+    (["sp:0.1", "salt:0.2"], "'salt:0.2'", "valid ones look like"),
+    (["sp:0.05-0.5"], "'sp:0.05-0.5'", "is a range"),
+    (["sp:0.1|gauss:10"], "'sp:0.1|gauss:10'", "valid ones look like"),
+    (["sp:0.1", "sp:0.10"], "'sp:0.10'", "listed twice"),
+    ("sp:0.1", "'sp:0.1'", "must be a list"),
+])
+def test_validate_conditions_names_the_bad_condition_in_one_line(conditions, named, message):
+    with pytest.raises(ValueError, match=message) as error:
+        validate_conditions(conditions)
+    assert named in str(error.value) and "\n" not in str(error.value)
 
 PINNED_CHECKSUM = "524a5bd9a0d1fb21e52b1987ab949b1c62a58b7c9470c91cbb45db3759c82129"

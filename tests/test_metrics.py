@@ -4,8 +4,11 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from denoise_core.data import parse_csv_bytes, to_float
-from denoise_core.metrics import batched_quality, psnr, ssim, ssim_map
+from denoise_core.evaluate import evaluate_on_holdout
+from denoise_core.holdout import make_holdout
+from denoise_core.metrics import PSNR_CAP, batched_quality, psnr, ssim, ssim_map
 from denoise_core.noise import corrupt, make_generator
+from results.curves import score
 from synthetic import smooth_faces
 
 
@@ -58,10 +61,25 @@ def test_metrics_accept_single_images_and_channel_batches():
         psnr(noisy[:, None, None], clean[:, None, None])
 
 
-def test_identical_images_give_infinite_psnr_and_unit_ssim():
+def test_identical_images_give_the_capped_psnr_and_unit_ssim():
     clean = torch.from_numpy(to_float(smooth_faces(2)))
-    assert torch.isinf(psnr(clean, clean)).all()
+    assert PSNR_CAP == 60.0 and torch.equal(psnr(clean, clean), torch.full((2,), PSNR_CAP, dtype=torch.float64))
     assert torch.allclose(ssim(clean, clean), torch.ones(2, dtype=torch.float64))
+
+
+def test_holdout_scores_and_curves_give_the_same_mean_psnr_when_some_faces_come_back_unchanged():
+    holdout = make_holdout(smooth_faces(8), ("none", "sp:0.3"), seed=1)
+    clean = to_float(holdout.clean)
+
+    def half_oracle(noisy: np.ndarray) -> np.ndarray:
+        return np.concatenate([clean[:4], noisy[4:]])
+
+    table = evaluate_on_holdout(half_oracle, holdout).set_index("condition")
+    for condition in ("none", "sp:0.3"):
+        curve = score(half_oracle, holdout, condition, faces=None)
+        assert table.at[condition, "psnr"] == curve["psnr"] and table.at[condition, "noisy_psnr"] == curve["noisy_psnr"]
+    assert table.at["none", "psnr"] == table.at["none", "noisy_psnr"] == PSNR_CAP
+    assert table.at["sp:0.3", "noisy_psnr"] < table.at["sp:0.3", "psnr"] < PSNR_CAP
 
 
 def test_batched_quality_matches_unchunked():

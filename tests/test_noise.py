@@ -123,3 +123,12 @@ def test_noise_stays_on_the_images_device_and_dtype():
     noisy = corrupt(images, "sp:0.1+gauss:5", make_generator(0))
     assert noisy.dtype == torch.float64 and noisy.device == images.device
     assert np.isfinite(noisy.numpy()).all()
+
+
+@pytest.mark.parametrize("spec", ["none", "sp:0", "sp:0.2", "gauss:25", "sp:0.1+gauss:10", "none|sp:0.5"])
+def test_corrupt_returns_a_new_tensor_that_may_be_changed_in_place(spec):
+    images = grey(4)
+    noisy = corrupt(images, spec, make_generator(0))
+    assert noisy is not images and noisy.data_ptr() != images.data_ptr()
+    noisy.mul_(255.0)
+    assert torch.equal(images, grey(4))

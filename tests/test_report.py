@@ -17,6 +17,7 @@ import yaml
 
 from denoise_core.checkpoint import load_model, save_checkpoint
 from denoise_core.data import load_splits, read_csv_head
+from denoise_core.metrics import PSNR_CAP
 from denoise_core.model import ModelConfig, count_parameters
 from denoise_core.train import TrainConfig, fit
 from results.compare import build_comparison
@@ -168,7 +169,7 @@ def test_noisy_input_psnr_matches_the_analytic_value(env, report):
     for condition in ("sp:0.1", "sp:0.5", "sp:0.9"):
         density = noise_axis(condition).level
         assert curves.at[condition, "noisy_psnr"] == pytest.approx(np.mean(-10 * np.log10(density * expected_mse)), abs=0.15)
-    assert curves.at["none", "noisy_psnr"] == 60.0  # the clean input: infinite PSNR, capped
+    assert curves.at["none", "noisy_psnr"] == PSNR_CAP  # the clean input: infinite PSNR, capped
 
 
 def test_curves_are_plotted_and_written_to_tensorboard(env, report):
