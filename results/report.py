@@ -34,7 +34,7 @@ from results.leaderboard import leaderboard, test_conditions, trial_test_rows
 from results.models import Learned, as_denoiser, load_trial_models
 from results.output import check_output, publish, scratch_dir
 from results.score_cache import ScoreCache
-from results.sections import analysis_section, grids_section, headline, leaderboard_section, robustness_section
+from results.sections import analysis_section, grids_section, headline, leaderboard_section, questions_section, robustness_section
 from results.study_dir import Study, read_study, study_data_path, top_trials
 
 log = logging.getLogger("results.report")
@@ -152,6 +152,8 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
     clock.lap("leaderboard")
     leader = leaderboard_section(study, board, scored, options.faces, notes, work)
     clock.lap("importance")
+    questions = questions_section(study, test_rows, scored, options.faces, work)
+    clock.lap("questions")
 
     by_id = {m.trial_id: m for m in trial_models}
     learned = [Learned(f"AE#{rank} {row.trial_id}", by_id[row.trial_id], as_denoiser(by_id[row.trial_id].model, device))
@@ -171,7 +173,7 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
 
     grid_section = grids_section(learned, best, tuning, holdout, work)
     clock.lap("grids")
-    sections = [leader, robust, grid_section]
+    sections = [leader, questions, robust, grid_section]
     if options.analysis:
         faces = min(options.analysis_faces or len(holdout.clean), options.faces or len(holdout.clean))
         sections.append(analysis_section(learned, best, tuning, trial_models, holdout, faces, work))

@@ -18,6 +18,7 @@ from results.classical import SLOW, denoiser_at, fixed_denoiser
 from results.curves import Denoiser
 from results.html import Figure, Section, Table, Text, markdown_table
 from results.importance import param_importance, plot_importance, plot_parallel_coordinates
+from results.questions import answers, wide
 from results.models import Learned, TrialModel, as_denoiser
 from results.study_dir import Study
 
@@ -71,6 +72,24 @@ def leaderboard_section(study: Study, board: pd.DataFrame, scored: tuple[str, ..
     else:
         blocks.append(Text(f"No parallel-coordinates plot: {reason}.", "note"))
     return Section("Leaderboard", blocks)
+
+
+def questions_section(study: Study, test_rows: pd.DataFrame, scored: tuple[str, ...], faces: int | None, work: Path) -> Section:
+    """The seed's questions (bottleneck size, dropout, loss, training noise): each value's mean test score per density."""
+    found = answers(study, test_rows, work)
+    faces_text = "all" if faces is None else f"the first {faces}"
+    blocks = [Text(f"How each searched hyperparameter changes test PSNR and SSIM at each salt-and-pepper density ({', '.join(scored)}; "
+                   f"{faces_text} test faces), from this study's own trials with checkpoints. n is the number of trials behind each line; "
+                   "ASHA stops weak settings early, so 'mean epochs' says how long each group trained. Continuous settings are grouped "
+                   "into three ranges of equal trial counts. Numbers in question_*.csv.")]
+    if not found:
+        blocks.append(Text("This study searched none of bottleneck size, dropout, loss and training noise with two or more values "
+                           "among its scored trials, so it answers none of these questions.", "note"))
+    for setting, label, table, figure in found:
+        blocks += [Figure(figure.name, f"{label} ({setting}): mean test PSNR and SSIM per density"),
+                   Table(wide(table, "psnr"), f"{label}: mean test PSNR (dB) per density", markdown_rows=10),
+                   Table(wide(table, "ssim"), f"{label}: mean test SSIM per density", markdown_rows=10)]
+    return Section("What the hyperparameters do", blocks)
 
 
 def robustness_section(curves: pd.DataFrame, best: str, tune_faces: int, holdout: Holdout) -> Section:

@@ -130,6 +130,19 @@ def test_importance_needs_two_completed_trials(env):
     assert importance.table is None and "at least 2 completed trials" in importance.reason and importance.trials == 1
 
 
+def test_the_seeds_questions_are_answered_from_every_scored_trial(env, report):
+    board = pd.read_csv(report / "leaderboard.csv", dtype={"trial_id": str}).set_index("trial_id")
+    for setting in ("bottleneck_size", "loss"):
+        table = pd.read_csv(report / f"question_{setting}.csv", dtype={"value": str})
+        assert (report / f"question_{setting}.png").is_file()
+        assert set(table["condition"]) == {"sp:0.1", "sp:0.5"}
+    loss = pd.read_csv(report / "question_loss.csv").set_index(["value", "condition"])
+    assert loss.at[("mse", "sp:0.5"), "trials"] == 2 and loss.at[("mae", "sp:0.5"), "trials"] == 1  # the errored trial has no scores
+    mae_psnr = loss.xs("mae", level="value")["psnr"].mean()
+    assert mae_psnr == pytest.approx(board.at["aaaa0002", "test_psnr"])
+    assert "What the hyperparameters do" in (report / "index.html").read_text()
+
+
 # ----------------------------------------------------------------------------------------------------- curves
 
 
