@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from denoise_core.checkpoint import load_model
+from denoise_core.checkpoint import load_checkpoint, load_model
 from study.config import StudyConfigError, build_config
 from study.study import plan_resources, run_study
 
@@ -227,3 +228,70 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(study_env, 
     assert {k: after[k] for k in finished_before} == finished_before
     trials = pd.read_csv(study_dir / "trials.csv")
     assert len(trials) == 3 and set(trials["status"]) == {"completed"}
+
+
+def test_a_warm_started_trial_is_scored_on_the_initial_model_first(study_env, finished):
+    _, summary = finished
+    init = Path(summary.study_uri) / "best" / "model.pt"
+    _, checkpoint = load_model(init)
+    config = smoke(study_env, "warm", num_samples=1, search={}, scheduler="none", train__epochs=1, train__init=str(init),
+                   train__model=checkpoint["config"]["model"])
+    warm = run_study(config)
+    first = json.loads(next(Path(warm.study_uri).glob("trial_*/result.json")).read_text().splitlines()[0])
+    assert first["init_val_psnr"] == pytest.approx(checkpoint["best_metrics"]["val_psnr"], abs=1e-4)
+    assert first["init_val_loss"] == pytest.approx(checkpoint["best_metrics"]["val_loss"], rel=1e-4)
+
+
+def run_cli(*args, timeout=60):
+    return subprocess.run([sys.executable, str(REPO / "study" / "run.py"), *map(str, args)], capture_output=True, text=True,
+                          env={**os.environ, **QUIET_RAY}, timeout=timeout)
+
+
+def test_every_check_that_needs_no_ray_fails_before_ray_starts(study_env, finished, tmp_path):
+    config, summary = finished
+    data = study_env["data"]
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("x")
+    cases = [
+        (["--name", config.name, "--storage", config.storage, "--data", data], "already exists"),
+        (["--name", "new", "--storage", a_file, "--data", data], "is a file, not a directory"),
+        (["--name", "nowhere", "--storage", tmp_path, "--data", data, "--resume"], "nothing to resume"),
+        (["--name", "gpu", "--storage", tmp_path, "--data", data, "--gpus-per-trial", "0.5"], "this machine has no GPU"),
+        (["--name", "nodata", "--storage", tmp_path, "--data", tmp_path / "missing.csv"], "missing.csv"),
+        (["--preset", "full", "--epochs", "1", "--name", "short", "--storage", tmp_path, "--data", data], r"grace_period \(5\) must be <="),
+        (["--name", "yaml", "--storage", tmp_path, "--data", data, "--set", "train.lr=1e-3", "--set", "train.weight_decay=abc"],
+         "train.weight_decay: expected a number"),
+    ]
+    for args, message in cases:
+        result = run_cli(*args) if "--preset" in args or "--resume" in args else run_cli("--preset", "smoke", *args)
+        assert result.returncode == 2, (args, result.stderr[-500:])
+        assert re.search(message, result.stderr) and result.stderr.strip().count("\n") == 0, (args, result.stderr)
+        assert "Ray" not in result.stdout + result.stderr
+    assert not (tmp_path / "short").exists() and not (tmp_path / "yaml").exists()
+
+
+def test_an_interrupted_full_preset_study_resumes_with_the_full_presets_own_settings(study_env, tmp_path):
+    storage = tmp_path / "studies"
+    command = [sys.executable, str(REPO / "study" / "run.py"), "--preset", "full", "--name", "full", "--storage", str(storage),
+               "--data", str(study_env["data"]), "--num-cpus", "2", "--num-samples", "2", "--max-concurrent", "1", "--epochs", "2",
+               "--train-size", "128", "--val-size", "24", "--set", "train_workers=0", "--set", "grace_period=1", "--set", "holdout_faces=16",
+               "--set", "report=false", "--set", "search.model.base_width={choice: [4, 8]}", "--set", "search.model.stages={choice: [2, 3]}"]
+    env = {**os.environ, **QUIET_RAY, "FACESTUDY_INJECT_WORKER_FAULT": ""}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    study_dir = storage / "full"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not result_lines(study_dir):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=90) != 0
+    saved = (study_dir / "study.yaml").read_text()
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert (study_dir / "study.yaml").read_text() == saved
+    trials = pd.read_csv(study_dir / "trials.csv")
+    assert len(trials) == 2
+    for checkpoint in trials["checkpoint"].dropna():
+        trained = load_checkpoint(Path(checkpoint) / "checkpoint.pt")["config"]
+        assert (trained["train_size"], trained["val_size"], trained["batch_size"], trained["patience"]) == (128, 24, 128, 8)
+        assert trained["val_noise"] == "sp:0.02-0.95|gauss:5-55|sp:0.05-0.35+gauss:5-35"
+        assert trained["model"]["base_width"] in (4, 8)
