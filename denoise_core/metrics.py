@@ -62,6 +62,9 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
         x = np.ascontiguousarray(_as_batch(pred)[:, 0].numpy())
         y = np.ascontiguousarray(_as_batch(target)[:, 0].numpy())
         out = np.empty(len(x), dtype=np.float64)
+        # numba's OpenMP team must match torch's: with two teams of different sizes in one process, every later
+        # torch operation ran 10x slower (a trial training with one thread beside this kernel's default two)
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         _ssim_cpu(x, y, (K1 * data_range) ** 2, (K2 * data_range) ** 2, out)
         return torch.from_numpy(out)
     return ssim_map(pred, target, data_range).flatten(1).mean(dim=1)
