@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -54,7 +55,7 @@ def run_preset(preset: str, data: str, storage: Path, name: str, extra: list[str
 
 def scores(model_file: Path, holdout, conditions: tuple[str, ...], faces: int | None) -> pd.DataFrame:
     model, _ = load_model(model_file)
-    return model_curves({"model": as_denoiser(model, "cpu")}, holdout, conditions, faces).set_index("condition")
+    return model_curves({"model": as_denoiser(model, torch.device("cpu"))}, holdout, conditions, faces).set_index("condition")
 
 
 def local_table(study: Path, splits, faces: int) -> pd.DataFrame:
