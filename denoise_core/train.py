@@ -388,7 +388,6 @@ def _validate(model, val_noisy, val_clean, loss_fn, use_amp) -> tuple[float, flo
     return val_loss, val_psnr, val_ssim, examples
 
 
-
 if __name__ == "__main__":
     from denoise_core.train_cli import main
 

@@ -96,7 +96,7 @@ class StudyConfig:
     @property
     def max_epochs(self) -> int:
         """The most epochs any trial can train: ASHA's ``max_t``."""
-        epochs = [value for _, value in _edge_assignments(self, "epochs")]
+        epochs = [value for value in search_space.possible_values(self.search, "epochs") if isinstance(value, int)]
         return max([self.train.epochs, *epochs])
 
 
@@ -147,15 +147,6 @@ def _check_search(config: StudyConfig) -> None:
     if config.scheduler == "asha" and config.grace_period > config.max_epochs:
         raise StudyConfigError(f"grace_period ({config.grace_period}) must be <= the epochs a trial can train ({config.max_epochs}); "
                                f"lower grace_period or raise train.epochs")
-
-
-def _edge_assignments(config: StudyConfig, name: str) -> list[tuple[str, Any]]:
-    found = []
-    for _, fixed, sampled in search_space.branches(config.search):
-        found += [(n, v) for n, v in fixed if n == name]
-        if name in sampled:
-            found += [(name, v) for v in search_space.edge_values(sampled[name])]
-    return [(n, v) for n, v in found if isinstance(v, int)]
 
 
 def trial_config(base: dict[str, Any], assignments: list[tuple[str, Any]], what: str = "trial") -> TrainConfig:

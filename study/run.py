@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the checkout, not study/, so study/*.py shadow nothing
@@ -50,16 +51,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--num-cpus", type=int, help="CPUs for a new local Ray instance")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any setting by its dotted path, e.g. train.lr=1e-3 or search.lr='{loguniform: [1e-4, 1e-2]}'")
-    paths = add_flags(parser, StudyConfig, skip=tuple(name for name in _fields() if name not in STUDY_FLAGS), helps=HELP)
+    paths = add_flags(parser, StudyConfig, skip=tuple(f.name for f in fields(StudyConfig) if f.name not in STUDY_FLAGS), helps=HELP)
     for name in TRAIN_SHORTCUTS:
         parser.add_argument(f"--{name.replace('_', '-')}", dest=f"train.{name}", default=None, metavar="VALUE", help=HELP[name])
     return parser.parse_args(argv), [*paths, *(f"train.{name}" for name in TRAIN_SHORTCUTS)]
-
-
-def _fields() -> list[str]:
-    from dataclasses import fields
-
-    return [f.name for f in fields(StudyConfig)]
 
 
 def resolve(args: argparse.Namespace, paths: list[str]) -> StudyConfig:

@@ -226,6 +226,16 @@ def _collect(entries: Mapping[str, Any], found: dict[str, dict[str, list]]) -> N
                 _collect(body or {}, found)
 
 
+def possible_values(space: Mapping[str, Any], name: str) -> list[Any]:
+    """Every value the setting ``name`` can take on any option path: fixed values, and the edges of its distributions."""
+    found = []
+    for _, fixed, sampled in branches(space):
+        found += [value for setting, value in fixed if setting == name]
+        if name in sampled:
+            found += edge_values(sampled[name])
+    return found
+
+
 def searched_settings(space: Mapping[str, Any]) -> set[str]:
     """Settings that can differ between trials: sampled anywhere, or fixed by some option."""
     names: set[str] = set()

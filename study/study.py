@@ -102,9 +102,7 @@ def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) 
     if not resume and storage.exists(study_uri):
         raise FileExistsError(f"study '{config.name}' already exists at {study_uri}; pass --resume to continue it or choose another --name")
     data_path = str(resolve_data_path(config.data).absolute())
-    for init in sorted({value for _, fixed, sampled in space.branches(config.search) for name, value in
-                        [*fixed, *((n, v) for n, spec in sampled.items() for v in space.edge_values(spec))] if name == "init" and value}
-                       | ({config.train.init} if config.train.init else set())):
+    for init in sorted({value for value in [config.train.init, *space.possible_values(config.search, "init")] if value}):
         if not Path(init).is_file():
             raise FileNotFoundError(f"train.init: model file {init} does not exist")
     if config.gpus_per_trial and not joining and not _local_gpus():
