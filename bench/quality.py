@@ -13,7 +13,6 @@ first run on a machine pays for NLM and BM3D (about 15 minutes on 2 cores), late
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -24,9 +23,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from denoise_core.cli import run_cli, setup_logging  # noqa: E402
+from denoise_core.cli import ArgumentParser, run_cli, setup_logging  # noqa: E402
 from denoise_core.data import ENV_VAR, load_splits, resolve_data_path  # noqa: E402
 from denoise_core.denoise import SHIPPED_MODELS  # noqa: E402
+from denoise_core.errors import MissingFile  # noqa: E402
 from results.curves import plot_curves  # noqa: E402
 from results.quality import (  # noqa: E402
     QualityOptions, card_difference, evaluate_model_files, model_card_section, replace_between_markers, section_between_markers,
@@ -34,7 +34,7 @@ from results.quality import (  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="bench/quality.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="bench/quality.py", description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, action="append", help="model file; repeat for several (default: the shipped models)")
     parser.add_argument("--data", help=f"FER2013 file (default: ${ENV_VAR})")
     parser.add_argument("--faces", type=int, help="hold-out faces for the model and the fast filters (default: all)")
@@ -51,10 +51,10 @@ def main(argv: list[str] | None = None) -> None:
         models = args.model or list(SHIPPED_MODELS)
         for model in models:
             if not model.is_file():
-                raise FileNotFoundError(f"model file {model} does not exist; pass --model PATH (a model.pt from training or a study)")
+                raise MissingFile(f"model file {model} does not exist; pass --model PATH (a model.pt from training or a study)")
         for card in (args.card, args.check_card):
             if card is not None and not card.is_file():
-                raise FileNotFoundError(f"model card {card} does not exist; create it with the quality markers first")
+                raise MissingFile(f"model card {card} does not exist; create it with the quality markers first")
         if args.threads:
             torch.set_num_threads(args.threads)
         splits = load_splits(resolve_data_path(args.data))

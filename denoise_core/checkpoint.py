@@ -1,17 +1,23 @@
 """One self-describing checkpoint file: config, weights, metrics and a format version.
 
 A training checkpoint also carries optimizer, scheduler and RNG state so training resumes exactly; an
-exported model keeps only what inference needs. ``load_model`` reads both.
+exported model keeps only what inference needs. ``load_model`` reads both. A checkpoint holds only tensors
+and plain values and is read with ``weights_only=True``: a model file is data, and loading one never runs code.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from denoise_core.errors import InputError, MissingFile, OutputExists
+from denoise_core.files import write_atomic
 from denoise_core.model import ConvAutoencoder, model_config_from_dict
 
 FORMAT = "facestudy-checkpoint"
@@ -19,35 +25,48 @@ VERSION = 1
 _TRAINING_ONLY = ("optimizer_state", "scheduler_state", "scaler_state", "rng_state", "generator_state", "model_state")
 
 
-class CheckpointError(ValueError):
-    """A file that is not a facestudy checkpoint, or one of an unsupported version."""
+class CheckpointError(InputError):
+    """A file that is not a facestudy checkpoint, one of an unsupported version, or one that is damaged."""
+
+
+def checkpoint_bytes(checkpoint: dict[str, Any]) -> bytes:
+    """The file's bytes, made in memory: a full disk then fails in one plain write, never inside torch."""
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    return buffer.getvalue()
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike, overwrite: bool = True) -> Path:
-    """Write atomically (temp file + rename) so an interrupted save never leaves half a file."""
+    """Write whole or not at all, so an interrupted save or a full disk never leaves half a file."""
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; refusing to overwrite it (choose another path or pass --overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    torch.save(checkpoint, partial)
-    os.replace(partial, path)
-    return path
+        raise OutputExists(f"{path} exists; refusing to overwrite it (choose another path or pass --overwrite)")
+    return write_atomic(path, checkpoint_bytes(checkpoint))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
+        raise MissingFile(f"model file {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as error:  # torch raises many types for foreign files
-        raise CheckpointError(f"{path} is not a facestudy checkpoint (torch.load failed: {type(error).__name__})") from None
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights_only" in str(error) or "Weights only" in str(error):
+            raise CheckpointError(f"{path} was refused: it holds Python objects, not only tensors and plain values, and a model "
+                                  "file is loaded as data, never run; use a model.pt written by facestudy") from None
+        raise damaged(path) from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError):  # torch's forms of "not a torch file"
+        raise damaged(path) from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a facestudy checkpoint (no '{FORMAT}' format tag); train one with python -m denoise_core.train")
     if checkpoint.get("version") != VERSION:
         raise CheckpointError(f"{path} is facestudy checkpoint version {checkpoint.get('version')}, this code reads version {VERSION}")
     return checkpoint
+
+
+def damaged(path: Path) -> CheckpointError:
+    return CheckpointError(f"{path} is damaged or not a facestudy checkpoint (it does not read as a whole torch file); "
+                           "train or export it again")
 
 
 def export_model(checkpoint: dict[str, Any]) -> dict[str, Any]:

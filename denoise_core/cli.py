@@ -1,16 +1,22 @@
-"""What every command line shares: logging set-up and one-line errors instead of tracebacks."""
+"""What every command line shares: logging set-up, and one line instead of a traceback for the errors a user can fix."""
 
 from __future__ import annotations
 
+import argparse
+import errno
 import logging
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
-from denoise_core.checkpoint import CheckpointError
-from denoise_core.data import DataError, DataNotFound
-from denoise_core.holdout import HoldoutError
+from denoise_core.errors import UserError
+from denoise_core.files import disk_full
 
-USER_ERRORS = (DataError, DataNotFound, CheckpointError, HoldoutError, FileExistsError, FileNotFoundError, ValueError)
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line, like every other user error of these programs."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -18,13 +24,24 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def run_cli(main: Callable[[], int | None], program: str) -> None:
-    """Run ``main``; a user error (bad data, bad flag, existing output) exits 2 with one line on stderr."""
+    """Run ``main``; a user error (bad data, bad flag, existing output, full disk) exits 2 with one line on stderr.
+
+    Every other exception is a bug and keeps its traceback.
+    """
     try:
         code = main()
-    except USER_ERRORS as error:
-        print(f"{program}: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    except UserError as error:
+        fail(program, str(error))
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        fail(program, str(disk_full(error.filename or "the output")))
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None
     raise SystemExit(code or 0)
+
+
+def fail(program: str, message: str) -> None:
+    print(f"{program}: error: {' '.join(message.split())}", file=sys.stderr)
+    raise SystemExit(2) from None

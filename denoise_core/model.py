@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from denoise_core.errors import InputError
 from denoise_core.noise import impulse_mask
 from denoise_core.settings import build
 
@@ -53,19 +54,19 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.stages <= 4:
-            raise ValueError(f"stages must be 1..4 (48 must halve evenly), got {self.stages}")
+            raise InputError(f"stages must be 1..4 (48 must halve evenly), got {self.stages}")
         if self.bottleneck not in ("channels", "dense"):
-            raise ValueError(f"bottleneck must be 'channels' or 'dense', got {self.bottleneck!r}")
+            raise InputError(f"bottleneck must be 'channels' or 'dense', got {self.bottleneck!r}")
         if self.upsample not in ("transpose", "resize"):
-            raise ValueError(f"upsample must be 'transpose' or 'resize', got {self.upsample!r}")
+            raise InputError(f"upsample must be 'transpose' or 'resize', got {self.upsample!r}")
         if self.bottleneck_size < 1 or self.base_width < 1:
-            raise ValueError("bottleneck_size and base_width must be positive")
+            raise InputError("bottleneck_size and base_width must be positive")
         if self.gate and self.switching:
-            raise ValueError("gate and switching are two kinds of output: choose one")
+            raise InputError("gate and switching are two kinds of output: choose one")
         if self.refine < 0 or self.refine == 1 or self.refine_width < 1:
-            raise ValueError(f"refine must be 0 (off) or at least 2 layers, and refine_width positive; got {self.refine}, {self.refine_width}")
+            raise InputError(f"refine must be 0 (off) or at least 2 layers, and refine_width positive; got {self.refine}, {self.refine_width}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}")
 
     @property
     def latent_side(self) -> int:

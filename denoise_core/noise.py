@@ -17,7 +17,13 @@ from dataclasses import dataclass
 
 import torch
 
+from denoise_core.errors import InputError
+
 _COMPONENT = re.compile(r"^(sp|gauss):([0-9.]+)(?:-([0-9.]+))?$")
+
+
+class NoiseSpecError(InputError):
+    """A noise description that does not follow the spec grammar; the message shows valid forms."""
 
 
 @dataclass(frozen=True)
@@ -34,21 +40,21 @@ class NoiseSpec:
         if text in ("none", "clean", ""):
             return cls()
         if "|" in text:
-            raise ValueError(f"noise '{text}' is a choice between kinds (A|B); only a training noise may be one, not a single condition")
+            raise NoiseSpecError(f"noise '{text}' is a choice between kinds (A|B); only a training noise may be one, not a single condition")
         values: dict[str, tuple[float, float]] = {}
         for part in text.split("+"):
             match = _COMPONENT.match(part)
-            if not match:
-                raise ValueError(f"bad noise spec '{text}': use sp:DENSITY, gauss:SIGMA, a range like sp:0.05-0.5, or a mix like sp:0.1+gauss:10")
+            if not match or not all(_is_number(group) for group in match.groups()[1:] if group is not None):
+                raise NoiseSpecError(f"bad noise spec '{text}': use sp:DENSITY, gauss:SIGMA, a range like sp:0.05-0.5, or a mix like sp:0.1+gauss:10")
             kind, low, high = match.group(1), float(match.group(2)), float(match.group(3) or match.group(2))
             if kind in values:
-                raise ValueError(f"bad noise spec '{text}': '{kind}' appears twice")
+                raise NoiseSpecError(f"bad noise spec '{text}': '{kind}' appears twice")
             if low > high:
-                raise ValueError(f"bad noise spec '{text}': range {low}-{high} goes down; write LOW-HIGH")
+                raise NoiseSpecError(f"bad noise spec '{text}': range {low}-{high} goes down; write LOW-HIGH")
             if kind == "sp" and not 0.0 <= high <= 1.0:
-                raise ValueError(f"bad noise spec '{text}': salt-and-pepper density must be in 0..1")
+                raise NoiseSpecError(f"bad noise spec '{text}': salt-and-pepper density must be in 0..1")
             if kind == "gauss" and high > 255:
-                raise ValueError(f"bad noise spec '{text}': Gaussian sigma is on the 0..255 scale, got {high}")
+                raise NoiseSpecError(f"bad noise spec '{text}': Gaussian sigma is on the 0..255 scale, got {high}")
             values[kind] = (low, high)
         return cls(density=values.get("sp", (0.0, 0.0)), sigma=values.get("gauss", (0.0, 0.0)))
 
@@ -62,6 +68,14 @@ class NoiseSpec:
     @property
     def is_blind(self) -> bool:
         return self.density[0] != self.density[1] or self.sigma[0] != self.sigma[1]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _fmt(value: float) -> str:

@@ -22,8 +22,10 @@ from typing import Any, Mapping
 
 import yaml
 
+from denoise_core.errors import InputError
 
-class SettingsError(ValueError):
+
+class SettingsError(InputError):
     """A setting that is unknown, of the wrong type or out of range; the message names its dotted path."""
 
 
@@ -151,7 +153,7 @@ def build(cls: type, values: Mapping[str, Any], where: str = "") -> Any:
     kwargs = {name: _convert(hints[name], value, f"{where}{name}") for name, value in values.items()}
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as error:
+    except InputError as error:
         if isinstance(error, SettingsError):
             raise
         raise SettingsError(f"{where.rstrip('.') + ': ' if where else ''}{error}") from None

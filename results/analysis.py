@@ -25,6 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import ndimage, stats
 
+from denoise_core.errors import InputError
 from denoise_core.evaluate import Denoiser, score_images
 from denoise_core.holdout import Holdout
 from denoise_core.metrics import WINDOW, psnr, ssim_map
@@ -216,10 +217,10 @@ def _restore(denoiser: Denoiser, noisy: np.ndarray) -> np.ndarray:
 
 def _runs(denoisers: Mapping[str, Denoiser], holdout: Holdout, conditions: Sequence[str]) -> list[_Run]:
     if not denoisers:
-        raise ValueError("no denoisers to analyse")
+        raise InputError("no denoisers to analyse")
     missing = [c for c in conditions if str(NoiseSpec.parse(c)) not in holdout.conditions]
     if missing:
-        raise ValueError(f"conditions {', '.join(missing)} are not in the hold-out, which has {', '.join(holdout.conditions)}")
+        raise InputError(f"conditions {', '.join(missing)} are not in the hold-out, which has {', '.join(holdout.conditions)}")
     clean = _floats(holdout.clean)
     runs = []
     for condition in conditions:
@@ -476,7 +477,7 @@ def filled_in_artefacts(trial_models: Sequence[tuple[Mapping, Denoiser]], holdou
     allow it (None when neither can be).
     """
     if not trial_models:
-        raise ValueError("no trial models to analyse")
+        raise InputError("no trial models to analyse")
     dense = tuple(c for c in impulse_conditions(holdout.conditions) if DENSE_IMPULSES[0] <= impulse_density(c) <= DENSE_IMPULSES[1])
     conditions = _canonical(conditions or dense or impulse_conditions(holdout.conditions)[-3:] or holdout.conditions)
     clean = _floats(holdout.clean)
@@ -596,7 +597,7 @@ def misalignment(denoisers: Mapping[str, Denoiser], holdout: Holdout, condition:
     primary = _primary(denoisers)
     moved = table[(table.denoiser == primary) & (table.kind != "aligned")]
     if len(moved) == 0:
-        raise ValueError("no misalignment to analyse: give at least one shift, angle or scale")
+        raise InputError("no misalignment to analyse: give at least one shift, angle or scale")
     summary = moved.groupby(["kind", "magnitude"], sort=False)[["psnr_drop", "ssim_drop"]].mean()
     parts = []
     for kind, noun, unit in (("shift", "shifted", " px"), ("rotation", "rotated", "°"), ("scale", "scaled by", "")):

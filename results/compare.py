@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from denoise_core.cli import run_cli, setup_logging
+from denoise_core.cli import ArgumentParser, run_cli, setup_logging
+from denoise_core.errors import InputError
 from denoise_core.train import resolve_device
 from results.classical import baseline_curves
 from results.curves import COLUMNS, curve_conditions, model_curves, plot_curves, sp_conditions, write_tensorboard
@@ -74,7 +75,10 @@ def comparison_table(learned: list[tuple[str, Study, Learned]], curves: pd.DataF
 def build_comparison(study_dirs: list[Path], out: Path, data: str | None = None, options: ReportOptions = ReportOptions(), baselines: bool = True) -> Path:
     """Write the comparison into ``out`` and return it (refuses an existing ``out`` unless ``options.overwrite``)."""
     if len(study_dirs) < 1:
-        raise ValueError("give at least one study directory to compare")
+        raise InputError("give at least one study directory to compare")
+    if len(study_dirs) == 1 and options.top == 1:
+        raise InputError(f"one study with --top 1 has one model, nothing to compare it with: give two or more studies, --top N for "
+                         f"the study's N best trials, or run python -m results.report {study_dirs[0]}")
     check_output(out, options.overwrite)
     studies = [read_study(d) for d in study_dirs]
     labels = unique_names(studies)
@@ -123,7 +127,7 @@ def build_comparison(study_dirs: list[Path], out: Path, data: str | None = None,
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m results.compare", description="Put the best models of several studies on the same curves and table.")
+    parser = ArgumentParser(prog="python -m results.compare", description="Put the best models of several studies on the same curves and table.")
     parser.add_argument("study_dirs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, required=True, help="output directory (refused if it exists, unless --overwrite)")
     parser.add_argument("--top", type=int, default=1, help="best trials per study (default %(default)s)")

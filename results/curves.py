@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from denoise_core.data import to_float
+from denoise_core.errors import InputError
 from denoise_core.evaluate import score_images
 from denoise_core.holdout import DEFAULT_CONDITIONS, Holdout
 from denoise_core.noise import NoiseSpec
@@ -45,7 +46,7 @@ def canonical(condition: str) -> str:
 def noise_axis(condition: str) -> NoiseAxis:
     spec = NoiseSpec.parse(condition)
     if spec.is_blind:
-        raise ValueError(f"'{condition}' is a range; curves need fixed noise levels")
+        raise InputError(f"'{condition}' is a range; curves need fixed noise levels")
     density, sigma = spec.density[0], spec.sigma[0]
     if density and sigma:
         return NoiseAxis("mixture", density)

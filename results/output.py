@@ -10,10 +10,12 @@ import os
 import shutil
 from pathlib import Path
 
+from denoise_core.errors import OutputExists
+
 
 def check_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; refusing to overwrite it (pass --overwrite to rebuild it)")
+        raise OutputExists(f"{out} exists; refusing to overwrite it (pass --overwrite to rebuild it)")
 
 
 def scratch_dir(out: Path) -> Path:

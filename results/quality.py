@@ -18,6 +18,7 @@ import pandas as pd
 
 from denoise_core.checkpoint import load_model
 from denoise_core.data import Splits, default_cache_dir
+from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, holdout_for
 from denoise_core.noise import parse_alternatives
 from denoise_core.train import resolve_device
@@ -163,7 +164,7 @@ NUMBER = re.compile(r"[-+]?\d+\.\d+")
 
 def _check_markers(text: str) -> None:
     if START not in text or END not in text or text.index(START) > text.index(END):
-        raise ValueError(f"the model card needs the markers {START} and {END} (in that order) around its quality section")
+        raise InputError(f"the model card needs the markers {START} and {END} (in that order) around its quality section")
 
 
 def replace_between_markers(text: str, section: str) -> str:

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from denoise_core.cli import run_cli, setup_logging
+from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import Splits, default_cache_dir, load_fer2013, split_faces
+from denoise_core.errors import InputError
 from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.train import resolve_device
 from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves, best_baseline
@@ -182,7 +183,7 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m results.report", description="Build STUDY_DIR/report/ from a finished study.")
+    parser = ArgumentParser(prog="python -m results.report", description="Build STUDY_DIR/report/ from a finished study.")
     parser.add_argument("study_dir", type=Path)
     add_common_flags(parser)
     parser.add_argument("--top", type=int, default=ReportOptions.top, help="learned models on the curves and grids (default %(default)s)")
@@ -207,11 +208,11 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
 def options_from(args: argparse.Namespace) -> ReportOptions:
     """Options from the flags that ``results.report`` and ``results.compare`` share; 0 faces means all."""
     if args.faces < 0 or getattr(args, "analysis_faces", 0) < 0:
-        raise ValueError("--faces and --analysis-faces must be >= 0 (0: all hold-out faces)")
+        raise InputError("--faces and --analysis-faces must be >= 0 (0: all hold-out faces)")
     if getattr(args, "top", 1) < 1:
-        raise ValueError("--top must be >= 1")
+        raise InputError("--top must be >= 1")
     if args.bm3d_faces < 1 or args.tune_faces < 1:
-        raise ValueError("--bm3d-faces and --tune-faces must be >= 1")
+        raise InputError("--bm3d-faces and --tune-faces must be >= 1")
     return ReportOptions(
         top=getattr(args, "top", 1), faces=args.faces or None, bm3d_faces=args.bm3d_faces, tune_faces=args.tune_faces,
         bm3d_conditions=tuple(c.strip() for c in args.bm3d_conditions.split(",") if c.strip()),
@@ -224,7 +225,7 @@ def set_threads(threads: int | None) -> None:
     """Command lines only: the process is ours, so its torch thread count may be set."""
     if threads is not None:
         if threads < 1:
-            raise ValueError("--threads must be >= 1")
+            raise InputError("--threads must be >= 1")
         import torch
 
         torch.set_num_threads(threads)

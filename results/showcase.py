@@ -11,7 +11,6 @@ clean face (an oracle: generous to the classical side, which has no validation f
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +18,10 @@ import torch
 
 from denoise_core.baselines import BASELINES, TUNABLE
 from denoise_core.checkpoint import load_model
-from denoise_core.cli import run_cli, setup_logging
+from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import SIDE, to_float
 from denoise_core.denoise import SHIPPED_MODELS, denoise_array
+from denoise_core.errors import InputError, OutputExists
 from denoise_core.evaluate import score_images
 from denoise_core.holdout import DEFAULT_SEED, make_holdout
 from results.classical import GRIDS
@@ -38,7 +38,7 @@ def face_from_photo(photo: np.ndarray, box: tuple[int, int, int]) -> np.ndarray:
 
     top, left, side = box
     if top < 0 or left < 0 or top + side > photo.shape[0] or left + side > photo.shape[1]:
-        raise ValueError(f"box {box} (top, left, side) lies outside the {photo.shape[1]}x{photo.shape[0]} photo")
+        raise InputError(f"box {box} (top, left, side) lies outside the {photo.shape[1]}x{photo.shape[0]} photo")
     crop = Image.fromarray(np.ascontiguousarray(photo[top:top + side, left:left + side])).convert("L")
     return np.array(crop.resize((SIDE, SIDE), Image.LANCZOS), dtype=np.uint8)
 
@@ -74,7 +74,7 @@ def showcase_columns(face: np.ndarray, models: dict[str, torch.nn.Module], condi
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m results.showcase", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m results.showcase", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="PNG to write (refused if it exists, unless --overwrite)")
     parser.add_argument("--model", type=Path, action="append", help="model file; repeat for several (default: the shipped models)")
     parser.add_argument("--image", type=Path, help="a photo to take the face from (default: scikit-image's astronaut)")
@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         setup_logging(False)
         if args.out.exists() and not args.overwrite:
-            raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+            raise OutputExists(f"{args.out} exists; pass --overwrite to replace it")
         if args.box and not args.image:
-            raise ValueError("--box needs --image")
+            raise InputError("--box needs --image")
         paths = args.model or list(SHIPPED_MODELS)
         models = {path.stem: load_model(path, "cpu")[0] for path in paths}
         if args.image:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
             photo = np.asarray(Image.open(args.image).convert("L"))
             box = tuple(int(v) for v in args.box.split(",")) if args.box else (0, 0, min(photo.shape))
             if len(box) != 3:
-                raise ValueError(f"--box {args.box!r}: write TOP,LEFT,SIDE, e.g. 50,145,150")
+                raise InputError(f"--box {args.box!r}: write TOP,LEFT,SIDE, e.g. 50,145,150")
             face, source = face_from_photo(photo, box), args.image.name
         else:
             face, source = astronaut_face(), "scikit-image's astronaut portrait"

@@ -17,6 +17,7 @@ import pandas as pd
 import yaml
 
 from denoise_core.data import DOWNLOAD_HINT, ENV_VAR, DataNotFound, resolve_data_path
+from denoise_core.errors import MissingFile
 
 CHECKPOINT_FILE = "checkpoint.pt"
 USABLE_STATUSES = ("completed", "stopped by ASHA")  # trials whose best weights are a fair model
@@ -57,14 +58,14 @@ def read_study(path: str | os.PathLike) -> Study:
     path = Path(path)
     config_file = path / "study.yaml"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{path} is not a study directory: no study.yaml (run python study/run.py first)")
+        raise MissingFile(f"{path} is not a study directory: no study.yaml (run python study/run.py first)")
     config = yaml.safe_load(config_file.read_text()) or {}
     if (path / "trials.csv").is_file():
         trials = pd.read_csv(path / "trials.csv")
     elif (path / "trials.parquet").is_file():
         trials = pd.read_parquet(path / "trials.parquet")
     else:
-        raise FileNotFoundError(f"{path} has no trials.csv or trials.parquet: the study has not finished (resume it with --resume)")
+        raise MissingFile(f"{path} has no trials.csv or trials.parquet: the study has not finished (resume it with --resume)")
     trials["trial_id"] = trials["trial_id"].astype(str)
     return Study(path=path, config=config, trials=trials)
 

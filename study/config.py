@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, validate_conditions
 from denoise_core.noise import parse_alternatives
 from denoise_core.settings import SettingsError, apply_assignments, build, differences, field_paths, load_yaml, load_yaml_file, merge, to_dict
@@ -85,7 +86,7 @@ class StudyConfig:
         _check_report_options(self.report_options)
         try:
             validate_conditions(self.holdout_conditions)
-        except ValueError as error:
+        except InputError as error:
             raise StudyConfigError(f"holdout_conditions: {error}") from None
         _check_search(self)
 
@@ -111,7 +112,7 @@ def _check_report_options(options: dict[str, Any]) -> None:
         if condition != "none":
             try:
                 parse_alternatives(condition)
-            except (ValueError, AttributeError) as error:
+            except InputError as error:
                 raise StudyConfigError(f"report_options: bm3d_conditions: {error}") from None
     for key, value in options.items():
         whole = isinstance(value, int) and not isinstance(value, bool)

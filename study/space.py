@@ -33,11 +33,13 @@ import functools
 import math
 from typing import Any, Callable, Iterator, Mapping
 
+from denoise_core.errors import InputError
+
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 Assignments = list[tuple[str, Any]]
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(InputError):
     """A search space that cannot be sampled; the message names the entry."""
 
 

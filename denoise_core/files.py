@@ -1,0 +1,39 @@
+"""Writing a file whole or not at all: an interruption or a full disk never leaves half a file behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from denoise_core.errors import DiskFull
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        try:
+            with open(partial, "wb") as handle:
+                handle.write(data)
+            os.replace(partial, path)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(path) from None
+        raise
+    return path
+
+
+def disk_full(path: str | os.PathLike) -> DiskFull:
+    """The one-line error for a full disk, naming the mount point that filled up and the file being written."""
+    mount = Path(path).absolute()
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    error = DiskFull(f"no space left on the device mounted at {mount} (writing {path}); free some space and run the command again")
+    error.errno = errno.ENOSPC
+    return error
