@@ -14,11 +14,20 @@ import logging
 import os
 import tarfile
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
+
+from denoise_core.errors import UserError
+from denoise_core.files import write_atomic
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +40,16 @@ CACHE_ENV_VAR = "FACESTUDY_CACHE"
 DOWNLOAD_HINT = "https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge/data"
 CACHE_FORMAT = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # "I": how Pillow before 10 opened 16-bit PNGs
+NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+"""What reading a damaged .npz raises: a truncated zip, a flipped byte (CRC), a broken .npy header, a missing array."""
 
 
-class DataError(ValueError):
-    """The dataset exists but its content is not valid FER2013; the message names the line."""
+class DataError(UserError, ValueError):
+    """The dataset exists but its content is not valid FER2013; the message names the file or the line."""
 
 
-class DataNotFound(FileNotFoundError):
+class DataNotFound(UserError, FileNotFoundError):
     """No dataset path was given, or the given path does not exist."""
 
 
@@ -96,10 +108,10 @@ def load_fer2013(path: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     cache_file = None
     if use_cache:
         cache_file = Path(cache_dir or default_cache_dir()) / f"{path.name}-{source_key(path)}.npz"
-        if cache_file.exists():
-            start = time.perf_counter()
-            with np.load(cache_file) as stored:
-                images, usage = stored["images"], stored["usage"]
+        start = time.perf_counter()
+        cached = _read_cache(cache_file) if cache_file.exists() else None
+        if cached is not None:
+            images, usage = cached
             log.info("loaded %d faces from cache %s in %.2f s", len(images), cache_file, time.perf_counter() - start)
             return _drop_constant(images, usage, str(path))
     start = time.perf_counter()
@@ -282,15 +294,31 @@ def _parse_rows(buf, pos, ncols, pix_col, usage_col, images, usage_span, status)
 def _read_source(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if path.is_dir():
         return _read_image_folder(path)
+    if not path.name.lower().endswith((".tar.gz", ".tgz", ".tar", ".gz", ".csv")):
+        raise DataError(f"{path}: unsupported file type; expected .csv, .csv.gz, .tar.gz or a folder with train/ and test/")
+    return parse_csv_bytes(_csv_bytes(path))
+
+
+def _csv_bytes(path: Path) -> bytes:
+    """The CSV bytes of a source file; an empty, truncated or mislabelled download is one DataError naming the file."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty (0 bytes): download it again ({DOWNLOAD_HINT})")
     name = path.name.lower()
-    if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return parse_csv_bytes(_csv_from_tar(path))
-    if name.endswith(".gz"):
-        with gzip.open(path, "rb") as handle:
-            return parse_csv_bytes(handle.read())
-    if name.endswith(".csv"):
-        return parse_csv_bytes(path.read_bytes())
-    raise DataError(f"{path}: unsupported file type; expected .csv, .csv.gz, .tar.gz or a folder with train/ and test/")
+    try:
+        if name.endswith((".tar.gz", ".tgz", ".tar")):
+            raw = _csv_from_tar(path)
+        elif name.endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                raw = handle.read()
+        else:
+            raw = path.read_bytes()
+    except tarfile.ReadError as error:
+        raise DataError(f"{path}: is truncated or not a .tar.gz archive ({describe(error)}): download it again ({DOWNLOAD_HINT})") from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise DataError(f"{path}: is truncated or not gzip-compressed ({describe(error)}): download it again ({DOWNLOAD_HINT})") from None
+    if not raw.strip():
+        raise DataError(f"{path}: holds no CSV text (empty once unpacked): download it again ({DOWNLOAD_HINT})")
+    return raw
 
 
 def _csv_from_tar(path: Path) -> bytes:
@@ -328,19 +356,85 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray]:
     usage = np.array([c for _, group in parts for c in group], dtype=np.int8)
     images = np.empty((len(files), SIDE, SIDE), dtype=np.uint8)
     for index, file in enumerate(files):
-        with Image.open(file) as image:
-            if image.size != (SIDE, SIDE):
-                raise DataError(f"{file}: image is {image.size[0]}x{image.size[1]}, expected 48x48 FER2013 faces")
-            images[index] = np.asarray(image.convert("L"))
+        images[index] = _read_face(file)
     return images, usage
 
 
+def _read_face(file: Path) -> np.ndarray:
+    """One face of an image folder as uint8; an undecodable file or a mode without gray levels is a DataError naming it."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as image:
+            if image.size != (SIDE, SIDE):
+                raise DataError(f"{file}: image is {image.size[0]}x{image.size[1]}, expected 48x48 FER2013 faces")
+            mode, pixels = image.mode, gray_pixels(image)
+    except (OSError, Image.DecompressionBombError) as error:
+        raise DataError(f"{file}: cannot be decoded as an image ({describe(error)}): replace or delete it") from None
+    if pixels is None:
+        raise DataError(f"{file}: image mode {mode} has no gray levels to read; save it as an 8- or 16-bit grayscale PNG")
+    return pixels
+
+
+def gray_pixels(image: PIL.Image.Image) -> np.ndarray | None:
+    """An opened image as uint8 gray levels, or None when its mode has no such reading (32-bit values, floats).
+
+    ``convert("L")`` clips 16-bit values (0..65535) to 255 and turns a 16-bit face white, so they are scaled
+    by their depth instead: value / 257, rounded. Other modes (RGB, LA, P, ...) go through ``convert("L")``.
+    """
+    if image.mode in SIXTEEN_BIT_MODES:
+        pixels = np.asarray(image).astype(np.int64)
+        if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+            return None
+        return ((pixels + 128) // 257).astype(np.uint8)
+    if image.mode == "F":
+        return None
+    try:
+        return np.asarray(image.convert("L"))
+    except ValueError:
+        return None
+
+
+def read_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz, read whole so that damage shows here; raises one of ``NPZ_ERRORS``."""
+    stored = np.load(path, allow_pickle=False)
+    if not isinstance(stored, np.lib.npyio.NpzFile):
+        raise ValueError("not an .npz archive")
+    with stored:
+        return {name: stored[name] for name in names}
+
+
+def describe(error: BaseException) -> str:
+    """The first line of an exception's message (its type if it has none): the cause inside a one-line error."""
+    lines = str(error).strip().splitlines()
+    return lines[0].rstrip(" :") if lines else type(error).__name__
+
+
+def _read_cache(cache_file: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached faces, or None after a warning when the entry is damaged: the source is then parsed and cached again."""
+    try:
+        stored = read_npz(cache_file, ("images", "usage"))
+    except NPZ_ERRORS as error:
+        problem = describe(error)
+    else:
+        images, usage = stored["images"], stored["usage"]
+        if _is_faces(images, usage):
+            return images, usage
+        problem = f"unexpected arrays: images {images.dtype} {images.shape}, usage {usage.dtype} {usage.shape}"
+    log.warning("parse cache %s is damaged (%s); parsing the source again and rewriting it", cache_file, problem)
+    return None
+
+
+def _is_faces(images: np.ndarray, usage: np.ndarray) -> bool:
+    shaped = images.dtype == np.uint8 and images.ndim == 3 and images.shape[1:] == (SIDE, SIDE)
+    labelled = usage.dtype == np.int8 and usage.shape == (len(images),)
+    return shaped and labelled and bool(np.isin(usage, (TRAINING, PUBLIC_TEST, PRIVATE_TEST)).all())
+
+
 def _write_cache(cache_file: Path, images: np.ndarray, usage: np.ndarray) -> None:
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.partial")
-    with open(partial, "wb") as handle:
-        np.savez(handle, images=images, usage=usage)
-    os.replace(partial, cache_file)
+    buffer = io.BytesIO()
+    np.savez(buffer, images=images, usage=usage)
+    write_atomic(cache_file, buffer.getvalue())
 
 
 def _drop_constant(images: np.ndarray, usage: np.ndarray, source: str) -> Faces:

@@ -7,15 +7,18 @@ images are converted to grayscale. An existing OUTPUT is refused unless ``--over
 
 from __future__ import annotations
 
-import argparse
+import io
 from pathlib import Path
 
 import numpy as np
+import numpy.lib.format as npy_format
 import torch
 
 from denoise_core.checkpoint import load_model
-from denoise_core.cli import run_cli, setup_logging
-from denoise_core.data import IMAGE_SUFFIXES, SIDE
+from denoise_core.cli import ArgumentParser, run_cli, setup_logging
+from denoise_core.data import IMAGE_SUFFIXES, SIDE, describe, gray_pixels
+from denoise_core.errors import InputError, MissingFile, OutputExists
+from denoise_core.files import write_atomic
 from denoise_core.train import denoise_tensor, resolve_device
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "fer2013-blind.pt"  # every noise kind
@@ -31,44 +34,72 @@ def denoise_array(model: torch.nn.Module, images: np.ndarray, device: torch.devi
 
 
 def read_npy(path: Path) -> tuple[np.ndarray, np.dtype]:
-    array = np.load(path, allow_pickle=False)
-    if array.ndim != 3 or array.shape[1:] != (SIDE, SIDE):
-        raise ValueError(f"{path}: expected an array shaped (N, 48, 48), got {array.shape}")
+    """Faces as float32 in [0, 1] and the file's dtype. A file is data: its header is checked first and pickled
+    objects are never loaded, so any bad file is one InputError naming it."""
+    how = "save faces with numpy.save as uint8 (0..255) or float in [0, 1], shaped (N, 48, 48)"
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty; {how}")
+    try:
+        with open(path, "rb") as handle:
+            version = npy_format.read_magic(handle)
+            read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+    except (EOFError, ValueError) as error:
+        raise InputError(f"{path}: is not a .npy array ({describe(error)}); {how}") from None
+    if dtype.hasobject:
+        raise InputError(f"{path}: holds Python objects (dtype {dtype}), which are never loaded; {how}")
+    if len(shape) != 3 or shape[1:] != (SIDE, SIDE):
+        raise InputError(f"{path}: expected an array shaped (N, 48, 48), got {shape}; one face is (1, 48, 48)")
+    if shape[0] == 0:
+        raise InputError(f"{path}: holds no faces (shape {shape}); {how}")
+    if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
+        raise InputError(f"{path}: dtype {dtype} is not supported; use uint8 (0..255) or float in [0, 1]")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (EOFError, ValueError, OSError) as error:
+        raise InputError(f"{path}: is truncated or damaged ({describe(error)}); save it again with numpy.save") from None
     if array.dtype == np.uint8:
         return array.astype(np.float32) / 255.0, array.dtype
-    if np.issubdtype(array.dtype, np.floating):
-        if array.size and (np.nanmin(array) < 0.0 or np.nanmax(array) > 1.0 or np.isnan(array).any()):
-            raise ValueError(f"{path}: float arrays must hold values in [0, 1]; scale uint8 data by 1/255 or save it as uint8")
-        return array.astype(np.float32), array.dtype
-    raise ValueError(f"{path}: dtype {array.dtype} is not supported; use uint8 (0..255) or float in [0, 1]")
+    if not np.isfinite(array).all() or array.min() < 0.0 or array.max() > 1.0:
+        raise InputError(f"{path}: float arrays must hold values in [0, 1]; scale uint8 data by 1/255 or save it as uint8")
+    return array.astype(np.float32), array.dtype
 
 
 def read_image(path: Path) -> np.ndarray:
+    """One face as float32 in [0, 1]; 16-bit images are scaled by their depth, an undecodable file is one InputError."""
     from PIL import Image
 
-    with Image.open(path) as image:
-        if image.size != (SIDE, SIDE):
-            raise ValueError(f"{path}: image is {image.size[0]}x{image.size[1]}; the model restores 48x48 faces, resize or crop first")
-        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    try:
+        with Image.open(path) as image:
+            if image.size != (SIDE, SIDE):
+                raise InputError(f"{path}: image is {image.size[0]}x{image.size[1]}; the model restores 48x48 faces, resize or crop first")
+            mode, pixels = image.mode, gray_pixels(image)
+    except (OSError, Image.DecompressionBombError) as error:
+        raise InputError(f"{path}: cannot be decoded as an image ({describe(error)}); give a .png or .jpg face") from None
+    if pixels is None:
+        raise InputError(f"{path}: image mode {mode} has no gray levels to read; save it as 8- or 16-bit grayscale or as RGB")
+    return pixels.astype(np.float32) / 255.0
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
+    """An 8-bit grayscale image in the format its suffix names, written whole or not at all."""
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8), mode="L").save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)).save(buffer, format=Image.registered_extensions()[path.suffix.lower()])
+    write_atomic(path, buffer.getvalue())
 
 
 def denoise_path(model: torch.nn.Module, source: Path, target: Path, overwrite: bool = False, device: str | torch.device = "cpu") -> int:
     """Denoise a file, folder or .npy into the same form; returns the number of faces written."""
     if not source.exists():
-        raise FileNotFoundError(f"input {source} does not exist")
+        raise MissingFile(f"input {source} does not exist")
     if target.exists() and not overwrite:
-        raise FileExistsError(f"output {target} exists; choose another path or pass --overwrite")
+        raise OutputExists(f"output {target} exists; choose another path or pass --overwrite")
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise ValueError(f"input folder {source} holds no .png or .jpg images")
+            raise InputError(f"input folder {source} holds no .png or .jpg images")
         restored = denoise_array(model, np.stack([read_image(p) for p in files]), device)
         for file, image in zip(files, restored):
             write_image(target / file.relative_to(source), image)
@@ -76,22 +107,23 @@ def denoise_path(model: torch.nn.Module, source: Path, target: Path, overwrite: 
     suffix = source.suffix.lower()
     if suffix == ".npy":
         if target.suffix.lower() != ".npy":
-            raise ValueError(f"output {target} must end in .npy for an .npy input")
+            raise InputError(f"output {target} must end in .npy for an .npy input")
         images, dtype = read_npy(source)
         restored = denoise_array(model, images, device)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        np.save(target, np.clip(np.round(restored * 255.0), 0, 255).astype(np.uint8) if dtype == np.uint8 else restored.astype(dtype))
+        buffer = io.BytesIO()
+        np.save(buffer, np.clip(np.round(restored * 255.0), 0, 255).astype(np.uint8) if dtype == np.uint8 else restored.astype(dtype))
+        write_atomic(target, buffer.getvalue())
         return len(images)
     if suffix in IMAGE_SUFFIXES:
         if target.suffix.lower() not in IMAGE_SUFFIXES:
-            raise ValueError(f"output {target} must end in .png or .jpg for an image input")
+            raise InputError(f"output {target} must end in .png or .jpg for an image input")
         write_image(target, denoise_array(model, read_image(source)[None], device)[0])
         return 1
-    raise ValueError(f"input {source}: unsupported type; give a .png/.jpg image, a folder of them, or a .npy array (N, 48, 48)")
+    raise InputError(f"input {source}: unsupported type; give a .png/.jpg image, a folder of them, or a .npy array (N, 48, 48)")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m denoise_core.denoise", description="Denoise 48x48 grayscale faces with a trained model.")
+    parser = ArgumentParser(prog="python -m denoise_core.denoise", description="Denoise 48x48 grayscale faces with a trained model.")
     parser.add_argument("--model", help=f"model file (default: the shipped {SHIPPED_MODEL.name})")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--device", default="auto")
@@ -103,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         model_path = Path(args.model) if args.model else SHIPPED_MODEL
         if not model_path.exists():
-            raise FileNotFoundError(f"model {model_path} does not exist; pass --model RUN_DIR/model.pt or a study's best/model.pt")
+            raise MissingFile(f"model {model_path} does not exist; pass --model RUN_DIR/model.pt or a study's best/model.pt")
         device = resolve_device(args.device)
         model, _ = load_model(model_path, device)
         count = denoise_path(model, args.input, args.output, args.overwrite, device)

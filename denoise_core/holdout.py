@@ -7,7 +7,9 @@ per-condition seeds on the CPU, stored as uint8 with a SHA-256 checksum, and ver
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import os
 import zlib
 from dataclasses import dataclass
@@ -16,7 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from denoise_core.data import NPZ_ERRORS, describe, read_npz
+from denoise_core.errors import InputError, UserError
+from denoise_core.files import write_atomic
 from denoise_core.noise import NoiseSpec, corrupt, make_generator
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONDITIONS = (
     "sp:0.05", "sp:0.1", "sp:0.2", "sp:0.3", "sp:0.4", "sp:0.5", "sp:0.6", "sp:0.7", "sp:0.8", "sp:0.9",
@@ -26,8 +33,12 @@ DEFAULT_CONDITIONS = (
 DEFAULT_SEED = 2013
 
 
-class HoldoutError(ValueError):
-    """A stored hold-out does not match its checksum or its description."""
+class HoldoutError(UserError, ValueError):
+    """A stored hold-out is missing, damaged or does not match its checksum; the message says how to get a good one."""
+
+
+class _Unusable(Exception):
+    """Why a stored hold-out cannot be used, in words: ``load_holdout`` refuses it, ``holdout_for`` regenerates it."""
 
 
 @dataclass(frozen=True)
@@ -49,18 +60,18 @@ def validate_conditions(conditions: tuple[str, ...] | list[str]) -> tuple[str, .
     twice (in any spelling) would be scored twice.
     """
     if isinstance(conditions, str) or not isinstance(conditions, (list, tuple)):
-        raise ValueError(f"hold-out conditions must be a list, e.g. [sp:0.1, gauss:25, sp:0.1+gauss:10], got {conditions!r}")
+        raise InputError(f"hold-out conditions must be a list, e.g. [sp:0.1, gauss:25, sp:0.1+gauss:10], got {conditions!r}")
     canonical: list[str] = []
     for condition in conditions:
         try:
             spec = NoiseSpec.parse(condition)
         except (ValueError, AttributeError, TypeError) as error:
-            raise ValueError(f"hold-out condition {condition!r} is not a noise condition ({error}); "
+            raise InputError(f"hold-out condition {condition!r} is not a noise condition ({error}); "
                              "valid ones look like sp:0.1, gauss:25, sp:0.1+gauss:10 or none") from None
         if spec.is_blind:
-            raise ValueError(f"hold-out condition {condition!r} is a range; hold-out conditions are fixed levels, e.g. sp:0.1, gauss:25 or none")
+            raise InputError(f"hold-out condition {condition!r} is a range; hold-out conditions are fixed levels, e.g. sp:0.1, gauss:25 or none")
         if str(spec) in canonical:
-            raise ValueError(f"hold-out condition {condition!r} is listed twice (as {spec})")
+            raise InputError(f"hold-out condition {condition!r} is listed twice (as {spec})")
         canonical.append(str(spec))
     return tuple(canonical)
 
@@ -79,38 +90,59 @@ def make_holdout(clean: np.ndarray, conditions: tuple[str, ...] = DEFAULT_CONDIT
 
 
 def save_holdout(holdout: Holdout, path: str | os.PathLike) -> None:
+    """The arrays as ``path`` and their description and checksum beside it as ``.json``, each written whole or not at all."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    with open(partial, "wb") as handle:
-        np.savez(handle, clean=holdout.clean, noisy=holdout.noisy)
-    os.replace(partial, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, clean=holdout.clean, noisy=holdout.noisy)
+    write_atomic(path, buffer.getvalue())
     meta = {"conditions": list(holdout.conditions), "seed": holdout.seed, "sha256": holdout.checksum, "faces": len(holdout.clean)}
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_atomic(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
 
 
 def load_holdout(path: str | os.PathLike) -> Holdout:
+    """A stored hold-out, verified against its checksum; a missing, damaged or altered one is a one-line HoldoutError."""
     path = Path(path)
+    if not path.exists():
+        raise HoldoutError(f"hold-out {path} does not exist: run the command that needs it again, it generates the hold-out on first use")
+    try:
+        return _read_holdout(path)
+    except _Unusable as problem:
+        raise HoldoutError(f"hold-out {path} {problem}: delete it and its .json, and the next command that needs it generates it again") from None
+
+
+def _read_holdout(path: Path) -> Holdout:
     meta_path = path.with_suffix(".json")
-    if not path.exists() or not meta_path.exists():
-        raise HoldoutError(f"hold-out {path} (or its .json) is missing; regenerate it with make_holdout")
-    meta = json.loads(meta_path.read_text())
-    with np.load(path) as stored:
-        clean, noisy = stored["clean"], stored["noisy"]
-    conditions = tuple(meta["conditions"])
-    checksum = _checksum(clean, noisy, conditions, int(meta["seed"]))
-    if checksum != meta["sha256"]:
-        raise HoldoutError(f"hold-out {path} fails its checksum ({checksum[:12]} != {meta['sha256'][:12]}): delete it to regenerate")
-    return Holdout(clean=clean, noisy=noisy, conditions=conditions, seed=int(meta["seed"]), checksum=checksum)
+    if not meta_path.exists():
+        raise _Unusable(f"has no {meta_path.name} beside it (its conditions, seed and checksum)")
+    try:
+        meta = json.loads(meta_path.read_text())
+        conditions, seed, expected = tuple(str(c) for c in meta["conditions"]), int(meta["seed"]), str(meta["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise _Unusable(f"has a damaged {meta_path.name} ({describe(error)})") from None
+    try:
+        arrays = read_npz(path, ("clean", "noisy"))
+    except NPZ_ERRORS as error:
+        raise _Unusable(f"is damaged ({describe(error)})") from None
+    clean, noisy = arrays["clean"], arrays["noisy"]
+    checksum = _checksum(clean, noisy, conditions, seed)
+    if checksum != expected:
+        raise _Unusable(f"fails its checksum ({checksum[:12]} != {expected[:12]})")
+    return Holdout(clean=clean, noisy=noisy, conditions=conditions, seed=seed, checksum=checksum)
 
 
 def holdout_for(clean: np.ndarray, cache_dir: str | os.PathLike, conditions: tuple[str, ...] = DEFAULT_CONDITIONS, seed: int = DEFAULT_SEED) -> Holdout:
-    """Load the hold-out for these faces, conditions and seed from ``cache_dir``, generating it once."""
+    """Load the hold-out for these faces, conditions and seed from ``cache_dir``, generating it once.
+
+    It is a cache: a damaged, altered or half-written file is generated again, with a warning, rather than refused.
+    """
     conditions = tuple(str(NoiseSpec.parse(c)) for c in conditions)
     key = hashlib.sha256(clean.tobytes() + json.dumps([list(conditions), seed]).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"holdout-{key}.npz"
     if path.exists():
-        return load_holdout(path)
+        try:
+            return _read_holdout(path)
+        except _Unusable as problem:
+            log.warning("hold-out %s %s; generating it again", path, problem)
     holdout = make_holdout(clean, conditions, seed)
     save_holdout(holdout, path)
     return holdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import os
 import tarfile
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from denoise_core import data
+from denoise_core.errors import UserError
 from denoise_core.data import (
     DOWNLOAD_HINT,
     PRIVATE_TEST,
@@ -262,6 +264,51 @@ def test_load_reads_image_folder_train_is_training_and_test_alternates_public_pr
     assert loaded.source == str(root)
 
 
+def test_image_folder_reads_a_16_bit_png_face_like_its_8_bit_face(tmp_path):
+    root, images, usage = image_folder(tmp_path)
+    sixteen_bit = root / "train" / "happy" / "im0.png"  # the fourth Training face
+    Image.fromarray(images[3].astype(np.uint16) * 257).save(sixteen_bit)
+    with Image.open(sixteen_bit) as image:
+        assert image.mode.startswith("I")  # really 16-bit on disk
+    assert_faces_equal(load_fer2013(root, use_cache=False), images, usage)
+
+
+def sixteen_bit_image(face: np.ndarray, mode: str) -> Image.Image:
+    """The face scaled to 16 bits (value * 257) in one of the modes Pillow gives 16-bit grayscale images."""
+    wide = face.astype(np.uint16) * 257
+    if mode == "I;16B":
+        return Image.frombytes(mode, face.shape[::-1], wide.astype(">u2").tobytes())
+    if mode == "I":
+        return Image.fromarray(wide.astype(np.int32))
+    return Image.fromarray(wide)
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B", "I", "L", "RGB", "LA", "P"])
+def test_gray_pixels_scales_16_bit_modes_and_converts_8_bit_ones(mode):
+    face = random_faces(21, 1)[0]
+    if mode.startswith("I"):
+        image = sixteen_bit_image(face, mode)
+    else:
+        image = Image.fromarray(face).convert(mode)
+    assert image.mode == mode
+    pixels = data.gray_pixels(image)
+    assert pixels.dtype == np.uint8
+    np.testing.assert_array_equal(pixels, face)
+
+
+def test_gray_pixels_rounds_16_bit_values_to_the_nearest_8_bit_level():
+    values = np.array([[0, 128, 129, 257, 385, 386, 65535]], dtype=np.uint16)
+    assert data.gray_pixels(Image.fromarray(values)).tolist() == [[0, 0, 1, 1, 1, 2, 255]]
+
+
+@pytest.mark.parametrize("image", [
+    Image.fromarray(np.full((2, 2), 0.5, np.float32)),
+    Image.fromarray(np.array([[0, 70000]], np.int32)),
+], ids=["float", "32-bit"])
+def test_gray_pixels_refuses_modes_it_cannot_read_as_gray_levels(image):
+    assert data.gray_pixels(image) is None
+
+
 def test_image_folder_with_non_48x48_image_names_the_file(tmp_path):
     root, _, _ = image_folder(tmp_path)
     bad = root / "test" / "happy" / "big.png"
@@ -424,6 +471,11 @@ def test_bad_data_in_gzip_file_raises_data_error_with_line(tmp_path):
 def test_data_error_is_a_value_error_and_data_not_found_a_file_not_found_error():
     assert issubclass(DataError, ValueError)
     assert issubclass(DataNotFound, FileNotFoundError)
+
+
+def test_data_errors_are_user_errors_that_command_lines_print_in_one_line():
+    assert issubclass(DataError, UserError)
+    assert issubclass(DataNotFound, UserError)
 
 
 # ---------------------------------------------------------------------------------- resolve_data_path
@@ -681,6 +733,51 @@ def test_default_cache_dir_follows_facestudy_cache(tmp_path, monkeypatch, faces)
     assert data.default_cache_dir() == tmp_path / "elsewhere"
     assert_faces_equal(load_fer2013(path), images, usage)
     assert len(list((tmp_path / "elsewhere").glob("fer2013.csv-*.npz"))) == 1
+
+
+def damage_cache(entry: Path, how: str) -> None:
+    raw = entry.read_bytes()
+    with np.load(entry) as stored:
+        images, usage = stored["images"], stored["usage"]
+    if how == "truncated":
+        entry.write_bytes(raw[: len(raw) // 2])
+    elif how == "byte-flip":
+        flipped = bytearray(raw)
+        flipped[len(raw) // 3] ^= 0xFF
+        entry.write_bytes(bytes(flipped))
+    elif how == "empty":
+        entry.write_bytes(b"")
+    elif how == "garbage":
+        entry.write_bytes(b"this is not a zip file at all")
+    elif how == "missing-key":
+        np.savez(entry, images=images)
+    elif how == "wrong-shape":
+        np.savez(entry, images=images.reshape(len(images), -1), usage=usage)
+    elif how == "wrong-dtype":
+        np.savez(entry, images=images.astype(np.float32), usage=usage)
+    elif how == "short-usage":
+        np.savez(entry, images=images, usage=usage[:-1])
+    elif how == "pickled":
+        np.savez(entry, images=np.array([object()], dtype=object), usage=usage)
+
+
+@pytest.mark.parametrize("how", ["truncated", "byte-flip", "empty", "garbage", "missing-key", "wrong-shape", "wrong-dtype", "short-usage", "pickled"])
+def test_a_damaged_parse_cache_is_rebuilt_with_a_warning(tmp_path, monkeypatch, caplog, faces, how):
+    images, usage = faces
+    path = tmp_path / "fer2013.csv.gz"
+    write_csv(path, images, usage)
+    cache = tmp_path / "cache"
+    load_fer2013(path, cache_dir=cache)
+    [entry] = cache.iterdir()
+    damage_cache(entry, how)
+    with caplog.at_level(logging.WARNING, logger="denoise_core.data"):
+        assert_faces_equal(load_fer2013(path, cache_dir=cache), images, usage)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(entry) in warnings[0] and "parsing the source again" in warnings[0]
+    assert "\n" not in warnings[0]
+    assert list(cache.iterdir()) == [entry]
+    forbid_parsing(monkeypatch)
+    assert_faces_equal(load_fer2013(path, cache_dir=cache), images, usage)  # rewritten: read from the cache
 
 
 def test_failed_parse_writes_no_cache_entry(tmp_path):

@@ -1,6 +1,10 @@
+import json
+import logging
+
 import numpy as np
 import pytest
 
+from denoise_core.errors import InputError, UserError
 from denoise_core.holdout import DEFAULT_CONDITIONS, HoldoutError, holdout_for, load_holdout, make_holdout, save_holdout, validate_conditions
 from synthetic import smooth_faces
 
@@ -90,5 +94,89 @@ def test_validate_conditions_names_the_bad_condition_in_one_line(conditions, nam
     with pytest.raises(ValueError, match=message) as error:
         validate_conditions(conditions)
     assert named in str(error.value) and "\n" not in str(error.value)
+
+def test_bad_conditions_and_stored_hold_outs_are_user_errors():
+    assert issubclass(HoldoutError, UserError) and issubclass(HoldoutError, ValueError)
+    with pytest.raises(InputError):
+        validate_conditions(["sp:0.1-0.2"])
+
+
+def damage(path, how: str, holdout) -> None:
+    """Damage a stored hold-out the way a disk, a copy or a person might."""
+    meta = path.with_suffix(".json")
+    raw = path.read_bytes()
+    if how == "byte-flip":
+        flipped = bytearray(raw)
+        flipped[len(raw) // 2] ^= 0xFF
+        path.write_bytes(bytes(flipped))
+    elif how == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "missing-array":
+        np.savez(path, clean=holdout.clean)
+    elif how == "altered-noise":  # a valid file whose bytes differ: only the checksum can tell
+        tampered = holdout.noisy.copy()
+        tampered[0, 0, 0, 0] ^= 1
+        np.savez(path, clean=holdout.clean, noisy=tampered)
+    elif how == "missing-json":
+        meta.unlink()
+    elif how == "garbage-json":
+        meta.write_text('{"conditions": ["sp:0.1"')
+    elif how == "json-without-checksum":
+        meta.write_text(json.dumps({"conditions": list(holdout.conditions), "seed": holdout.seed}))
+
+
+DAMAGES = ["byte-flip", "truncated", "empty", "missing-array", "altered-noise", "missing-json", "garbage-json", "json-without-checksum"]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_holdout_for_regenerates_a_damaged_hold_out_with_a_warning(tmp_path, caplog, how):
+    faces = smooth_faces(5)
+    first = holdout_for(faces, tmp_path, CONDITIONS, seed=2)
+    [path] = tmp_path.glob("*.npz")
+    damage(path, how, first)
+    with caplog.at_level(logging.WARNING, logger="denoise_core.holdout"):
+        again = holdout_for(faces, tmp_path, CONDITIONS, seed=2)
+    assert again.checksum == first.checksum and np.array_equal(again.noisy, first.noisy) and np.array_equal(again.clean, faces)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(path) in warnings[0] and "generating it again" in warnings[0] and "\n" not in warnings[0]
+    caplog.clear()
+    assert load_holdout(path).checksum == first.checksum  # rewritten whole
+    assert holdout_for(faces, tmp_path, CONDITIONS, seed=2).checksum == first.checksum and not caplog.records
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".npz"]
+
+
+@pytest.mark.parametrize("how", [how for how in DAMAGES if how != "altered-noise"])  # altered: the checksum test below
+def test_load_holdout_refuses_a_damaged_hold_out_in_one_line_saying_what_to_do(tmp_path, how):
+    holdout = make_holdout(smooth_faces(5), CONDITIONS, seed=1)
+    path = tmp_path / "holdout.npz"
+    save_holdout(holdout, path)
+    damage(path, how, holdout)
+    with pytest.raises(HoldoutError) as caught:
+        load_holdout(path)
+    message = str(caught.value)
+    assert message.startswith(f"hold-out {path} ") and "\n" not in message
+    assert "delete it" in message and "make_holdout" not in message
+
+
+def test_load_holdout_names_the_checksum_when_only_the_checksum_can_tell(tmp_path):
+    holdout = make_holdout(smooth_faces(5), CONDITIONS, seed=1)
+    path = tmp_path / "holdout.npz"
+    save_holdout(holdout, path)
+    damage(path, "altered-noise", holdout)
+    with pytest.raises(HoldoutError, match=r"fails its checksum \([0-9a-f]{12} != [0-9a-f]{12}\)"):
+        load_holdout(path)
+    damage(path, "byte-flip", holdout)
+    with pytest.raises(HoldoutError, match="is damaged"):
+        load_holdout(path)
+
+
+def test_load_holdout_of_a_missing_file_says_how_to_get_one(tmp_path):
+    with pytest.raises(HoldoutError) as caught:
+        load_holdout(tmp_path / "nowhere.npz")
+    message = str(caught.value)
+    assert "nowhere.npz does not exist" in message and "make_holdout" not in message and "\n" not in message
+
 
 PINNED_CHECKSUM = "524a5bd9a0d1fb21e52b1987ab949b1c62a58b7c9470c91cbb45db3759c82129"

@@ -1,0 +1,317 @@
+"""Damaged files: each is one line naming the file, a damaged cache is rebuilt, and a full disk leaves nothing half-written."""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import gzip
+import io
+import logging
+import tarfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from denoise_core import data
+from denoise_core.data import DataError, load_fer2013, write_csv
+from denoise_core.denoise import denoise_path, read_image, read_npy, write_image
+from denoise_core.errors import DiskFull, InputError, UserError
+from denoise_core.holdout import make_holdout, save_holdout
+from results.score_cache import ScoreCache
+from synthetic import smooth_faces, smooth_usage
+
+
+@pytest.fixture(autouse=True)
+def _isolated_default_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.CACHE_ENV_VAR, str(tmp_path / "default-cache"))
+
+
+def csv_bytes() -> bytes:
+    """Twelve smooth faces in FER2013's CSV layout."""
+    lines = ["emotion,pixels,Usage"]
+    for image, code in zip(smooth_faces(12), smooth_usage(6, 3, 3)):
+        lines.append(f"0,{' '.join(map(str, image.reshape(-1).tolist()))},{data.USAGES[code]}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def tar_gz_bytes(payload: bytes) -> bytes:
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo("fer2013/fer2013.csv")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    return archive.getvalue()
+
+
+def one_line_naming(error: BaseException, path: Path) -> str:
+    message = str(error)
+    assert isinstance(error, UserError)
+    assert str(path) in message and "\n" not in message, message
+    return message
+
+
+# ------------------------------------------------------------------------------------- dataset files
+
+
+DAMAGED_SOURCES = {
+    "truncated.csv.gz": lambda: gzip.compress(csv_bytes())[:3000],
+    "plain-csv-named.csv.gz": csv_bytes,
+    "corrupted.csv.gz": lambda: gzip.compress(csv_bytes())[:-8] + b"\0" * 8,
+    "truncated.tar.gz": lambda: tar_gz_bytes(csv_bytes())[:3000],
+    "plain-csv-named.tar.gz": csv_bytes,
+    "empty.csv": lambda: b"",
+    "empty.csv.gz": lambda: b"",
+    "empty.tar.gz": lambda: b"",
+    "nothing-inside.csv.gz": lambda: gzip.compress(b""),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED_SOURCES))
+def test_a_damaged_dataset_file_is_one_data_error_naming_it(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(DAMAGED_SOURCES[name]())
+    with pytest.raises(DataError) as caught:
+        load_fer2013(path, cache_dir=tmp_path / "cache")
+    message = one_line_naming(caught.value, path)
+    assert "download it again" in message
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_truncated_gzip_message_names_the_cause(tmp_path):
+    path = tmp_path / "fer2013.csv.gz"
+    path.write_bytes(gzip.compress(csv_bytes())[:3000])
+    with pytest.raises(DataError, match=r"fer2013\.csv\.gz: is truncated or not gzip-compressed \(Compressed file ended"):
+        load_fer2013(path, use_cache=False)
+
+
+def image_folder_with(tmp_path: Path, name: str, content: bytes) -> tuple[Path, Path]:
+    root = tmp_path / "faces"
+    for split in ("train", "test"):
+        folder = root / split / "happy"
+        folder.mkdir(parents=True)
+        Image.fromarray(smooth_faces(1)[0]).save(folder / "0.png")
+    bad = root / "test" / "happy" / name
+    bad.write_bytes(content)
+    return root, bad
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+UNDECODABLE = {
+    "garbage.png": lambda: b"\x89PNG\r\n\x1a\n not really a png",
+    "truncated.png": lambda: png_bytes(smooth_faces(1, seed=4)[0])[:300],
+    "empty.png": lambda: b"",
+    "text.jpg": lambda: b"hello\n",
+}
+
+
+@pytest.mark.parametrize("name", list(UNDECODABLE))
+def test_an_undecodable_image_in_an_image_folder_is_one_data_error_naming_it(tmp_path, name):
+    root, bad = image_folder_with(tmp_path, name, UNDECODABLE[name]())
+    with pytest.raises(DataError) as caught:
+        load_fer2013(root, use_cache=False)
+    assert "cannot be decoded as an image" in one_line_naming(caught.value, bad)
+
+
+# ------------------------------------------------------------------------------------- denoise inputs
+
+
+class Payload:
+    """What a crafted object array carries: unpickling it would create a file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def saved_npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def saved_npz(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, faces=array)
+    return buffer.getvalue()
+
+
+BAD_NPY = {
+    "empty": (lambda marker: b"", "is empty"),
+    "truncated": (lambda marker: saved_npy(smooth_faces(3))[:1000], "truncated"),
+    "header-only": (lambda marker: saved_npy(smooth_faces(3))[:128], "truncated"),
+    "objects": (lambda marker: saved_npy(np.array([Payload(marker)], dtype=object)), "Python objects"),
+    "no-faces": (lambda marker: saved_npy(np.zeros((0, 48, 48), np.uint8)), "holds no faces"),
+    "wrong-shape": (lambda marker: saved_npy(np.zeros((3, 32, 32), np.uint8)), "shaped (N, 48, 48)"),
+    "one-face-2d": (lambda marker: saved_npy(np.zeros((48, 48), np.uint8)), "(1, 48, 48)"),
+    "text": (lambda marker: b"0 1 2\n3 4 5\n", "not a .npy array"),
+    "npz": (lambda marker: saved_npz(smooth_faces(2)), "not a .npy array"),
+    "int64": (lambda marker: saved_npy(np.zeros((2, 48, 48), np.int64)), "dtype int64"),
+    "nan": (lambda marker: saved_npy(np.full((2, 48, 48), np.nan, np.float32)), "in [0, 1]"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NPY))
+def test_a_bad_npy_input_is_one_input_error_naming_it_and_runs_no_code(tmp_path, case):
+    content, expected = BAD_NPY[case]
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / f"{case}.npy"
+    path.write_bytes(content(marker))
+    with pytest.raises(InputError) as caught:
+        read_npy(path)
+    assert expected in one_line_naming(caught.value, path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_npy_inputs_need_at_least_one_face_and_one_face_reads(tmp_path, dtype):
+    face = smooth_faces(1)
+    stored = face if dtype == np.uint8 else (face / 255).astype(dtype)
+    np.save(tmp_path / "none.npy", stored[:0])
+    np.save(tmp_path / "one.npy", stored)
+    with pytest.raises(InputError, match="holds no faces"):
+        read_npy(tmp_path / "none.npy")
+    images, read_dtype = read_npy(tmp_path / "one.npy")
+    assert read_dtype == dtype and images.dtype == np.float32
+    np.testing.assert_array_equal(np.round(images * 255).astype(np.uint8), face)
+
+
+@pytest.mark.parametrize("name", list(UNDECODABLE))
+def test_an_undecodable_input_image_is_one_input_error_naming_it(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(UNDECODABLE[name]())
+    with pytest.raises(InputError) as caught:
+        read_image(path)
+    assert "cannot be decoded as an image" in one_line_naming(caught.value, path)
+
+
+def test_a_16_bit_png_face_reads_like_its_8_bit_face(tmp_path):
+    face = smooth_faces(1, seed=7)[0]
+    Image.fromarray(face).save(tmp_path / "face8.png")
+    Image.fromarray(face.astype(np.uint16) * 257).save(tmp_path / "face16.png")
+    with Image.open(tmp_path / "face16.png") as image:
+        assert image.mode.startswith("I")  # really 16-bit on disk
+    assert np.array_equal(read_image(tmp_path / "face16.png"), read_image(tmp_path / "face8.png"))
+    np.testing.assert_array_equal(np.round(read_image(tmp_path / "face16.png") * 255).astype(np.uint8), face)
+
+
+def test_a_32_bit_float_image_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "float.tif"
+    Image.fromarray(smooth_faces(1)[0].astype(np.float32)).save(path)
+    with pytest.raises(InputError) as caught:
+        read_image(path)
+    assert "mode F" in one_line_naming(caught.value, path)
+
+
+# ---------------------------------------------------------------------------------- baseline score cache
+
+
+KEY = {"kind": "score", "name": "median3", "condition": "sp:0.1"}
+VALUE = {"psnr": 30.5, "ssim": 0.9}
+
+
+@pytest.mark.parametrize("content", [
+    '{"key": {"kind": "score"}, "value": {"psnr": 3',  # truncated
+    "\x00\xff garbage \x9c",
+    "[1, 2]",  # valid JSON, not an entry
+    '"text"',
+    '{"key": {}}',  # no value
+    '{"key": {}, "value": [1, 2]}',  # a value that is not scores
+], ids=["truncated", "garbage", "list", "string", "no-value", "value-not-dict"])
+def test_an_unreadable_score_cache_entry_is_a_miss_with_a_notice_and_is_rewritten(tmp_path, caplog, content):
+    cache = ScoreCache(tmp_path / "scores")
+    cache.put(KEY, VALUE)
+    [entry] = (tmp_path / "scores").iterdir()
+    entry.write_bytes(content.encode("latin-1"))
+    with caplog.at_level(logging.WARNING, logger="results.score_cache"):
+        assert cache.get(KEY) is None
+    assert any(entry.name in record.getMessage() for record in caplog.records)
+    cache.put(KEY, VALUE)
+    assert cache.get(KEY) == VALUE
+    assert [p.name for p in (tmp_path / "scores").iterdir()] == [entry.name]
+
+
+# ------------------------------------------------------------------------------------------ full disk
+
+
+def fill_disk(monkeypatch) -> None:
+    """From now on every ``open`` of a ``.partial`` file for writing gives a handle whose writes fail with ENOSPC."""
+
+    class FullFile(io.FileIO):
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real_open = builtins.open
+
+    def open_on_a_full_disk(file, mode="r", *args, **kwargs):
+        if str(file).endswith(".partial") and ("w" in mode or "a" in mode):
+            return FullFile(file, "w")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_on_a_full_disk)
+
+
+def parse_cache_writer(tmp_path: Path) -> tuple[Path, Callable[[], object]]:
+    """A damaged parse cache entry is rewritten once the source is parsed: on a full disk that write fails."""
+    source = tmp_path / "fer2013.csv"
+    write_csv(source, smooth_faces(6), smooth_usage(2, 2, 2))
+    target = tmp_path / "cache" / f"{source.name}-{data.source_key(source)}.npz"
+    target.parent.mkdir()
+    target.write_bytes(b"old, damaged cache entry")
+    return target, lambda: load_fer2013(source, cache_dir=target.parent)
+
+
+def holdout_writer(tmp_path: Path) -> tuple[Path, Callable[[], object]]:
+    target = tmp_path / "holdout.npz"
+    target.write_bytes(b"old hold-out")
+    return target, lambda: save_holdout(make_holdout(smooth_faces(3), ("none",), seed=1), target)
+
+
+def score_writer(tmp_path: Path) -> tuple[Path, Callable[[], object]]:
+    cache = ScoreCache(tmp_path / "scores")
+    cache.put(KEY, {"psnr": 1.0})
+    [target] = (tmp_path / "scores").iterdir()
+    return target, lambda: cache.put(KEY, VALUE)
+
+
+def png_writer(tmp_path: Path) -> tuple[Path, Callable[[], object]]:
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old image")
+    return target, lambda: write_image(target, smooth_faces(1)[0] / 255.0)
+
+
+def denoised_npy_writer(tmp_path: Path) -> tuple[Path, Callable[[], object]]:
+    source, target = tmp_path / "faces.npy", tmp_path / "out.npy"
+    np.save(source, smooth_faces(2))
+    target.write_bytes(b"old output")
+    return target, lambda: denoise_path(torch.nn.Identity(), source, target, overwrite=True)
+
+
+WRITERS = [parse_cache_writer, holdout_writer, score_writer, png_writer, denoised_npy_writer]
+
+
+@pytest.mark.parametrize("writer", WRITERS, ids=lambda writer: writer.__name__)
+def test_a_full_disk_is_one_disk_full_line_and_leaves_the_old_file_and_no_partial(tmp_path, monkeypatch, writer):
+    target, write = writer(tmp_path)
+    before = target.read_bytes()
+    files_before = sorted(tmp_path.rglob("*"))
+    with monkeypatch.context() as patch:
+        fill_disk(patch)
+        with pytest.raises(DiskFull) as caught:
+            write()
+    message = str(caught.value)
+    assert target.name in message and "no space left" in message and "\n" not in message
+    assert target.read_bytes() == before
+    assert sorted(tmp_path.rglob("*")) == files_before  # no .partial left behind
+    write()  # room again: the same write replaces the file whole
+    assert target.read_bytes() != before and not list(tmp_path.rglob("*.partial"))
