@@ -20,7 +20,9 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    """Progress and warnings go to stdout; stderr holds only what ends a command (its one-line error)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
+                        stream=sys.stdout)
 
 
 def run_cli(main: Callable[[], int | None], program: str) -> None:

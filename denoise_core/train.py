@@ -9,6 +9,7 @@ Each epoch hands ``on_epoch`` an ``EpochReport`` with metrics and a complete che
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -20,10 +21,13 @@ import torch.nn.functional as F
 
 from denoise_core.checkpoint import FORMAT, VERSION, load_checkpoint
 from denoise_core.data import Splits
+from denoise_core.errors import InputError, UserError
 from denoise_core.metrics import psnr, ssim
 from denoise_core.model import ConvAutoencoder, ModelConfig, count_parameters, model_config_from_dict
 from denoise_core.noise import corrupt, make_generator, parse_alternatives
 from denoise_core.settings import build, differences
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = 8
 RANK_SEED_STRIDE = 1_000_003  # rank r > 0 of a data-parallel run draws from seed + r * stride (rank 0 keeps the seed)
@@ -38,6 +42,10 @@ def psnr_loss(output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "mae": F.l1_loss, "psnr": psnr_loss}
 RESUMABLE = ("epochs", "device", "num_threads")  # what a resumed run may change: its length and where it runs
+
+
+class Diverged(UserError, FloatingPointError):
+    """The loss stopped being finite: a setting (usually the learning rate) the user can change, not a bug."""
 
 
 @dataclass(frozen=True)
@@ -63,13 +71,17 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+            raise InputError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
         if self.schedule not in ("cosine", "plateau", "constant"):
-            raise ValueError(f"schedule must be 'cosine', 'plateau' or 'constant', got {self.schedule!r}")
+            raise InputError(f"schedule must be 'cosine', 'plateau' or 'constant', got {self.schedule!r}")
         if self.epochs < 1 or self.batch_size < 2 or self.patience < 1:
-            raise ValueError("epochs must be >= 1, batch_size >= 2 and patience >= 1")
+            raise InputError("epochs must be >= 1, batch_size >= 2 and patience >= 1")
         if self.lr <= 0 or self.weight_decay < 0:
-            raise ValueError("lr must be > 0 and weight_decay >= 0")
+            raise InputError("lr must be > 0 and weight_decay >= 0")
+        if self.train_size is not None and self.train_size < 2:
+            raise InputError(f"train_size must be >= 2 faces, or null for all, got {self.train_size}")
+        if self.val_size is not None and self.val_size < 1:
+            raise InputError(f"val_size must be >= 1 face, or null for all, got {self.val_size}")
         parse_alternatives(self.noise)
         if self.val_noise is not None:
             parse_alternatives(self.val_noise)
@@ -125,7 +137,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
+        raise InputError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
     return device
 
 
@@ -165,10 +177,14 @@ def fit(
 
 def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -> FitResult:
     train = data.train[: config.train_size]
+    if rank == 0 and config.train_size is not None and config.train_size > len(data.train):
+        log.warning("train_size %d is more than the %d training faces; training on all %d", config.train_size, len(data.train), len(data.train))
+    if rank == 0 and config.val_size is not None and config.val_size > len(data.val):
+        log.warning("val_size %d is more than the %d validation faces; validating on all %d", config.val_size, len(data.val), len(data.val))
     per_rank = len(train) // world_size
     train_u8 = _to_device(train[rank::world_size][:per_rank], device)
     if len(train_u8) < 2:
-        raise ValueError(f"need at least 2 training faces, got {len(train_u8)}")
+        raise InputError(f"need at least 2 training faces, got {len(train_u8)}")
     val_clean, val_noisy = _validation_set(data.val[: config.val_size], config, device)
     use_amp = config.amp and device.type == "cuda"
     rng_devices = [device.index or 0] if device.type == "cuda" else []
@@ -241,7 +257,8 @@ def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -
             _broadcast_buffers(core, world_size)
             val_loss, val_psnr, val_ssim, examples = _validate(core, val_noisy, val_clean, loss_fn, use_amp)
             if not math.isfinite(train_loss) or not math.isfinite(val_loss):
-                raise FloatingPointError(f"epoch {epoch}: loss is not finite (train {train_loss}, val {val_loss}); lower the learning rate")
+                raise Diverged(f"training diverged at epoch {epoch}: the loss is not finite (train {train_loss}, val {val_loss}); "
+                               "lower the learning rate (lr)")
             lr = optimizer.param_groups[0]["lr"]
             if config.schedule == "plateau":
                 scheduler.step(val_loss)
@@ -325,18 +342,18 @@ def _load_initial_weights(core: torch.nn.Module, config: TrainConfig) -> None:
     if adds_refiner:
         grown_from = replace(grown_from, refine=0, refine_width=trained.refine_width)
     if grown_from != trained:
-        raise ValueError(f"init model {config.init} has another architecture than this training's model settings; use the same model: block "
+        raise InputError(f"init model {config.init} has another architecture than this training's model settings; use the same model: block "
                          "(adding refine layers to a model without them, and mirror, are the changes allowed)")
     missing, unexpected = core.load_state_dict(source.get("best_model_state", source.get("model_state")), strict=not adds_refiner)
     if unexpected or any(not key.startswith("refiner.") for key in missing):
-        raise ValueError(f"init model {config.init} does not fit this architecture: missing {missing}, unexpected {unexpected}")
+        raise InputError(f"init model {config.init} does not fit this architecture: missing {missing}, unexpected {unexpected}")
 
 
 def _check_resume(resume: dict[str, Any], config: TrainConfig) -> None:
     saved = config_to_dict(config_from_dict(resume.get("config", {})))  # settings added since the checkpoint take their defaults
     differing = [k for k in differences(saved, config_to_dict(config)) if k not in RESUMABLE]
     if differing:
-        raise ValueError(f"cannot resume: the checkpoint was trained with different settings for {differing}")
+        raise InputError(f"cannot resume: the checkpoint was trained with different settings for {differing}")
 
 
 def _to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -349,7 +366,7 @@ def _to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
 def _validation_set(val: np.ndarray, config: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Validation faces and one fixed 8-bit noisy copy, made on the CPU so every device sees the same."""
     if len(val) == 0:
-        raise ValueError("the validation split is empty: FER2013's PublicTest rows are needed for early stopping")
+        raise InputError("the validation split is empty: FER2013's PublicTest rows are needed for early stopping")
     clean = torch.from_numpy(np.ascontiguousarray(val)).unsqueeze(1).float().div_(255.0)
     noisy = corrupt(clean, config.validation_noise, make_generator(config.seed + 1))
     noisy = noisy.mul(255.0).round_().div_(255.0)

@@ -2,7 +2,9 @@
 
 The run directory gets ``config.yaml`` (the resolved settings), ``last.pt`` (the full training state,
 every epoch), ``model.pt`` (the best model so far, what ``denoise`` loads), ``history.csv`` and the
-TensorBoard event files. An existing run directory is never overwritten: ``--resume`` continues it.
+TensorBoard event files. An existing run directory is never overwritten: ``--resume`` continues it. A run
+that failed before its first checkpoint (a bad setting, a divergence, a full disk) leaves only files that
+the next start may replace, so retrying with the same ``--out`` works.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +21,16 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from denoise_core.checkpoint import export_model, load_checkpoint, save_checkpoint
-from denoise_core.cli import run_cli, setup_logging
+from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import load_splits
+from denoise_core.errors import MissingFile, OutputExists
 from denoise_core.tblog import write_epoch, write_hparams
 from denoise_core.settings import (SettingsError, add_flags, apply_assignments, build, differences, flag_assignments, load_yaml_file, merge,
                                    parse_assignment, to_dict)
 from denoise_core.train import RESUMABLE, EpochReport, FitResult, TrainConfig, config_from_dict, config_to_dict, fit
 
 log = logging.getLogger("denoise_core.train")
+STARTED_FILES = ("config.yaml", "tensorboard", "history.csv")  # what a run writes before its first checkpoint
 
 HELP = {
     "noise": "training corruption, e.g. sp:0.05-0.5, gauss:5-55, sp:0.1+gauss:10, sp:0.02-0.9|gauss:5-55",
@@ -39,7 +44,7 @@ HELP = {
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m denoise_core.train", description="Train one denoising autoencoder on FER2013.",
         epilog="Settings: TrainConfig defaults < --config FILE < flags < --set KEY=VALUE. Values are YAML (1e-3, null, true). "
                "On --resume the run's saved config.yaml is the base and only epochs, device and num_threads may change.")
@@ -79,19 +84,22 @@ def train_run(file_values: dict[str, Any], assignments: list[tuple[str, Any]], d
     if resume:
         last = run_dir / "last.pt"
         if not last.is_file():
-            raise FileNotFoundError(f"nothing to resume: {last} does not exist")
+            hint = "; the run failed before its first epoch ended, so start it again without --resume" if run_dir.is_dir() else ""
+            raise MissingFile(f"nothing to resume: {last} does not exist{hint}")
         previous = load_checkpoint(last)
         config = resolve_config(file_values, assignments, saved=previous["config"])
     else:
         config = resolve_config(file_values, assignments)
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        raise FileExistsError(f"run directory {run_dir} already holds a run; choose a new --out or pass --resume")
+    if config.init and not resume:
+        load_checkpoint(config.init)  # a refused or damaged init file fails here, before the run directory is touched
+    if not resume:
+        _claim_run_dir(run_dir)
     splits = load_splits(data_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
     log.info("training %s", config)
     writer = SummaryWriter(str(run_dir / "tensorboard"))
-    progress = tqdm(total=config.epochs, initial=previous["epoch"] if previous else 0, desc="epochs", unit="epoch")
+    progress = tqdm(total=config.epochs, initial=previous["epoch"] if previous else 0, desc="epochs", unit="epoch", disable=None)
 
     def on_epoch(report: EpochReport) -> None:
         save_checkpoint(report.checkpoint, run_dir / "last.pt")
@@ -100,6 +108,9 @@ def train_run(file_values: dict[str, Any], assignments: list[tuple[str, Any]], d
         write_epoch(writer, report, grid_every)
         _append_history(run_dir / "history.csv", report.metrics())
         progress.update(1)
+        if progress.disable:  # no terminal: one log line per epoch instead of a progress bar
+            log.info("epoch %d/%d: val PSNR %.2f dB (noisy %.2f), train loss %.4f", report.epoch, config.epochs, report.val_psnr,
+                     report.noisy_psnr, report.train_loss)
         progress.set_postfix(val_psnr=f"{report.val_psnr:.2f}", noisy=f"{report.noisy_psnr:.2f}", loss=f"{report.train_loss:.4f}")
 
     try:
@@ -112,6 +123,26 @@ def train_run(file_values: dict[str, Any], assignments: list[tuple[str, Any]], d
     log.info("best epoch %d: val PSNR %.2f dB (noisy %.2f), SSIM %.4f; model at %s", result.best_epoch,
              result.best["val_psnr"], result.best["noisy_psnr"], result.best["val_ssim"], run_dir / "model.pt")
     return result
+
+
+def _claim_run_dir(run_dir: Path) -> None:
+    """Refuse a directory holding a run or anything else; clear what a run that failed before its first checkpoint left."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputExists(f"--out {run_dir} is a file; choose a directory path for the run")
+    entries = sorted(run_dir.iterdir()) if run_dir.is_dir() else []
+    if not entries:
+        return
+    if (run_dir / "last.pt").exists() or (run_dir / "model.pt").exists():
+        raise OutputExists(f"run directory {run_dir} already holds a run; choose a new --out or pass --resume")
+    foreign = [entry.name for entry in entries if entry.name not in STARTED_FILES]
+    if foreign:
+        raise OutputExists(f"run directory {run_dir} holds other files ({', '.join(foreign[:3])}); choose an empty or new --out")
+    log.warning("%s holds what a run that failed before its first checkpoint left (%s); replacing it", run_dir, ", ".join(e.name for e in entries))
+    for entry in entries:
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _append_history(path: Path, metrics: dict[str, float]) -> None:

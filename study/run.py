@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from dataclasses import fields
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parent.parent)  # the checkout, not study/, so study/*.py shadow nothing
+if not __package__:  # run as a script: the checkout, not study/, goes first, so study/*.py shadow nothing
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from denoise_core.cli import run_cli, setup_logging  # noqa: E402
+from denoise_core.cli import ArgumentParser, run_cli, setup_logging  # noqa: E402
+from denoise_core.errors import MissingFile  # noqa: E402
 from denoise_core.settings import add_flags, flag_assignments, parse_assignment  # noqa: E402
 from study.config import PRESETS, QUICK_REPORT, StudyConfig, build_config, resume_config, storage_root, to_yaml  # noqa: E402
 
@@ -37,7 +40,7 @@ HELP = {
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="study/run.py", description="Search for the best FER2013 denoiser with Ray Tune + Optuna.",
         epilog="Settings: field defaults < --preset < --config FILE < flags < --set KEY=VALUE (values are YAML). "
                "On --resume the saved study.yaml is the base, and only data, holdout_conditions, holdout_faces, report, "
@@ -69,7 +72,7 @@ def resolve(args: argparse.Namespace, paths: list[str]) -> StudyConfig:
     given = dict(assignments)  # --name and --storage locate the study
     study_uri = f"{storage_root(str(given.get('storage', StudyConfig.storage)))}/{given.get('name', StudyConfig.name)}"
     if not storage.exists(f"{study_uri}/study.yaml"):
-        raise FileNotFoundError(f"nothing to resume: no study at {study_uri}; start it without --resume")
+        raise MissingFile(f"nothing to resume: no study at {study_uri}; start it without --resume")
     return resume_config(storage.read_bytes(f"{study_uri}/study.yaml"), args.config, assignments)
 
 
@@ -85,12 +88,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"study configuration:\n{to_yaml(config)}", flush=True)
         connect(args.address, args.num_cpus, config.verbose)
         summary = run_study(config, resume=args.resume)
-        if summary.interrupted:
-            print(f"\nstudy interrupted; continue it with: python study/run.py --name {config.name} --storage {config.storage} --resume")
-            return 130
         print(f"\ntrials ({len(summary.trials)}):")
         columns = [c for c in summary.trials.columns if c not in ("path", "checkpoint", "node_ip")]
         print(summary.trials[columns].to_string(index=False, max_colwidth=40))
+        if summary.interrupted:
+            print(f"study/run.py: study interrupted, nothing exported; continue it with: python study/run.py --name {config.name} "
+                  f"--storage {config.storage} --resume", file=sys.stderr)
+            return 128 + (summary.stop_signal or signal.SIGINT)
         if summary.holdout is not None:
             print(f"\nbest trial {summary.best_trial} on the fixed noisy hold-out (test faces not in Training):")
             print(summary.holdout.drop(columns=["trial_id"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))

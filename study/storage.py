@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pyarrow.fs as pafs
 
+from denoise_core.errors import OutputExists
+from denoise_core.files import write_atomic
+
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     if "://" in uri:
@@ -17,9 +20,13 @@ def exists(uri: str) -> bool:
 
 
 def write_bytes(uri: str, data: bytes, overwrite: bool = True) -> None:
+    """Write a whole file; on local disk through a temporary file, so a full disk leaves no half file."""
     fs, path = filesystem(uri)
     if not overwrite and fs.get_file_info(path).type != pafs.FileType.NotFound:
-        raise FileExistsError(f"{uri} exists; refusing to overwrite it")
+        raise OutputExists(f"{uri} exists; refusing to overwrite it")
+    if "://" not in uri:
+        write_atomic(path, data)
+        return
     fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with fs.open_output_stream(path) as stream:
         stream.write(data)

@@ -3,16 +3,21 @@
 The study lives in ``STORAGE/NAME``: Tune's trial directories (TensorBoard files included), ``study.yaml``
 (the resolved configuration), ``trials.csv`` / ``trials.parquet`` (one row per trial), ``best/model.pt``
 (the best trial by validation metric, self-contained) and ``best/holdout.csv`` (its scores on the fixed
-noisy hold-out). An existing study is never overwritten: it can only be resumed.
+noisy hold-out). An existing study is never overwritten: it can only be resumed, and only until it has
+finished (has ``best/``). Ctrl-C or SIGTERM stops it the way Tune saves state for a resume; such a study
+exports nothing, and its unfinished trials are labelled ``interrupted``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,14 +26,14 @@ import pandas as pd
 import torch
 import yaml
 
-from denoise_core.checkpoint import export_model, load_checkpoint
+from denoise_core.checkpoint import checkpoint_bytes, export_model, load_checkpoint
 from denoise_core.data import default_cache_dir, load_splits, resolve_data_path
+from denoise_core.errors import MissingFile, OutputExists
 from denoise_core.evaluate import evaluate_on_holdout, model_denoiser
 from denoise_core.holdout import holdout_for
 from denoise_core.model import ConvAutoencoder, model_config_from_dict
-from study import storage
 from denoise_core.settings import to_dict
-from study import space
+from study import space, storage
 from study.config import StudyConfig, StudyConfigError, storage_root, to_yaml
 from study.trial import CHECKPOINT_FILE, tune_trial, tune_trial_with_trainer
 
@@ -44,6 +49,7 @@ class StudySummary:
     best_model: str | None
     holdout: pd.DataFrame | None
     interrupted: bool = False
+    stop_signal: int | None = None  # the signal that interrupted it, if one did
 
 
 @dataclass(frozen=True)
@@ -98,13 +104,21 @@ def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) 
             if parent.exists() and not parent.is_dir():
                 raise StudyConfigError(f"storage: {parent} is a file, not a directory; pass --storage DIRECTORY")
     if resume and not storage.exists(f"{study_uri}/study.yaml"):
-        raise FileNotFoundError(f"nothing to resume: no study at {study_uri}; start it without --resume")
+        raise MissingFile(f"nothing to resume: no study at {study_uri}; start it without --resume")
+    if resume and storage.exists(f"{study_uri}/best/model.pt"):
+        raise OutputExists(f"study '{config.name}' has finished (its best model is {study_uri}/best/model.pt), so there is nothing to "
+                           "resume; start another study with a new --name")
     if not resume and storage.exists(study_uri):
-        raise FileExistsError(f"study '{config.name}' already exists at {study_uri}; pass --resume to continue it or choose another --name")
+        raise OutputExists(f"study '{config.name}' already exists at {study_uri}; pass --resume to continue it or choose another --name")
     data_path = str(resolve_data_path(config.data).absolute())
+    splits = load_splits(data_path)
+    empty = [name for name, faces in (("Training", splits.train), ("PublicTest", splits.val), ("PrivateTest", splits.test_unique)) if not len(faces)]
+    if empty:
+        raise StudyConfigError(f"{data_path} has no {' and no '.join(empty)} faces: a study trains on Training, selects on PublicTest "
+                               "and scores its best model on PrivateTest faces that are not in Training")
     for init in sorted({value for value in [config.train.init, *space.possible_values(config.search, "init")] if value}):
         if not Path(init).is_file():
-            raise FileNotFoundError(f"train.init: model file {init} does not exist")
+            raise MissingFile(f"train.init: model file {init} does not exist")
     if config.gpus_per_trial and not joining and not _local_gpus():
         raise StudyConfigError(f"gpus_per_trial is {config.gpus_per_trial} but this machine has no GPU; set gpus_per_trial: 0 "
                                "or join a cluster with GPUs (--address)")
@@ -163,45 +177,89 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
                                         trial_dirname_creator=trial_dirname),
         )
         storage.write_bytes(yaml_uri, to_yaml(config).encode(), overwrite=False)
-    results = tuner.fit()
-    trials = trial_table(results, config)
+    with stop_signals() as received:
+        results = tuner.fit()
+    statuses = saved_statuses(study_uri)
+    trials = trial_table(results, config, statuses)
     for suffix, write in (("csv", lambda df, buf: df.to_csv(buf, index=False)), ("parquet", lambda df, buf: df.to_parquet(buf, index=False))):
         buffer = io.BytesIO() if suffix == "parquet" else io.StringIO()
         write(trials, buffer)
         value = buffer.getvalue()
         storage.write_bytes(f"{study_uri}/trials.{suffix}", value if isinstance(value, bytes) else value.encode())
-    if interrupted(results, config):
+    if received or interrupted(statuses, config):
         log.warning("study interrupted: resume it with --name %s --storage %s --resume", config.name, config.storage)
-        return StudySummary(study_uri=study_uri, trials=trials, best_trial=None, best_model=None, holdout=None, interrupted=True)
+        return StudySummary(study_uri=study_uri, trials=trials, best_trial=None, best_model=None, holdout=None, interrupted=True,
+                            stop_signal=received[0] if received else None)
     best_trial, best_model, holdout = export_best(results, trials, config, data_path)
     return StudySummary(study_uri=study_uri, trials=trials, best_trial=best_trial, best_model=best_model, holdout=holdout)
 
 
-def interrupted(results: Any, config: StudyConfig) -> bool:
-    """True when Tune stopped before every trial ended (Ctrl-C): some trial is still pending, running or paused."""
-    statuses = [trial.status for trial in results._experiment_analysis.trials]
-    return len(statuses) < config.num_samples or any(status not in ("TERMINATED", "ERROR") for status in statuses)
+@contextlib.contextmanager
+def stop_signals():
+    """Ctrl-C and SIGTERM stop the study as Tune's own stop signal does (state saved for a resume), and are recorded.
+
+    Tune's SIGINT handler does not say afterwards that it fired, and it does not handle SIGTERM, so both are
+    caught here and passed on as SIGUSR1, which Tune always handles. A second signal stops at once.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
+        yield received
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            os.kill(os.getpid(), signal.SIGUSR1)
+            return
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous_usr1 = signal.getsignal(signal.SIGUSR1)
+    saved_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        signal.signal(signal.SIGUSR1, previous_usr1)
+        if saved_env is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = saved_env
+
+
+def saved_statuses(study_uri: str) -> dict[str, str]:
+    """Each trial's status in the experiment state Tune saved before it stopped its actors.
+
+    After a stop signal, Tune marks the trials it was running TERMINATED in memory, like finished ones; the
+    saved state still says RUNNING (or PENDING), which is what a resume continues.
+    """
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(study_uri)
+    return {str(trial.trial_id): str(trial.status) for trial in analysis.trials}
+
+
+def interrupted(statuses: dict[str, str], config: StudyConfig) -> bool:
+    """True when Tune stopped before every trial ended: a trial is missing, pending, running or paused."""
+    return len(statuses) < config.num_samples or any(status not in ("TERMINATED", "ERROR") for status in statuses.values())
 
 
 def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
 
 
-def trial_table(results: Any, config: StudyConfig) -> pd.DataFrame:
+def trial_table(results: Any, config: StudyConfig, statuses: dict[str, str]) -> pd.DataFrame:
     """One row per trial: sampled hyperparameters, best epoch, validation metrics, time, size and outcome."""
     rows = []
     for result in results:
         metrics = result.metrics or {}
         params = result.config or {}
-        status = "completed"
-        if result.error is not None:
-            status = f"error: {str(result.error).strip().splitlines()[-1][:200]}"
-        elif metrics.get("diverged"):
-            status = f"failed: {metrics.get('error', 'loss diverged')}"
-        elif metrics.get("epoch", 0) < metrics.get("epochs_planned", config.train.epochs) and not metrics.get("stopped_early"):
-            status = "stopped by ASHA"
+        trial_id = str(metrics.get("trial_id") or Path(str(result.path)).name.removeprefix("trial_"))
         rows.append({
-            "trial_id": metrics.get("trial_id", Path(str(result.path)).name), "status": status,
+            "trial_id": trial_id, "status": trial_status(result.error, metrics, statuses.get(trial_id, "TERMINATED"), config),
             **{f"param_{k}": v for k, v in params.items()},
             "best_epoch": metrics.get("best_epoch"), "epochs_run": metrics.get("epoch"),
             "best_val_loss": metrics.get("best_val_loss"), "best_val_psnr": metrics.get("best_val_psnr"),
@@ -217,6 +275,19 @@ def trial_table(results: Any, config: StudyConfig) -> pd.DataFrame:
     return table
 
 
+def trial_status(error: Any, metrics: dict[str, Any], saved_status: str, config: StudyConfig) -> str:
+    """What happened to a trial, in words: completed, stopped by ASHA, interrupted, failed (diverged) or error."""
+    if error is not None:
+        return f"error: {str(error).strip().splitlines()[-1][:200]}"
+    if metrics.get("diverged"):
+        return f"failed: {metrics.get('error', 'loss diverged')}"
+    if saved_status != "TERMINATED":
+        return "interrupted"
+    if metrics.get("epoch", 0) >= metrics.get("epochs_planned", config.train.epochs) or metrics.get("stopped_early"):
+        return "completed"
+    return "stopped by ASHA" if config.scheduler == "asha" else "interrupted"
+
+
 def _checkpoint_uri(result: Any) -> str | None:
     metrics = result.metrics or {}
     if metrics.get("checkpoint_path"):
@@ -225,7 +296,10 @@ def _checkpoint_uri(result: Any) -> str | None:
 
 
 def export_best(results: Any, trials: pd.DataFrame, config: StudyConfig, data_path: str) -> tuple[str | None, str | None, pd.DataFrame | None]:
-    """Copy the best trial's best weights to ``best/model.pt``, its settings to ``best/train.yaml``, and score it on the hold-out."""
+    """Copy the best trial's best weights to ``best/model.pt``, its settings to ``best/train.yaml``, and score it on the hold-out.
+
+    ``best/model.pt`` is written last, so its presence means the export is complete (and the study finished).
+    """
     metric = f"best_{config.metric}"
     usable = trials[trials["status"].isin(["completed", "stopped by ASHA"]) & trials[metric].map(lambda v: v is not None and math.isfinite(v))]
     usable = usable[usable["checkpoint"].notna()]
@@ -235,9 +309,6 @@ def export_best(results: Any, trials: pd.DataFrame, config: StudyConfig, data_pa
     best = usable.iloc[0]
     checkpoint = _read_checkpoint(best["checkpoint"], config)
     model_uri = f"{config.study_uri}/best/model.pt"
-    buffer = io.BytesIO()
-    torch.save(export_model(checkpoint), buffer)
-    storage.write_bytes(model_uri, buffer.getvalue())
     model = ConvAutoencoder(model_config_from_dict(checkpoint["config"]["model"]))
     model.load_state_dict(checkpoint["best_model_state"])
     splits = load_splits(data_path)
@@ -249,6 +320,7 @@ def export_best(results: Any, trials: pd.DataFrame, config: StudyConfig, data_pa
     recipe = "# The winning trial's training settings: python -m denoise_core.train --config best/train.yaml --out RUN replays it.\n"
     storage.write_bytes(f"{config.study_uri}/best/train.yaml", (recipe + yaml.safe_dump(checkpoint["config"], sort_keys=False)).encode())
     storage.write_bytes(f"{config.study_uri}/best/trial.yaml", yaml.safe_dump({k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}, sort_keys=False).encode())
+    storage.write_bytes(model_uri, checkpoint_bytes(export_model(checkpoint)), overwrite=False)
     return str(best["trial_id"]), model_uri, table
 
 

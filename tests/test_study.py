@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from denoise_core.checkpoint import load_checkpoint, load_model
+from denoise_core.errors import OutputExists
 from study.config import StudyConfigError, build_config
 from study.study import plan_resources, run_study
 
@@ -118,12 +119,13 @@ def test_starting_an_existing_study_again_is_refused(finished, study_env):
     assert result_lines(Path(summary.study_uri)) == before
 
 
-def test_resume_of_a_finished_study_reruns_no_trial(finished):
+def test_resume_of_a_finished_study_is_refused_and_keeps_its_best_model(finished):
     config, summary = finished
-    before = result_lines(Path(summary.study_uri))
-    resumed = run_study(config, resume=True)
-    assert result_lines(Path(summary.study_uri)) == before
-    assert sorted(resumed.trials["trial_id"]) == sorted(summary.trials["trial_id"])
+    study_dir = Path(summary.study_uri)
+    before = result_lines(study_dir), (study_dir / "best" / "model.pt").read_bytes()
+    with pytest.raises(OutputExists, match="has finished.*nothing to resume"):
+        run_study(config, resume=True)
+    assert (result_lines(study_dir), (study_dir / "best" / "model.pt").read_bytes()) == before
 
 
 def test_diverging_trial_is_recorded_as_failed(study_env):
@@ -213,13 +215,14 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(study_env, 
     command = [sys.executable, str(REPO / "study" / "run.py"), "--preset", "smoke", "--name", "interrupted", "--storage", str(storage),
                "--data", str(study_env["data"]), "--num-samples", "3", "--max-concurrent", "1", "--num-cpus", "1", "--set", "scheduler=none"]
     env = {**os.environ, "FACESTUDY_INJECT_WORKER_FAULT": ""}
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     study_dir = storage / "interrupted"
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline and not any(n == 3 for n in result_lines(study_dir).values()):
         time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=60) != 0
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 128 + signal.SIGTERM
+    assert "--resume" in process.stderr.read() and not (study_dir / "best").exists()
     finished_before = {k: v for k, v in result_lines(study_dir).items() if v == 3}
     assert finished_before, "no trial finished before the interruption"
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=300)
@@ -295,3 +298,26 @@ def test_an_interrupted_full_preset_study_resumes_with_the_full_presets_own_sett
         assert (trained["train_size"], trained["val_size"], trained["batch_size"], trained["patience"]) == (128, 24, 128, 8)
         assert trained["val_noise"] == "sp:0.02-0.95|gauss:5-55|sp:0.05-0.35+gauss:5-35"
         assert trained["model"]["base_width"] in (4, 8)
+
+
+def test_ctrl_c_after_the_last_trial_started_is_an_interruption_not_a_success(study_env, tmp_path):
+    storage = tmp_path / "studies"
+    command = [sys.executable, str(REPO / "study" / "run.py"), "--preset", "smoke", "--name", "terminated", "--storage", str(storage),
+               "--data", str(study_env["data"]), "--num-samples", "2", "--max-concurrent", "1", "--num-cpus", "1", "--epochs", "4",
+               "--set", "scheduler=none", "--set", "report=false"]
+    env = {**os.environ, **QUIET_RAY, "FACESTUDY_INJECT_WORKER_FAULT": ""}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    study_dir = storage / "terminated"
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and not (len(result_lines(study_dir)) == 2 and min(result_lines(study_dir).values()) >= 1):
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=90) == 130
+    assert "--resume" in process.stderr.read()
+    assert not (study_dir / "best").exists()
+    statuses = pd.read_csv(study_dir / "trials.csv").set_index("trial_id")["status"]
+    assert "interrupted" in set(statuses) and "stopped by ASHA" not in set(statuses)
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert set(pd.read_csv(study_dir / "trials.csv")["status"]) == {"completed"}
+    assert (study_dir / "best" / "model.pt").exists()

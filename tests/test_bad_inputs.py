@@ -1,0 +1,289 @@
+"""The catalogue of bad inputs: each is refused with exit code 2 and one line on stderr, and leaves the user's files as they were.
+
+Every command runs in-process through its ``main``, exactly as its console entry point does; an exception that
+is not a user error (a bug) escapes as a traceback and fails the test.
+"""
+
+import errno
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import re
+import shlex
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from denoise_core.checkpoint import export_model, save_checkpoint
+from denoise_core.cli import run_cli
+from denoise_core.data import USAGES
+from denoise_core.denoise import main as denoise_main
+from denoise_core.model import ModelConfig
+from denoise_core.train import TrainConfig, fit
+from denoise_core.train_cli import main as train_main
+from results.compare import main as compare_main
+from results.report import main as report_main
+from results.showcase import main as showcase_main
+from study.run import main as study_main
+from synthetic import smooth_faces, smooth_splits, smooth_usage
+
+PAYLOAD_MARKER = "payload-ran"
+
+
+class Payload:
+    """What a crafted model file carries: unpickling it would create a file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _csv_bytes(usage: np.ndarray) -> bytes:
+    lines = ["emotion,pixels,Usage"]
+    for image, code in zip(smooth_faces(len(usage)), usage):
+        lines.append(f"0,{' '.join(map(str, image.reshape(-1).tolist()))},{USAGES[code]}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """A user's workspace holding good and bad files of every kind the commands read."""
+    root = tmp_path_factory.mktemp("workspace")
+    cache = tmp_path_factory.mktemp("cache")
+    saved = os.environ.get("FACESTUDY_CACHE")
+    os.environ["FACESTUDY_CACHE"] = str(cache)
+    data = root / "data"
+    data.mkdir()
+    good = _csv_bytes(smooth_usage(40, 10, 6))
+    (data / "fer2013.csv").write_bytes(good)
+    (data / "no-private.csv").write_bytes(_csv_bytes(smooth_usage(40, 10, 0)))
+    (data / "truncated.csv.gz").write_bytes(gzip.compress(good)[:2000])
+    (data / "plain.csv.gz").write_bytes(good)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo("fer2013/fer2013.csv")
+        info.size = len(good)
+        tar.addfile(info, io.BytesIO(good))
+    (data / "truncated.tar.gz").write_bytes(archive.getvalue()[:3000])
+    (data / "notes.txt").write_text("not data\n")
+    (data / "empty.csv").write_bytes(b"")
+    (data / "header.csv").write_text("a,b,c\n1,2,3\n")
+    (data / "short-row.csv").write_text("emotion,pixels,Usage\n0,1 2 3,Training\n")
+    (data / "big-pixel.csv").write_text("emotion,pixels,Usage\n0," + " ".join(["300"] * 2304) + ",Training\n")
+    for split in ("train", "test"):
+        folder = data / "images" / split / "happy"
+        folder.mkdir(parents=True)
+        Image.fromarray(smooth_faces(1)[0]).save(folder / "0.png")
+    (data / "images" / "test" / "happy" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (data / "no-test" / "train").mkdir(parents=True)
+
+    models = root / "models"
+    models.mkdir()
+    config = TrainConfig(model=ModelConfig(base_width=4, bottleneck_size=8), noise="sp:0.2", epochs=1, batch_size=16)
+    result = fit(config, smooth_splits(64, 16, 8))
+    save_checkpoint(export_model(result.checkpoint), models / "model.pt")
+    torch.save({"format": "facestudy-checkpoint", "version": 1, "x": Payload(root / PAYLOAD_MARKER)}, models / "crafted.pt")
+    (models / "pickled.pt").write_bytes(pickle.dumps(Payload(root / PAYLOAD_MARKER)))
+    (models / "truncated.pt").write_bytes((models / "model.pt").read_bytes()[:5000])
+    torch.save({"weights": torch.zeros(3)}, models / "foreign.pt")
+    run = root / "runs" / "done"
+    run.mkdir(parents=True)
+    save_checkpoint(result.checkpoint, run / "last.pt")
+    save_checkpoint(export_model(result.checkpoint), run / "model.pt")
+
+    inputs = root / "inputs"
+    inputs.mkdir()
+    np.save(inputs / "faces.npy", smooth_faces(3))
+    np.save(inputs / "small.npy", np.zeros((3, 32, 32), np.uint8))
+    np.save(inputs / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(inputs / "wide.npy", np.zeros((2, 48, 48), np.int64))
+    np.save(inputs / "out-of-range.npy", np.full((2, 48, 48), 3.0, np.float32))
+    (inputs / "empty.npy").write_bytes(b"")
+    (inputs / "truncated.npy").write_bytes((inputs / "faces.npy").read_bytes()[:200])
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(inputs / "big.png")
+    Image.fromarray(smooth_faces(1)[0]).save(inputs / "face.png")
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (inputs / "notes.txt").write_text("hello\n")
+    (inputs / "empty-folder").mkdir()
+    (root / "outputs").mkdir()
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(root / "outputs" / "existing.png")
+
+    configs = root / "configs"
+    configs.mkdir()
+    (configs / "list.yaml").write_text("- 1\n- 2\n")
+    (configs / "syntax.yaml").write_text("lr: [1,\n")
+    (configs / "lr-abc.yaml").write_text("lr: abc\n")
+    (configs / "model-5.yaml").write_text("model: 5\n")
+    (configs / "search-list.yaml").write_text("search: [1, 2]\n")
+    (root / "a-file").write_text("not a directory\n")
+    (root / "studies").mkdir()
+    (root / "not-a-study").mkdir()
+    yield root
+    if saved is None:
+        os.environ.pop("FACESTUDY_CACHE", None)
+    else:
+        os.environ["FACESTUDY_CACHE"] = saved
+
+
+TRAIN = "--data {ws}/data/fer2013.csv --out {ws}/runs/{case} --epochs 1 --batch-size 8 --model-base-width 4 --train-size 32"
+STUDY = "--preset smoke --data {ws}/data/fer2013.csv --storage {ws}/studies --name {case}"
+D = "--model {ws}/models/model.pt"
+
+CASES = [
+    # data, through the training command
+    ("data-missing", train_main, "--data {ws}/data/nowhere.csv --out {ws}/runs/{case}", r"nowhere\.csv"),
+    ("data-truncated-gz", train_main, "--data {ws}/data/truncated.csv.gz --out {ws}/runs/{case}", r"truncated\.csv\.gz"),
+    ("data-plain-named-gz", train_main, "--data {ws}/data/plain.csv.gz --out {ws}/runs/{case}", r"plain\.csv\.gz"),
+    ("data-truncated-tar", train_main, "--data {ws}/data/truncated.tar.gz --out {ws}/runs/{case}", r"truncated\.tar\.gz"),
+    ("data-unknown-type", train_main, "--data {ws}/data/notes.txt --out {ws}/runs/{case}", r"notes\.txt.*unsupported"),
+    ("data-empty-file", train_main, "--data {ws}/data/empty.csv --out {ws}/runs/{case}", r"empty\.csv|no faces|empty"),
+    ("data-wrong-header", train_main, "--data {ws}/data/header.csv --out {ws}/runs/{case}", r"missing column"),
+    ("data-short-row", train_main, "--data {ws}/data/short-row.csv --out {ws}/runs/{case}", r"line 2"),
+    ("data-pixel-over-255", train_main, "--data {ws}/data/big-pixel.csv --out {ws}/runs/{case}", r"line 2.*255|255.*line 2"),
+    ("data-broken-image", train_main, "--data {ws}/data/images --out {ws}/runs/{case}", r"broken\.png"),
+    ("data-folder-without-test", train_main, "--data {ws}/data/no-test --out {ws}/runs/{case}", r"test/"),
+    # training settings
+    ("train-lr-text", train_main, TRAIN + " --lr abc", r"lr: expected a number"),
+    ("train-loss-unknown", train_main, TRAIN + " --loss huber", r"loss must be one of"),
+    ("train-noise-dot", train_main, TRAIN + " --noise sp:.", r"bad noise spec 'sp:\.'"),
+    ("train-noise-density", train_main, TRAIN + " --noise sp:1.5", r"density must be in 0\.\.1"),
+    ("train-val-size-0", train_main, TRAIN + " --val-size 0", r"val_size must be >= 1"),
+    ("train-train-size-1", train_main, TRAIN.replace("--train-size 32", "--train-size 1"), r"train_size must be >= 2"),
+    ("train-epochs-0", train_main, TRAIN.replace("--epochs 1", "--epochs 0"), r"epochs must be >= 1"),
+    ("train-dropout-1.5", train_main, TRAIN + " --model-dropout 1.5", r"dropout must be in \[0, 1\)"),
+    ("train-config-list", train_main, TRAIN + " --config {ws}/configs/list.yaml", r"list\.yaml must hold a mapping"),
+    ("train-config-syntax", train_main, TRAIN + " --config {ws}/configs/syntax.yaml", r"syntax\.yaml: not valid YAML"),
+    ("train-config-lr-text", train_main, TRAIN + " --config {ws}/configs/lr-abc.yaml", r"lr: expected a number"),
+    ("train-config-model-5", train_main, TRAIN + " --config {ws}/configs/model-5.yaml", r"model"),
+    ("train-config-missing", train_main, TRAIN + " --config {ws}/configs/nowhere.yaml", r"nowhere\.yaml does not exist"),
+    ("train-set-no-equals", train_main, TRAIN + " --set lr", r"--set 'lr': write KEY=VALUE"),
+    ("train-set-unknown", train_main, TRAIN + " --set model.colour=1", r"unknown setting\(s\) model\.colour"),
+    ("train-out-holds-run", train_main, "--data {ws}/data/fer2013.csv --out {ws}/runs/done", r"already holds a run"),
+    ("train-out-is-file", train_main, "--data {ws}/data/fer2013.csv --out {ws}/a-file", r"a-file is a file"),
+    ("train-resume-nothing", train_main, "--data {ws}/data/fer2013.csv --out {ws}/runs/{case} --resume", r"nothing to resume"),
+    ("train-resume-changes-lr", train_main, "--data {ws}/data/fer2013.csv --out {ws}/runs/done --resume --lr 0.5", r"cannot change lr"),
+    ("train-init-crafted", train_main, TRAIN + " --init {ws}/models/crafted.pt", r"crafted\.pt was refused"),
+    ("train-diverges", train_main, TRAIN + " --lr 1e30", r"diverged at epoch 1"),
+    ("train-unknown-flag", train_main, TRAIN + " --learning-rate 1", r"unrecognized arguments: --learning-rate"),
+    # denoising
+    ("denoise-model-missing", denoise_main, "--model {ws}/models/nowhere.pt {ws}/inputs/face.png {ws}/outputs/{case}.png", r"nowhere\.pt"),
+    ("denoise-model-crafted", denoise_main, "--model {ws}/models/crafted.pt {ws}/inputs/face.png {ws}/outputs/{case}.png", r"was refused"),
+    ("denoise-model-plain-pickle", denoise_main, "--model {ws}/models/pickled.pt {ws}/inputs/face.png {ws}/outputs/{case}.png", r"pickled\.pt"),
+    ("denoise-model-truncated", denoise_main, "--model {ws}/models/truncated.pt {ws}/inputs/face.png {ws}/outputs/{case}.png", r"truncated\.pt is damaged"),
+    ("denoise-model-foreign", denoise_main, "--model {ws}/models/foreign.pt {ws}/inputs/face.png {ws}/outputs/{case}.png", r"not a facestudy checkpoint"),
+    ("denoise-input-missing", denoise_main, D + " {ws}/inputs/nowhere.png {ws}/outputs/{case}.png", r"nowhere\.png does not exist"),
+    ("denoise-output-exists", denoise_main, D + " {ws}/inputs/face.png {ws}/outputs/existing.png", r"existing\.png exists"),
+    ("denoise-npy-shape", denoise_main, D + " {ws}/inputs/small.npy {ws}/outputs/{case}.npy", r"small\.npy"),
+    ("denoise-npy-objects", denoise_main, D + " {ws}/inputs/objects.npy {ws}/outputs/{case}.npy", r"objects\.npy"),
+    ("denoise-npy-int64", denoise_main, D + " {ws}/inputs/wide.npy {ws}/outputs/{case}.npy", r"wide\.npy"),
+    ("denoise-npy-range", denoise_main, D + " {ws}/inputs/out-of-range.npy {ws}/outputs/{case}.npy", r"out-of-range\.npy"),
+    ("denoise-npy-empty", denoise_main, D + " {ws}/inputs/empty.npy {ws}/outputs/{case}.npy", r"empty\.npy"),
+    ("denoise-npy-truncated", denoise_main, D + " {ws}/inputs/truncated.npy {ws}/outputs/{case}.npy", r"truncated\.npy"),
+    ("denoise-image-size", denoise_main, D + " {ws}/inputs/big.png {ws}/outputs/{case}.png", r"big\.png.*64x64"),
+    ("denoise-image-broken", denoise_main, D + " {ws}/inputs/broken.png {ws}/outputs/{case}.png", r"broken\.png"),
+    ("denoise-input-type", denoise_main, D + " {ws}/inputs/notes.txt {ws}/outputs/{case}.txt", r"unsupported type"),
+    ("denoise-empty-folder", denoise_main, D + " {ws}/inputs/empty-folder {ws}/outputs/{case}", r"holds no \.png"),
+    ("denoise-npy-to-png", denoise_main, D + " {ws}/inputs/faces.npy {ws}/outputs/{case}.png", r"must end in \.npy"),
+    # the study, before Ray starts
+    ("study-search-list", study_main, STUDY + " --set search=[1,2]", r"search: expected a mapping, got \[1, 2\]"),
+    ("study-config-search-list", study_main, STUDY + " --config {ws}/configs/search-list.yaml", r"search: expected a mapping"),
+    ("study-config-list", study_main, STUDY + " --config {ws}/configs/list.yaml", r"list\.yaml must hold a mapping"),
+    ("study-config-syntax", study_main, STUDY + " --config {ws}/configs/syntax.yaml", r"not valid YAML"),
+    ("study-storage-file", study_main, "--preset smoke --data {ws}/data/fer2013.csv --storage {ws}/a-file --name {case}", r"a-file is a file"),
+    ("study-unknown-preset", study_main, "--preset huge", r"invalid choice: 'huge'"),
+    ("study-resume-nothing", study_main, "--storage {ws}/studies --name {case} --resume", r"nothing to resume"),
+    ("study-no-private-test", study_main, "--preset smoke --data {ws}/data/no-private.csv --storage {ws}/studies --name {case}", r"no PrivateTest"),
+    ("study-bad-distribution", study_main, STUDY + " --set 'search.lr={{uniform: [1]}}'", r"uniform needs \[low, high\]"),
+    ("study-val-noise-range", study_main, STUDY + " --set holdout_conditions=[sp:0.1-0.2]", r"is a range"),
+    ("study-init-missing", study_main, STUDY + " --set train.init={ws}/models/nowhere.pt", r"nowhere\.pt does not exist"),
+    # results
+    ("report-not-a-study", report_main, "{ws}/not-a-study", r"not a study directory"),
+    ("report-negative-faces", report_main, "{ws}/not-a-study --faces -1", r"--faces"),
+    ("compare-one-study", compare_main, "{ws}/not-a-study --out {ws}/outputs/{case}", r"nothing to compare it with"),
+    ("showcase-box-without-image", showcase_main, "--box 1,2,3 --out {ws}/outputs/{case}.png", r"--box needs --image"),
+]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(("case", "main", "argv", "message"), CASES, ids=[case[0] for case in CASES])
+def test_bad_input_is_one_line_and_changes_nothing(ws, capsys, case, main, argv, message):
+    before = snapshot(ws)
+    with pytest.raises(SystemExit) as exit_info:
+        main(shlex.split(argv.format(ws=ws, case=case)))
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2, err
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert re.search(message, err), err
+    after = snapshot(ws)
+    assert {name: digest for name, digest in after.items() if name in before} == before
+    assert not (ws / PAYLOAD_MARKER).exists()
+
+
+def test_the_catalogue_is_at_least_forty_inputs_across_every_command():
+    assert len(CASES) >= 40
+    assert {main for _, main, _, _ in CASES} == {train_main, denoise_main, study_main, report_main, compare_main, showcase_main}
+
+
+@pytest.mark.parametrize("bug", [ValueError("a bug"), KeyError("x"), TypeError("y"), FileNotFoundError("internal")])
+def test_a_bug_keeps_its_traceback(bug):
+    def broken():
+        raise bug
+
+    with pytest.raises(type(bug)):
+        run_cli(broken, "prog")
+
+
+def test_a_retry_after_a_failed_start_reuses_the_run_directory(ws, capsys):
+    out = ws / "runs" / "retry"
+    argv = TRAIN.format(ws=ws, case="retry").split()
+    with pytest.raises(SystemExit) as failed:
+        train_main([*argv, "--lr", "1e30"])
+    assert failed.value.code == 2 and (out / "config.yaml").exists() and not (out / "last.pt").exists()
+    with pytest.raises(SystemExit) as nothing:
+        train_main([*argv, "--resume"])
+    assert nothing.value.code == 2 and "start it again without --resume" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as retried:
+        train_main(argv)
+    assert retried.value.code == 0 and (out / "last.pt").exists()
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(ws, capsys, monkeypatch):
+    import denoise_core.files
+
+    def no_space(path, mode="r", *args, **kwargs):
+        handle = open(path, mode, *args, **kwargs)
+        if "w" in mode and ".pt." in Path(path).name:
+            def write(data):
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+            handle.write = write
+        return handle
+
+    monkeypatch.setattr(denoise_core.files, "open", no_space, raising=False)
+    out = ws / "runs" / "disk-full"
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(TRAIN.format(ws=ws, case="disk-full").split())
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.count("\n") == 0
+    assert re.search(r"no space left on the device mounted at .* \(writing .*last\.pt\)", err), err
+    assert not list(out.glob("*.partial")) and not (out / "last.pt").exists()
+
+
+def test_more_faces_asked_than_there_are_is_said(ws, caplog):
+    caplog.set_level("WARNING")
+    argv = TRAIN.format(ws=ws, case="many-faces").replace("--train-size 32", "--train-size 5000").split()
+    with pytest.raises(SystemExit) as exit_info:
+        train_main([*argv, "--val-size", "900"])
+    assert exit_info.value.code == 0
+    assert "train_size 5000 is more than the 40 training faces" in caplog.text
+    assert "val_size 900 is more than the 10 validation faces" in caplog.text
