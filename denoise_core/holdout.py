@@ -94,8 +94,10 @@ def save_holdout(holdout: Holdout, path: str | os.PathLike) -> None:
     path = Path(path)
     buffer = io.BytesIO()
     np.savez(buffer, clean=holdout.clean, noisy=holdout.noisy)
-    write_atomic(path, buffer.getvalue())
-    meta = {"conditions": list(holdout.conditions), "seed": holdout.seed, "sha256": holdout.checksum, "faces": len(holdout.clean)}
+    data = buffer.getvalue()
+    write_atomic(path, data)
+    meta = {"conditions": list(holdout.conditions), "seed": holdout.seed, "sha256": holdout.checksum, "faces": len(holdout.clean),
+            "file_sha256": hashlib.sha256(data).hexdigest()}
     write_atomic(path.with_suffix(".json"), (json.dumps(meta, indent=2) + "\n").encode())
 
 
@@ -119,6 +121,10 @@ def _read_holdout(path: Path) -> Holdout:
         conditions, seed, expected = tuple(str(c) for c in meta["conditions"]), int(meta["seed"]), str(meta["sha256"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise _Unusable(f"has a damaged {meta_path.name} ({describe(error)})") from None
+    if "file_sha256" in meta:  # checked before the bytes are parsed, so an altered file is reported as such
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != meta["file_sha256"]:
+            raise _Unusable(f"fails its checksum (file {digest[:12]} != {str(meta['file_sha256'])[:12]})")
     try:
         arrays = read_npz(path, ("clean", "noisy"))
     except NPZ_ERRORS as error:

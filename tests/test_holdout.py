@@ -165,10 +165,24 @@ def test_load_holdout_names_the_checksum_when_only_the_checksum_can_tell(tmp_pat
     path = tmp_path / "holdout.npz"
     save_holdout(holdout, path)
     damage(path, "altered-noise", holdout)
-    with pytest.raises(HoldoutError, match=r"fails its checksum \([0-9a-f]{12} != [0-9a-f]{12}\)"):
+    with pytest.raises(HoldoutError, match=r"fails its checksum \(file [0-9a-f]{12} != [0-9a-f]{12}\)"):
         load_holdout(path)
+    save_holdout(holdout, path)
     damage(path, "byte-flip", holdout)
-    with pytest.raises(HoldoutError, match="is damaged"):
+    with pytest.raises(HoldoutError, match=r"fails its checksum \(file [0-9a-f]{12} != [0-9a-f]{12}\)"):
+        load_holdout(path)
+
+
+def test_a_hold_out_saved_before_the_file_checksum_is_still_checked_by_its_content(tmp_path):
+    holdout = make_holdout(smooth_faces(5), CONDITIONS, seed=1)
+    path = tmp_path / "holdout.npz"
+    save_holdout(holdout, path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    del meta["file_sha256"]
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    assert load_holdout(path).checksum == holdout.checksum
+    damage(path, "altered-noise", holdout)
+    with pytest.raises(HoldoutError, match=r"fails its checksum \([0-9a-f]{12} != [0-9a-f]{12}\)"):
         load_holdout(path)
 
 
