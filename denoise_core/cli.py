@@ -19,10 +19,13 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def setup_logging(verbose: bool = False) -> None:
-    """Progress and warnings go to stdout; stderr holds only what ends a command (its one-line error)."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S",
-                        stream=sys.stdout)
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Progress and warnings go to stdout; stderr holds only what ends a command (its one-line error).
+
+    ``quiet`` keeps warnings only, for programs that print their own progress.
+    """
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
 
 
 def run_cli(main: Callable[[], int | None], program: str) -> None:

@@ -81,16 +81,25 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> int | None:
         config = resolve(args, paths)
-        setup_logging(config.verbose > 1)
+        setup_logging(verbose=config.verbose > 1, quiet=config.verbose < 2)
         from study.study import connect, preflight, run_study
 
         preflight(config, resume=args.resume, joining=bool(args.address or os.environ.get("RAY_ADDRESS")))
-        print(f"study configuration:\n{to_yaml(config)}", flush=True)
+        if config.verbose > 1:
+            print(f"study configuration:\n{to_yaml(config)}", flush=True)
+        elif config.verbose:
+            train = config.train
+            print(f"study {config.study_uri}: {config.num_samples} trials of up to {train.epochs} epochs on "
+                  f"{train.train_size or 'all'} training faces, searching {', '.join(config.search) or 'nothing'}; "
+                  f"settings in study.yaml there (--verbose 2 prints them, and Ray's own progress)", flush=True)
+        if config.verbose < 2:
+            quiet_ray()
         connect(args.address, args.num_cpus, config.verbose)
         summary = run_study(config, resume=args.resume)
         print(f"\ntrials ({len(summary.trials)}):")
-        columns = [c for c in summary.trials.columns if c not in ("path", "checkpoint", "node_ip")]
-        print(summary.trials[columns].to_string(index=False, max_colwidth=40))
+        columns = [c for c in summary.trials.columns if c not in ("path", "checkpoint", "node_ip", "time_s", "parameters")]
+        print(summary.trials[columns].rename(columns=lambda c: c.removeprefix("param_").rsplit(".", 1)[-1])
+              .to_string(index=False, max_colwidth=24, float_format=lambda v: f"{v:.4g}"))
         if summary.interrupted:
             print(f"study/run.py: study interrupted, nothing exported; continue it with: python study/run.py --name {config.name} "
                   f"--storage {config.storage} --resume", file=sys.stderr)
@@ -98,15 +107,34 @@ def main(argv: list[str] | None = None) -> None:
         if summary.holdout is not None:
             print(f"\nbest trial {summary.best_trial} on the fixed noisy hold-out (test faces not in Training):")
             print(summary.holdout.drop(columns=["trial_id"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        if config.verbose and config.report and summary.best_model:
+            print("\nbuilding the report (results.report) ...", flush=True)
         report = build_study_report(config, summary)
         print(f"\nstudy directory: {summary.study_uri}")
+        if summary.best_model is None:
+            print("no trial finished with a usable model; the trial table above says why")
+            return 1
+        print("what to do next:")
         if report:
-            print(f"report:          {report}/index.html")
-        print(f"best model:      {summary.best_model}")
-        print(f"trial table:     {summary.study_uri}/trials.csv (.parquet)")
-        print(f"TensorBoard:     tensorboard --logdir {summary.study_uri}")
+            print(f"  read the report:          {report}/index.html")
+        print(f"  denoise your own faces:   python -m denoise_core.denoise --model {summary.best_model} IN.png OUT.png")
+        print(f"  compare the trials:       tensorboard --logdir {summary.study_uri}  (or {summary.study_uri}/trials.csv)")
+        print(f"  replay the best trial:    python -m denoise_core.train --config {summary.study_uri}/best/train.yaml --data DATA --out runs/best")
+        print(f"  rebuild the report:       python -m results.report {summary.study_uri} --overwrite")
 
     run_cli(run, "study/run.py")
+
+
+def quiet_ray() -> None:
+    """Ray's, Tune's and Optuna's own progress off: this program prints the study's progress in its own words."""
+    import logging
+
+    import optuna
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter prints nothing at verbose 0
+    for name in ("ray", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def build_study_report(config, summary):

@@ -68,12 +68,13 @@ def connect(address: str | None = None, num_cpus: int | None = None, verbose: in
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    quiet = {"log_to_driver": verbose > 1, "logging_level": logging.INFO if verbose > 1 else logging.WARNING}
     if address:
-        ray.init(address=address, log_to_driver=verbose > 1)
+        ray.init(address=address, **quiet)
     elif num_cpus is not None:  # an explicit local size: never join someone else's instance
-        ray.init(address="local", num_cpus=num_cpus, log_to_driver=verbose > 1)
+        ray.init(address="local", num_cpus=num_cpus, **quiet)
     else:  # a cluster started on this machine with `ray start`, else a new local instance
-        ray.init(log_to_driver=verbose > 1)
+        ray.init(**quiet)
 
 
 def plan_resources(config: StudyConfig, cluster: dict[str, float]) -> Resources:
@@ -136,6 +137,8 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
     from ray.tune.search.optuna import OptunaSearch
     import optuna
 
+    from study.console import ConsoleReporter
+
     study_uri = config.study_uri
     data_path = preflight(config, resume, joining=True)
     yaml_uri = f"{study_uri}/study.yaml"
@@ -156,7 +159,8 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
     log.info("study %s: %d trials, %d at a time, %s per trial", study_uri, config.num_samples, resources.concurrent,
              f"{resources.workers} TorchTrainer worker(s) x {resources.cpu:g} CPU / {resources.gpu:g} GPU" if resources.workers else f"{resources.cpu:g} CPU / {resources.gpu:g} GPU in-process")
     run_config = tune.RunConfig(
-        name=config.name, storage_path=storage_root(config.storage), verbose=config.verbose,
+        name=config.name, storage_path=storage_root(config.storage), verbose=config.verbose if config.verbose > 1 else 0,
+        callbacks=[ConsoleReporter(config)] if config.verbose == 1 else [],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=0 if resources.workers else config.max_failures),
     )
