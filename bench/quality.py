@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--check-card", type=Path, help="exit 1 unless this card's tables equal this run's (to the last printed digit)")
     parser.add_argument("--figure", type=Path, help="also draw the robustness curves (PSNR and SSIM, every model and filter) into this PNG")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
 
     def run() -> int:

@@ -126,9 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog="python -m denoise_core.denoise", description="Denoise 48x48 grayscale faces with a trained model.")
     parser.add_argument("--model", help=f"model file (default: the shipped {SHIPPED_MODEL.name})")
     parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("input", type=Path)
-    parser.add_argument("output", type=Path)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto, CUDA when present)")
+    parser.add_argument("input", type=Path, help="a 48x48 .png/.jpg face (8- or 16-bit), a folder of them, or a .npy array (N, 48, 48) "
+                                                  "of uint8 or of floats in [0, 1]")
+    parser.add_argument("output", type=Path, help="where the restored faces go: an image path for an image, a folder for a folder, "
+                                                   "a .npy path (same dtype) for a .npy")
     args = parser.parse_args(argv)
     setup_logging()
 

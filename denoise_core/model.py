@@ -23,6 +23,7 @@ mirror image is an in-distribution second opinion; it has no parameters, so ``--
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -51,6 +52,24 @@ class ModelConfig:
     refine: int = 0
     refine_width: int = 32
     mirror: bool = False
+
+    HELP: ClassVar[dict[str, str]] = {  # what each setting means, for --help and the README
+        "stages": "down-sampling stages, 1 to 4 (3: 48 -> 24 -> 12 -> 6)",
+        "base_width": "feature maps of the first stage, doubled at each further stage",
+        "bottleneck": "channels (a conv bottleneck) or dense (a fully connected code)",
+        "bottleneck_size": "channels (or units, for dense) of the bottleneck",
+        "dropout": "dropout rate in the encoder and decoder, in [0, 1)",
+        "batchnorm": "batch normalisation after each convolution",
+        "upsample": "transpose (learned) or resize (bilinear + conv) up-sampling",
+        "skip": "U-Net skip connections from each encoder stage to its decoder stage",
+        "residual": "predict the noise and subtract it (output = input - estimate)",
+        "mask_input": "feed the impulse mask (pixels exactly 0 or 255) as a second channel",
+        "gate": "gated output: impulses always replaced, other pixels by a learned gate",
+        "switching": "switching output: only the impulse pixels change",
+        "refine": "full-resolution refinement layers after the autoencoder (0: off, else >= 2)",
+        "refine_width": "feature maps of the refinement layers",
+        "mirror": "restore the face and its mirror image and average the two (left-right equivariant, no parameters)",
+    }
 
     def __post_init__(self) -> None:
         if not 1 <= self.stages <= 4:

@@ -238,12 +238,20 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "", skip
             continue
         full = f"{prefix}{path}"
         flag = "--" + (flag_prefix + path).replace(".", "-").replace("_", "-")
-        text = helps.get(path, path)
+        text = helps.get(path) or setting_help(cls, path) or path
         extra = {"nargs": "?", "const": "true"} if kind is bool else {}
         parser.add_argument(flag, dest=full, default=None, metavar="VALUE" if kind is not bool else "BOOL",
                             help=f"{text} (default: {default})".replace("%", "%%"), **extra)
         paths.append(full)
     return paths
+
+
+def setting_help(cls: type, path: str) -> str | None:
+    """The description of a dotted setting, from the ``HELP`` mapping of the dataclass that holds it."""
+    *groups, name = path.split(".")
+    for group in groups:
+        cls = typing.get_type_hints(cls)[group]
+    return getattr(cls, "HELP", {}).get(name)
 
 
 def flag_assignments(args: argparse.Namespace, paths: list[str]) -> list[tuple[str, Any]]:

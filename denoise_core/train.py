@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
@@ -68,6 +68,26 @@ class TrainConfig:
     amp: bool = True  # mixed precision, CUDA only
     num_threads: int | None = None  # torch CPU threads; None leaves torch's default
     init: str | None = None  # a model file whose weights start the training (fine-tuning); None: random
+
+    HELP: ClassVar[dict[str, str]] = {  # what each setting means, for --help and the README
+        "noise": "training corruption, drawn per face: sp:0.05-0.5, gauss:5-55, sp:0.1+gauss:10, sp:0.02-0.9|gauss:5-55",
+        "val_noise": "fixed validation corruption (null: the training noise)",
+        "loss": "mse, mae or psnr (minus the mean per-image PSNR)",
+        "epochs": "epochs to train (the cosine schedule anneals over them)",
+        "batch_size": "faces per batch",
+        "lr": "AdamW learning rate",
+        "weight_decay": "AdamW weight decay",
+        "schedule": "learning-rate schedule: cosine, plateau or constant",
+        "patience": "epochs without validation improvement before early stopping",
+        "min_delta": "smallest validation-loss decrease that counts as an improvement",
+        "train_size": "use only the first N training faces (null: all)",
+        "val_size": "use only the first N validation faces (null: all)",
+        "seed": "seeds weights, batches, noise and dropout",
+        "device": "auto, cpu, cuda or cuda:N",
+        "amp": "mixed precision (CUDA only)",
+        "num_threads": "torch CPU threads (null: torch's default)",
+        "init": "a model file whose weights start the training (fine-tuning); null: random weights",
+    }
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:

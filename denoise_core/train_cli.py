@@ -32,16 +32,6 @@ from denoise_core.train import RESUMABLE, EpochReport, FitResult, TrainConfig, c
 log = logging.getLogger("denoise_core.train")
 STARTED_FILES = ("config.yaml", "tensorboard", "history.csv")  # what a run writes before its first checkpoint
 
-HELP = {
-    "noise": "training corruption, e.g. sp:0.05-0.5, gauss:5-55, sp:0.1+gauss:10, sp:0.02-0.9|gauss:5-55",
-    "val_noise": "fixed validation corruption (null: the training noise)",
-    "loss": "mse, mae or psnr (minus the mean per-image PSNR)",
-    "schedule": "learning-rate schedule: cosine, plateau or constant",
-    "init": "a model file whose weights start the training (fine-tuning)",
-    "train_size": "use only the first N training faces (null: all)",
-    "val_size": "use only the first N validation faces (null: all)",
-}
-
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     parser = ArgumentParser(
@@ -54,8 +44,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting, e.g. --set model.dropout=0.2")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     parser.add_argument("--grid-every", type=int, default=5, help="log an image grid to TensorBoard every N epochs (default: 5)")
-    parser.add_argument("--verbose", action="store_true")
-    paths = add_flags(parser, TrainConfig, helps=HELP)
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    paths = add_flags(parser, TrainConfig)
     return parser.parse_args(argv), paths
 
 

@@ -128,7 +128,7 @@ def build_comparison(study_dirs: list[Path], out: Path, data: str | None = None,
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m results.compare", description="Put the best models of several studies on the same curves and table.")
-    parser.add_argument("study_dirs", nargs="+", type=Path)
+    parser.add_argument("study_dirs", nargs="+", type=Path, help="finished study directories (two or more, or one with --top N)")
     parser.add_argument("--out", type=Path, required=True, help="output directory (refused if it exists, unless --overwrite)")
     parser.add_argument("--top", type=int, default=1, help="best trials per study (default %(default)s)")
     parser.add_argument("--no-baselines", action="store_true", help="leave the classical baselines off the curves")

@@ -184,7 +184,7 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m results.report", description="Build STUDY_DIR/report/ from a finished study.")
-    parser.add_argument("study_dir", type=Path)
+    parser.add_argument("study_dir", type=Path, help="a finished study's directory (STORAGE/NAME, with study.yaml and trials.csv)")
     add_common_flags(parser)
     parser.add_argument("--top", type=int, default=ReportOptions.top, help="learned models on the curves and grids (default %(default)s)")
     parser.add_argument("--analysis-faces", type=int, default=ReportOptions.analysis_faces, help="test faces for the error analysis, 0 for all (default %(default)s)")
@@ -202,7 +202,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="device for the models (default: cuda if available)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
 
 
 def options_from(args: argparse.Namespace) -> ReportOptions:

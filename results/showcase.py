@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, action="append", help="model file; repeat for several (default: the shipped models)")
     parser.add_argument("--image", type=Path, help="a photo to take the face from (default: scikit-image's astronaut)")
     parser.add_argument("--box", help="TOP,LEFT,SIDE of the face in --image, in pixels (default: the whole image, if square)")
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(argv)
 
     def run() -> None:

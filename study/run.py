@@ -23,6 +23,7 @@ if not __package__:  # run as a script: the checkout, not study/, goes first, so
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging  # noqa: E402
 from denoise_core.errors import MissingFile  # noqa: E402
 from denoise_core.settings import add_flags, flag_assignments, parse_assignment  # noqa: E402
+from denoise_core.train import TrainConfig  # noqa: E402
 from study.config import PRESETS, QUICK_REPORT, StudyConfig, build_config, resume_config, storage_root, to_yaml  # noqa: E402
 
 STUDY_FLAGS = ("data", "name", "storage", "num_samples", "max_concurrent", "train_workers", "cpus_per_worker", "gpus_per_trial",
@@ -35,7 +36,7 @@ HELP = {
     "cpus_per_worker": "CPUs per trial or Train worker", "gpus_per_trial": "GPU share per worker (null: 0.25 with GPUs, else 0)",
     "max_failures": "restarts of a failed trial from its checkpoint", "seed": "seeds the Optuna sampler",
     "holdout_faces": "score the best model on the first N hold-out faces (null: all)", "verbose": "0 quiet, 1 progress, 2 Ray's own output",
-    "epochs": "train.epochs", "train_size": "train.train_size (null: all faces)", "val_size": "train.val_size (null: all)", "batch_size": "train.batch_size",
+    **{name: f"train.{name}: {TrainConfig.HELP[name]}" for name in TRAIN_SHORTCUTS},
 }
 
 

@@ -140,3 +140,33 @@ def test_denoise_cli_rejects_a_foreign_model_file(tmp_path, capsys):
     np.save(tmp_path / "in.npy", smooth_faces(1))
     assert run_main(denoise_main, ["--model", str(tmp_path / "other.pt"), str(tmp_path / "in.npy"), str(tmp_path / "out.npy")]) == 2
     assert "not a facestudy checkpoint" in capsys.readouterr().err
+
+
+CLI_MAINS = {"facestudy-train": "denoise_core.train_cli", "facestudy-denoise": "denoise_core.denoise", "facestudy-study": "study.run",
+             "facestudy-report": "results.report", "facestudy-compare": "results.compare", "results.showcase": "results.showcase"}
+
+
+@pytest.mark.parametrize("module", sorted(set(CLI_MAINS.values())))
+def test_every_flag_of_every_command_is_described(module, monkeypatch):
+    import importlib
+
+    from denoise_core.cli import ArgumentParser
+
+    parsers = []
+    monkeypatch.setattr(ArgumentParser, "print_help", lambda self, file=None: parsers.append(self))
+    with pytest.raises(SystemExit):
+        importlib.import_module(module).main(["--help"])
+    [parser] = parsers
+    undescribed = [action.dest for action in parser._actions
+                   if not action.help or action.help.startswith(f"{action.dest} (default") or action.help == action.dest]
+    assert not undescribed
+
+
+def test_console_entry_points_run_the_commands():
+    from importlib.metadata import entry_points
+
+    scripts = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.name.startswith("facestudy-")}
+    for name, module in CLI_MAINS.items():
+        if name.startswith("facestudy-"):
+            assert scripts[name].value == f"{module}:main"
+            assert callable(scripts[name].load())
