@@ -605,10 +605,10 @@ def misalignment(denoisers: Mapping[str, Denoiser], holdout: Holdout, condition:
             worst = summary.loc[kind].index.max()
             drops = summary.loc[(kind, worst)]
             amount = f"{1 - worst:g}/{1 + worst:g}" if kind == "scale" else f"{worst:g}{unit}"
-            parts.append(f"{drops.psnr_drop:.2f} dB (SSIM {drops.ssim_drop:.3f}) {noun} {amount}")
+            parts.append(f"{-drops.psnr_drop:+.2f} dB (SSIM {-drops.ssim_drop:+.3f}) {noun} {amount}")
     net = float(moved.net_psnr_drop.mean())
-    sentence = (f"With {condition} noise, {primary} loses {', '.join(parts)} against {aligned.at[primary, 'psnr']:.2f} dB on aligned faces, "
-                f"{net:.2f} dB on average beyond the {moved.noisy_psnr_drop.mean():.2f} dB its noisy input itself loses.")
+    sentence = (f"With {condition} noise, {primary}'s PSNR changes by {', '.join(parts)}, from {aligned.at[primary, 'psnr']:.2f} dB on "
+                f"aligned faces: {-net:+.2f} dB on average beyond the {-moved.noisy_psnr_drop.mean():+.2f} dB change of its noisy input itself.")
     figure = _plot_misalignment(table, out_dir) if out_dir is not None else None
     return Finding("misalignment", "Misaligned faces", sentence, EXPECT_MISALIGNMENT, bool(net > MISALIGN_DB), table, figure)
 

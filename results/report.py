@@ -169,7 +169,7 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
     plot_curves(curves, work / "robustness.png", f"{study.name}: robustness on the fixed noisy hold-out (test faces not in Training)")
     write_tensorboard(curves, work / "tensorboard")
     best = best_baseline(curves)
-    robust = robustness_section(curves, best, options.tune_faces, holdout)
+    robust = robustness_section(curves, best, options.tune_faces, holdout, [model.name for model in learned])
     clock.lap("curves: plots")
 
     grid_section = grids_section(learned, best, tuning, holdout, work)

@@ -92,8 +92,23 @@ def questions_section(study: Study, test_rows: pd.DataFrame, scored: tuple[str, 
     return Section("What the hyperparameters do", blocks)
 
 
-def robustness_section(curves: pd.DataFrame, best: str, tune_faces: int, holdout: Holdout) -> Section:
-    """The curves figure, PSNR and SSIM tables at selected conditions, and what was computed on subsets."""
+def harm_warnings(curves: pd.DataFrame, models: list[str]) -> list[str]:
+    """One line per model that returns faces worse than it got them (mean PSNR below the noisy input's) at some condition.
+
+    The clean point (``none``) is left out: its PSNR is capped, and any change to a clean face lowers it.
+    """
+    lines = []
+    for model in models:
+        rows = curves[(curves["model"] == model) & (curves["condition"] != "none") & (curves["psnr"] < curves["noisy_psnr"])]
+        if len(rows):
+            worst = rows.loc[(rows["noisy_psnr"] - rows["psnr"]).idxmax()]
+            lines.append(f"{model} makes faces worse than its input at {', '.join(rows['condition'])}: at {worst['condition']} it scores "
+                         f"{worst['psnr']:.2f} dB out of a {worst['noisy_psnr']:.2f} dB input. Do not use it for that noise.")
+    return lines
+
+
+def robustness_section(curves: pd.DataFrame, best: str, tune_faces: int, holdout: Holdout, models: list[str]) -> Section:
+    """The curves figure, PSNR and SSIM tables at selected conditions, what was computed on subsets, and where a model harms."""
     total = int(curves["faces"].max())
     slow = ", ".join(f"{name} on the first {int(curves.loc[curves['model'] == name, 'faces'].min())} faces" for name in SLOW if name in set(curves["model"]))
     bm3d_at = ", ".join(curves.loc[curves["model"] == "bm3d", "condition"])
@@ -106,6 +121,7 @@ def robustness_section(curves: pd.DataFrame, best: str, tune_faces: int, holdout
         Figure("robustness.png", "robustness curves: PSNR (top) and SSIM (bottom); the dotted black line is the noisy input"),
         Table(pivot(curves, "psnr", SUMMARY_CONDITIONS), "PSNR (dB) at selected conditions (all conditions in curves.csv)"),
         Table(pivot(curves, "ssim", SUMMARY_CONDITIONS), "SSIM at selected conditions"),
+        *(Text(line, "warning") for line in harm_warnings(curves, models)),
         Text(f"Best baseline (highest mean PSNR over the S&P conditions): {best}. The same curves are in TensorBoard: "
              "tensorboard --logdir report/tensorboard (Custom Scalars overlays the models; steps are density x 100 or sigma).", "note"),
     ]

@@ -339,3 +339,19 @@ def test_a_study_without_a_usable_trial_still_gets_a_report_of_the_baselines(env
     assert set(curves["family"]) == {"classical"}
     html = (out / "index.html").read_text()
     assert "needs at least 2 completed trials; this study has 0" in html and "best baseline: switching_median" in html
+
+
+def test_a_model_that_makes_faces_worse_is_flagged_where_it_does():
+    import pandas as pd
+
+    from results.sections import harm_warnings
+
+    curves = pd.DataFrame({
+        "model": ["AE#1 a", "AE#1 a", "AE#1 a", "median3", "AE#2 b"],
+        "condition": ["none", "gauss:10", "sp:0.5", "gauss:10", "gauss:10"],
+        "psnr": [45.0, 24.7, 30.0, 26.0, 29.0],
+        "noisy_psnr": [60.0, 28.3, 11.0, 28.3, 28.3],
+    })
+    lines = harm_warnings(curves, ["AE#1 a", "AE#2 b"])
+    assert lines == ["AE#1 a makes faces worse than its input at gauss:10: at gauss:10 it scores 24.70 dB out of a 28.30 dB input. "
+                     "Do not use it for that noise."]
