@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
@@ -15,16 +16,29 @@ from torch.utils.tensorboard.summary import hparams
 from denoise_core.train import EpochReport
 
 SCALARS = ("train_loss", "val_loss", "val_psnr", "val_ssim", "noisy_psnr", "lr", "images_per_second")
+TAGS = {"train_loss": "train/loss", "lr": "train/lr", "images_per_second": "train/images_per_second", "val_loss": "val/loss",
+        "val_psnr": "val/psnr", "val_ssim": "val/ssim", "noisy_psnr": "val/noisy_input_psnr"}
+GRID_TAG = "val/noisy_denoised_clean"
+ROW_LABELS = ("noisy", "denoised", "clean")  # the rows of every grid, in order
+LABEL_WIDTH = 56
 
 
-def image_grid(rows: list[torch.Tensor], pad: int = 2) -> torch.Tensor:
-    """Stack image rows (each (K, 1, H, W) in [0, 1]) into one (1, H', W') picture with white gutters."""
+def scalar_tag(name: str) -> str:
+    """The TensorBoard name of an epoch metric, the same for a train CLI run and a study trial."""
+    return TAGS[name]
+
+
+def image_grid(rows: list[torch.Tensor], pad: int = 2, labels: tuple[str, ...] = ROW_LABELS) -> torch.Tensor:
+    """Stack image rows (each (K, 1, H, W) in [0, 1]) into one (1, H', W') picture with white gutters, each row labelled."""
     pictures = []
-    for row in rows:
+    for index, row in enumerate(rows):
         k, _, h, w = row.shape
-        strip = torch.ones(1, h, k * (w + pad) - pad)
+        offset = LABEL_WIDTH if labels else 0
+        strip = torch.ones(1, h, offset + k * (w + pad) - pad)
+        if labels:
+            strip[:, :, :offset] = _label(labels[index] if index < len(labels) else "", offset, h)
         for i in range(k):
-            strip[:, :, i * (w + pad):i * (w + pad) + w] = row[i].clamp(0, 1)
+            strip[:, :, offset + i * (w + pad):offset + i * (w + pad) + w] = row[i].clamp(0, 1)
         pictures.append(strip)
     width = max(p.shape[-1] for p in pictures)
     gutter = torch.ones(1, pad, width)
@@ -36,11 +50,20 @@ def image_grid(rows: list[torch.Tensor], pad: int = 2) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
+def _label(text: str, width: int, height: int) -> torch.Tensor:
+    """Black text on white, ``width`` x ``height``, as a (1, H, W) tensor in [0, 1]."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.new("L", (width, height), 255)
+    ImageDraw.Draw(canvas).text((2, height // 2 - 5), text, fill=0)
+    return torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255.0)[None]
+
+
 def write_epoch(writer: SummaryWriter, report: EpochReport, grid_every: int = 5) -> None:
     for name in SCALARS:
-        writer.add_scalar(f"{'train' if name == 'train_loss' else 'val'}/{name}", getattr(report, name), report.epoch)
+        writer.add_scalar(scalar_tag(name), getattr(report, name), report.epoch)
     if grid_every and (report.epoch == 1 or report.epoch % grid_every == 0 or report.should_stop):
-        writer.add_image("val/noisy_denoised_clean", image_grid(list(report.examples)), report.epoch)
+        writer.add_image(GRID_TAG, image_grid(list(report.examples)), report.epoch)
     writer.flush()
 
 

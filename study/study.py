@@ -138,6 +138,7 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
     import optuna
 
     from study.console import ConsoleReporter
+    from study.tensorboard import TrialCsvLogger, TrialJsonLogger, TrialTensorBoard
 
     study_uri = config.study_uri
     data_path = preflight(config, resume, joining=True)
@@ -160,7 +161,7 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
              f"{resources.workers} TorchTrainer worker(s) x {resources.cpu:g} CPU / {resources.gpu:g} GPU" if resources.workers else f"{resources.cpu:g} CPU / {resources.gpu:g} GPU in-process")
     run_config = tune.RunConfig(
         name=config.name, storage_path=storage_root(config.storage), verbose=config.verbose if config.verbose > 1 else 0,
-        callbacks=[ConsoleReporter(config)] if config.verbose == 1 else [],
+        callbacks=[TrialJsonLogger(), TrialCsvLogger(), TrialTensorBoard(), *([ConsoleReporter(config)] if config.verbose == 1 else [])],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=0 if resources.workers else config.max_failures),
     )

@@ -104,11 +104,15 @@ def test_every_trial_writes_tensorboard_scalars_images_and_hparams(finished):
         events = EventAccumulator(str(trial_dir), size_guidance={"images": 0, "scalars": 0})
         events.Reload()
         epochs = json.loads(trial_dir.joinpath("result.json").read_text().splitlines()[-1])["epoch"]
-        psnr = events.Scalars("ray/tune/val_psnr")
+        psnr = events.Scalars("val/psnr")
         assert [e.step for e in psnr] == list(range(1, epochs + 1))
         assert psnr[-1].value == pytest.approx(json.loads(trial_dir.joinpath("result.json").read_text().splitlines()[-1])["val_psnr"])
-        assert len(events.Images("ray/tune/val_images")) == epochs
+        assert {"train/loss", "val/loss", "val/ssim", "val/noisy_input_psnr", "train/lr"} <= set(events.Tags()["scalars"])
+        assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("ray/")]
+        assert len(events.Images("val/noisy_denoised_clean")) == epochs
         assert "_hparams_/session_start_info" in events.summary_metadata
+        assert "val_images" not in trial_dir.joinpath("result.json").read_text()
+        assert "val_images" not in trial_dir.joinpath("progress.csv").read_text()
 
 
 def test_starting_an_existing_study_again_is_refused(finished, study_env):
