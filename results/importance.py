@@ -67,8 +67,12 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def optuna_study(study: Study):
-    """The completed trials as an in-memory Optuna study, and how many there are."""
+def optuna_study(study: Study, short_names: bool = False):
+    """The completed trials as an in-memory Optuna study, and how many there are.
+
+    ``short_names`` keeps the last part of each dotted setting (``bottleneck_size``), for plots whose axis labels
+    Optuna cuts at 20 characters, unless two settings would then share a name.
+    """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -77,10 +81,13 @@ def optuna_study(study: Study):
     names = [c[len("param_"):] for c in study.param_columns]
     dists = {name: distribution(specs.get(name), completed[f"param_{name}"].dropna()) for name in names
              if completed[f"param_{name}"].notna().any()} if len(completed) else {}
+    shown = {name: name.rsplit(".", 1)[-1] if short_names else name for name in names}
+    if len(set(shown.values())) < len(shown):
+        shown = {name: name for name in names}
     replay = optuna.create_study(direction="minimize" if study.mode == "min" else "maximize", study_name=study.name)
     for _, row in completed.iterrows():  # a conditional parameter is absent from the trials whose options did not use it
-        params = {name: as_choice(row[f"param_{name}"], dist) for name, dist in dists.items() if pd.notna(row[f"param_{name}"])}
-        replay.add_trial(optuna.trial.create_trial(params=params, distributions={name: dists[name] for name in params},
+        params = {shown[name]: as_choice(row[f"param_{name}"], dist) for name, dist in dists.items() if pd.notna(row[f"param_{name}"])}
+        replay.add_trial(optuna.trial.create_trial(params=params, distributions={shown[name]: dists[name] for name in dists if shown[name] in params},
                                                    value=float(row[study.metric])))
     return replay, len(completed)
 
@@ -130,13 +137,17 @@ def plot_parallel_coordinates(study: Study, path: Path) -> str | None:
 
     if not study.param_columns:
         return "the study searched no hyperparameters"
-    replay, count = optuna_study(study)
+    replay, count = optuna_study(study, short_names=True)
     if count < 1:
         return "no completed trial to draw"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ax = optuna.visualization.matplotlib.plot_parallel_coordinate(replay, target_name=study.metric)
     fig = ax.figure
+    for lines in ax.collections:  # Optuna's "Blues" maps the worst trial to near-white: start the scale lower, so every line shows
+        low, high = lines.get_clim()
+        if low is not None and high is not None and high > low:
+            lines.set_clim(low - 0.35 * (high - low), high)
     fig.set_size_inches(max(7.0, 1.6 * (len(study.param_columns) + 1) + 2), 4.8)
     ax.set_title(f"completed trials: hyperparameters and {study.metric} (darker is better)", fontsize=10)
     fig.tight_layout()

@@ -44,7 +44,8 @@ def headline(learned: list[Learned], curves: pd.DataFrame, best: str) -> str:
     if not learned or at.empty:
         return f"best baseline: {best}"
     top = learned[0].name
-    return (f"at S&P 0.5, {top} scores {at.at[top, 'psnr']:.2f} dB / SSIM {at.at[top, 'ssim']:.3f} against {best} "
+    return (f"at S&P 0.5 on the first {int(at.at[top, 'faces'])} hold-out faces, {top} scores {at.at[top, 'psnr']:.2f} dB / SSIM "
+            f"{at.at[top, 'ssim']:.3f} against {best} "
             f"{at.at[best, 'psnr']:.2f} dB / {at.at[best, 'ssim']:.3f} (noisy input {at.at[top, 'noisy_psnr']:.2f} dB)")
 
 
