@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--local", type=Path, help="score this finished local study instead of running the preset")
     parser.add_argument("--workstation", type=Path, help="a finished workstation study directory to score")
     parser.add_argument("--run-workstation", action="store_true", help="run the workstation preset too (hours on a CPU)")
-    parser.add_argument("--faces", type=int, default=500, help="hold-out faces for the local table (the local preset scores 500)")
+    parser.add_argument("--faces", type=int, default=300, help="hold-out faces for the local table (the local preset scores 300)")
     args = parser.parse_args(argv)
     data = str(resolve_data_path(args.data).resolve())
     splits = load_splits(data)
