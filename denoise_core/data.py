@@ -356,23 +356,25 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray]:
     usage = np.array([c for _, group in parts for c in group], dtype=np.int8)
     images = np.empty((len(files), SIDE, SIDE), dtype=np.uint8)
     for index, file in enumerate(files):
-        images[index] = _read_face(file)
+        images[index] = read_face(file)
     return images, usage
 
 
-def _read_face(file: Path) -> np.ndarray:
-    """One face of an image folder as uint8; an undecodable file or a mode without gray levels is a DataError naming it."""
+def read_face(path: Path, error: type[UserError] | None = None) -> np.ndarray:
+    """One 48x48 face image as uint8 gray levels (16-bit images scaled by their depth); a file that is not one is ``error``
+    (DataError by default) in one line naming it: another size, an undecodable file, a mode without gray levels."""
     from PIL import Image
 
+    error = error or DataError
     try:
-        with Image.open(file) as image:
+        with Image.open(path) as image:
             if image.size != (SIDE, SIDE):
-                raise DataError(f"{file}: image is {image.size[0]}x{image.size[1]}, expected 48x48 FER2013 faces")
+                raise error(f"{path}: image is {image.size[0]}x{image.size[1]}; faces are 48x48 (resize or crop it)")
             mode, pixels = image.mode, gray_pixels(image)
-    except (OSError, Image.DecompressionBombError) as error:
-        raise DataError(f"{file}: cannot be decoded as an image ({describe(error)}): replace or delete it") from None
+    except (OSError, Image.DecompressionBombError) as caught:
+        raise error(f"{path}: cannot be decoded as an image ({describe(caught)}); replace it with a .png or .jpg face") from None
     if pixels is None:
-        raise DataError(f"{file}: image mode {mode} has no gray levels to read; save it as an 8- or 16-bit grayscale PNG")
+        raise error(f"{path}: image mode {mode} has no gray levels to read; save it as 8- or 16-bit grayscale or as RGB")
     return pixels
 
 

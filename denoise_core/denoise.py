@@ -16,7 +16,7 @@ import torch
 
 from denoise_core.checkpoint import load_model
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging
-from denoise_core.data import IMAGE_SUFFIXES, SIDE, describe, gray_pixels
+from denoise_core.data import IMAGE_SUFFIXES, SIDE, describe, read_face
 from denoise_core.errors import InputError, MissingFile, OutputExists
 from denoise_core.files import write_atomic
 from denoise_core.train import denoise_tensor, resolve_device
@@ -66,19 +66,8 @@ def read_npy(path: Path) -> tuple[np.ndarray, np.dtype]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """One face as float32 in [0, 1]; 16-bit images are scaled by their depth, an undecodable file is one InputError."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            if image.size != (SIDE, SIDE):
-                raise InputError(f"{path}: image is {image.size[0]}x{image.size[1]}; the model restores 48x48 faces, resize or crop first")
-            mode, pixels = image.mode, gray_pixels(image)
-    except (OSError, Image.DecompressionBombError) as error:
-        raise InputError(f"{path}: cannot be decoded as an image ({describe(error)}); give a .png or .jpg face") from None
-    if pixels is None:
-        raise InputError(f"{path}: image mode {mode} has no gray levels to read; save it as 8- or 16-bit grayscale or as RGB")
-    return pixels.astype(np.float32) / 255.0
+    """One face as float32 in [0, 1]; 16-bit images are scaled by their depth, a file that is not a face is one InputError."""
+    return read_face(path, InputError).astype(np.float32) / 255.0
 
 
 def write_image(path: Path, image: np.ndarray) -> None:

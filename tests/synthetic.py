@@ -1,6 +1,8 @@
-"""Tiny generated faces for unit tests: smooth blobs on a gradient, so denoising is meaningful."""
+"""Tiny generated test inputs: faces (smooth blobs on a gradient, so denoising is meaningful) and a crafted pickle."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -29,3 +31,13 @@ def smooth_usage(train: int, val: int, test: int) -> np.ndarray:
 def smooth_splits(train: int = 96, val: int = 32, test: int = 16, seed: int = 0) -> Splits:
     faces = smooth_faces(train + val + test, seed)
     return Splits(train=faces[:train], val=faces[train:train + val], test=faces[train + val:], test_in_training=np.zeros(test, dtype=bool))
+
+
+class Payload:
+    """What a crafted file carries: unpickling it would create ``marker``, so a test can tell whether it ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))

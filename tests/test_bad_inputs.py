@@ -31,19 +31,9 @@ from results.compare import main as compare_main
 from results.report import main as report_main
 from results.showcase import main as showcase_main
 from study.run import main as study_main
-from synthetic import smooth_faces, smooth_splits, smooth_usage
+from synthetic import Payload, smooth_faces, smooth_splits, smooth_usage
 
 PAYLOAD_MARKER = "payload-ran"
-
-
-class Payload:
-    """What a crafted model file carries: unpickling it would create a file."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
 
 
 def _csv_bytes(usage: np.ndarray) -> bytes:

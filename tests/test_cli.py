@@ -125,7 +125,7 @@ def test_denoise_cli_refuses_to_overwrite_unless_asked(model_file, tmp_path, cap
     (lambda d: np.save(d / "in.npy", np.zeros((2, 32, 32), np.uint8)), "expected an array shaped (N, 48, 48)"),
     (lambda d: np.save(d / "in.npy", np.full((2, 48, 48), 3.0)), "must hold values in [0, 1]"),
     (lambda d: np.save(d / "in.npy", np.zeros((2, 48, 48), np.int32)), "dtype int32 is not supported"),
-    (lambda d: Image.new("L", (64, 64)).save(d / "in.png"), "is 64x64; the model restores 48x48 faces"),
+    (lambda d: Image.new("L", (64, 64)).save(d / "in.png"), "is 64x64; faces are 48x48"),
 ])
 def test_denoise_cli_explains_bad_input_in_one_line(model_file, tmp_path, capsys, make_input, message):
     make_input(tmp_path)

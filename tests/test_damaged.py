@@ -22,7 +22,7 @@ from denoise_core.denoise import denoise_path, read_image, read_npy, write_image
 from denoise_core.errors import DiskFull, InputError, UserError
 from denoise_core.holdout import make_holdout, save_holdout
 from results.score_cache import ScoreCache
-from synthetic import smooth_faces, smooth_usage
+from synthetic import Payload, smooth_faces, smooth_usage
 
 
 @pytest.fixture(autouse=True)
@@ -122,16 +122,6 @@ def test_an_undecodable_image_in_an_image_folder_is_one_data_error_naming_it(tmp
 
 
 # ------------------------------------------------------------------------------------- denoise inputs
-
-
-class Payload:
-    """What a crafted object array carries: unpickling it would create a file."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.touch, (self.marker,))
 
 
 def saved_npy(array: np.ndarray) -> bytes:

@@ -315,7 +315,7 @@ def test_image_folder_with_non_48x48_image_names_the_file(tmp_path):
     save_png(bad, np.full((40, 48), 7, dtype=np.uint8))
     with pytest.raises(DataError) as caught:
         load_fer2013(root, use_cache=False)
-    assert str(caught.value) == f"{bad}: image is 48x40, expected 48x48 FER2013 faces"
+    assert str(caught.value) == f"{bad}: image is 48x40; faces are 48x48 (resize or crop it)"
 
 
 def test_image_folder_without_test_folder_raises_data_error(tmp_path):

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import QUIET_RAY
 from study.config import build_config
 from study.study import run_study
 from synthetic import smooth_faces
 
 REPO = Path(__file__).resolve().parents[1]
-QUIET_RAY = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
 
 
 def readme_examples(first_study: str = "studies/local") -> list[str]:
@@ -32,28 +32,15 @@ def test_the_readme_has_examples_for_the_first_commands_study():
 
 
 @pytest.mark.slow
-def test_readme_examples_run_as_written_after_the_first_command(tmp_path, fer2013_slice):
-    ray = pytest.importorskip("ray")
-    data = tmp_path / "fer2013-slice.csv"
-    data.write_bytes(fer2013_slice)
-    env = {**os.environ, **QUIET_RAY, "FACESTUDY_CACHE": str(tmp_path / "cache"), "FER2013_PATH": str(data)}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        for name in ("local", "full"):  # the README compares the first command's study with a full one
-            run_study(build_config("smoke", assignments=[("name", name), ("storage", str(tmp_path / "studies")), ("data", str(data))]))
-    finally:
-        ray.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def test_readme_examples_run_as_written_after_the_first_command(study_env, tmp_path):
+    data = study_env["data"]
+    for name in ("local", "full"):  # the README compares the first command's study with a full one
+        run_study(build_config("smoke", assignments=[("name", name), ("storage", str(tmp_path / "studies")), ("data", str(data))]))
     (tmp_path / "faces").mkdir()
     for index, face in enumerate(smooth_faces(3)):
         Image.fromarray(face).save(tmp_path / "faces" / f"{index}.png")
     np.save(tmp_path / "faces.npy", smooth_faces(3))
+    env = {**os.environ, **QUIET_RAY, "FER2013_PATH": str(data)}
     for example in readme_examples():
         command = [sys.executable if word == "python" else word for word in shlex.split(example)]
         result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)

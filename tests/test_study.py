@@ -17,34 +17,9 @@ from denoise_core.checkpoint import load_checkpoint, load_model
 from denoise_core.errors import OutputExists
 from study.config import StudyConfigError, build_config
 from study.study import plan_resources, run_study
+from conftest import QUIET_RAY
 
 REPO = Path(__file__).resolve().parents[1]
-QUIET_RAY = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
-             "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
-
-
-@pytest.fixture(scope="module")
-def study_env(tmp_path_factory, fer2013_slice):
-    """A data slice, a private cache, a fault marker (present: no fault) and one quiet local Ray instance."""
-    ray = pytest.importorskip("ray")
-    root = tmp_path_factory.mktemp("study")
-    data = root / "fer2013-slice.csv"
-    data.write_bytes(fer2013_slice)
-    marker = root / "fault-injected"
-    marker.write_text("no fault\n")
-    env = {**QUIET_RAY, "FACESTUDY_CACHE": str(root / "cache"), "FACESTUDY_INJECT_WORKER_FAULT": str(marker)}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=10**8)
-    yield {"data": data, "storage": root / "studies", "marker": marker, "root": root}
-    ray.shutdown()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-
-
 def smoke(study_env, name, **overrides):
     """The smoke preset in this test's storage; ``overrides`` are dotted settings (``train__lr`` for ``train.lr``)."""
     settings = {"name": name, "storage": str(study_env["storage"]), "data": str(study_env["data"]), **overrides}
