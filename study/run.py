@@ -135,6 +135,8 @@ def quiet_ray() -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter prints nothing at verbose 0
     for name in ("ray", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Ray's notice that its default token authentication is on (it stays on; the notice opens every run)
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
