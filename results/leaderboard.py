@@ -34,14 +34,14 @@ def leaderboard(study: Study, test_rows: pd.DataFrame, parameters: dict[str, int
     order = {trial_id: rank for rank, trial_id in enumerate(ranked_trials(study)["trial_id"], start=1)}
     means = test_rows.groupby("model")[["psnr", "ssim"]].mean() if len(test_rows) else pd.DataFrame(columns=["psnr", "ssim"])
     table = pd.DataFrame({"rank": trials["trial_id"].map(order).astype("Int64"), "trial_id": trials["trial_id"], "status": trials["status"]})
-    for column in study.param_columns:
-        table[column[len("param_"):]] = trials[column]
-    for column in ("best_epoch", "epochs_run"):
-        table[column] = trials.get(column)
-    for source, name in VALIDATION.items():
+    for source, name in VALIDATION.items():  # the scores first, so a wide table of settings never hides them
         table[name] = trials.get(source)
     table["test_psnr"] = trials["trial_id"].map(means["psnr"]) if len(means) else float("nan")
     table["test_ssim"] = trials["trial_id"].map(means["ssim"]) if len(means) else float("nan")
+    for column in ("best_epoch", "epochs_run"):
+        table[column] = trials.get(column)
+    for column in study.param_columns:
+        table[column[len("param_"):]] = trials[column]
     table["parameters"] = trials.get("parameters")
     if "parameters" in trials:
         table["parameters"] = table["parameters"].fillna(trials["trial_id"].map(parameters))
