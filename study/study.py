@@ -274,6 +274,10 @@ def trial_table(results: Any, config: StudyConfig, statuses: dict[str, str]) -> 
             "checkpoint": _checkpoint_uri(result),
         })
     table = pd.DataFrame(rows)
+    for column in [c for c in table.columns if c.startswith("param_")]:  # a conditional setting's gaps must not turn 32 into 32.0
+        values = [row[column] for row in rows if row.get(column) is not None]
+        if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            table[column] = table[column].astype("Int64")
     if len(table):
         ascending = config.mode == "min"
         table = table.sort_values(f"best_{config.metric}", ascending=ascending, na_position="last").reset_index(drop=True)

@@ -300,3 +300,20 @@ def test_ctrl_c_after_the_last_trial_started_is_an_interruption_not_a_success(st
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert set(pd.read_csv(study_dir / "trials.csv")["status"]) == {"completed"}
     assert (study_dir / "best" / "model.pt").exists()
+
+
+def test_trial_table_keeps_whole_numbers_whole_and_names_each_outcome():
+    from types import SimpleNamespace
+
+    from study.study import trial_table
+
+    def result(trial_id, epoch, sampled, **metrics):
+        return SimpleNamespace(metrics={"trial_id": trial_id, "epoch": epoch, "epochs_planned": 3, "best_val_psnr": 20.0 - epoch, **metrics},
+                               config=sampled, error=None, path=f"/s/trial_{trial_id}", checkpoint=None)
+
+    results = [result("a", 3, {"model.refine_width": 32, "lr": 0.01}), result("b", 1, {"lr": 0.02}),
+               result("c", 2, {"lr": 0.03}), result("d", 1, {"lr": 0.04}, diverged=1, error="loss is not finite")]
+    table = trial_table(results, build_config("smoke"), {"a": "TERMINATED", "b": "TERMINATED", "c": "RUNNING", "d": "TERMINATED"})
+    assert str(table["param_model.refine_width"].dtype) == "Int64" and table.set_index("trial_id").at["a", "param_model.refine_width"] == 32
+    assert table.set_index("trial_id")["status"].to_dict() == {"a": "completed", "b": "stopped by ASHA", "c": "interrupted",
+                                                                "d": "failed: loss is not finite"}
