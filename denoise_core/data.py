@@ -14,7 +14,6 @@ import logging
 import os
 import tarfile
 import time
-import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,8 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
-from denoise_core.errors import UserError
-from denoise_core.files import write_atomic
+from denoise_core.errors import UserError, describe
+from denoise_core.files import NPZ_ERRORS, read_npz, write_atomic
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -41,8 +40,6 @@ DOWNLOAD_HINT = "https://www.kaggle.com/c/challenges-in-representation-learning-
 CACHE_FORMAT = 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # "I": how Pillow before 10 opened 16-bit PNGs
-NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
-"""What reading a damaged .npz raises: a truncated zip, a flipped byte (CRC), a broken .npy header, a missing array."""
 
 
 class DataError(UserError, ValueError):
@@ -360,12 +357,11 @@ def _read_image_folder(root: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, usage
 
 
-def read_face(path: Path, error: type[UserError] | None = None) -> np.ndarray:
+def read_face(path: Path, error: type[UserError] = DataError) -> np.ndarray:
     """One 48x48 face image as uint8 gray levels (16-bit images scaled by their depth); a file that is not one is ``error``
-    (DataError by default) in one line naming it: another size, an undecodable file, a mode without gray levels."""
+    in one line naming it: another size, an undecodable file, a mode without gray levels."""
     from PIL import Image
 
-    error = error or DataError
     try:
         with Image.open(path) as image:
             if image.size != (SIDE, SIDE):
@@ -395,21 +391,6 @@ def gray_pixels(image: PIL.Image.Image) -> np.ndarray | None:
         return np.asarray(image.convert("L"))
     except ValueError:
         return None
-
-
-def read_npz(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The named arrays of an .npz, read whole so that damage shows here; raises one of ``NPZ_ERRORS``."""
-    stored = np.load(path, allow_pickle=False)
-    if not isinstance(stored, np.lib.npyio.NpzFile):
-        raise ValueError("not an .npz archive")
-    with stored:
-        return {name: stored[name] for name in names}
-
-
-def describe(error: BaseException) -> str:
-    """The first line of an exception's message (its type if it has none): the cause inside a one-line error."""
-    lines = str(error).strip().splitlines()
-    return lines[0].rstrip(" :") if lines else type(error).__name__
 
 
 def _read_cache(cache_file: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -16,8 +16,8 @@ import torch
 
 from denoise_core.checkpoint import load_model
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging
-from denoise_core.data import IMAGE_SUFFIXES, SIDE, describe, read_face
-from denoise_core.errors import InputError, MissingFile, OutputExists
+from denoise_core.data import IMAGE_SUFFIXES, SIDE, read_face
+from denoise_core.errors import InputError, MissingFile, OutputExists, describe
 from denoise_core.files import write_atomic
 from denoise_core.train import denoise_tensor, resolve_device
 

@@ -21,3 +21,9 @@ class OutputExists(UserError, FileExistsError):
 
 class DiskFull(UserError, OSError):
     """The disk filled up while writing; nothing half-written is left behind."""
+
+
+def describe(error: BaseException) -> str:
+    """The first line of an exception's message (its type if it has none): the cause inside a one-line error."""
+    lines = str(error).strip().splitlines()
+    return lines[0].rstrip(" :") if lines else type(error).__name__

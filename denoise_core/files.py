@@ -1,12 +1,21 @@
-"""Writing a file whole or not at all: an interruption or a full disk never leaves half a file behind."""
+"""Files written whole or not at all (an interruption or a full disk never leaves half a file behind), and .npz files
+read back with every form of damage raising one of a known set of exceptions."""
 
 from __future__ import annotations
 
 import errno
+import io
 import os
+import zipfile
+import zlib
 from pathlib import Path
 
+import numpy as np
+
 from denoise_core.errors import DiskFull
+
+NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+"""What reading a damaged .npz raises: a truncated zip, a flipped byte (CRC), a broken .npy header, a missing array."""
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
@@ -37,3 +46,12 @@ def disk_full(path: str | os.PathLike) -> DiskFull:
     error = DiskFull(f"no space left on the device mounted at {mount} (writing {path}); free some space and run the command again")
     error.errno = errno.ENOSPC
     return error
+
+
+def read_npz(source: Path | bytes, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz file (or its bytes), read whole so that damage shows here; raises one of ``NPZ_ERRORS``."""
+    stored = np.load(io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
+    if not isinstance(stored, np.lib.npyio.NpzFile):
+        raise ValueError("not an .npz archive")
+    with stored:
+        return {name: stored[name] for name in names}

@@ -18,9 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from denoise_core.data import NPZ_ERRORS, describe, read_npz
-from denoise_core.errors import InputError, UserError
-from denoise_core.files import write_atomic
+from denoise_core.errors import InputError, UserError, describe
+from denoise_core.files import NPZ_ERRORS, read_npz, write_atomic
 from denoise_core.noise import NoiseSpec, corrupt, make_generator
 
 log = logging.getLogger(__name__)
@@ -121,12 +120,13 @@ def _read_holdout(path: Path) -> Holdout:
         conditions, seed, expected = tuple(str(c) for c in meta["conditions"]), int(meta["seed"]), str(meta["sha256"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise _Unusable(f"has a damaged {meta_path.name} ({describe(error)})") from None
+    raw = path.read_bytes()
     if "file_sha256" in meta:  # checked before the bytes are parsed, so an altered file is reported as such
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = hashlib.sha256(raw).hexdigest()
         if digest != meta["file_sha256"]:
             raise _Unusable(f"fails its checksum (file {digest[:12]} != {str(meta['file_sha256'])[:12]})")
     try:
-        arrays = read_npz(path, ("clean", "noisy"))
+        arrays = read_npz(raw, ("clean", "noisy"))
     except NPZ_ERRORS as error:
         raise _Unusable(f"is damaged ({describe(error)})") from None
     clean, noisy = arrays["clean"], arrays["noisy"]

@@ -19,7 +19,8 @@ import torch
 
 from denoise_core.errors import InputError
 
-_COMPONENT = re.compile(r"^(sp|gauss):([0-9.]+)(?:-([0-9.]+))?$")
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+_COMPONENT = re.compile(rf"^(sp|gauss):{_NUMBER}(?:-{_NUMBER})?$")
 
 
 class NoiseSpecError(InputError):
@@ -44,7 +45,7 @@ class NoiseSpec:
         values: dict[str, tuple[float, float]] = {}
         for part in text.split("+"):
             match = _COMPONENT.match(part)
-            if not match or not all(_is_number(group) for group in match.groups()[1:] if group is not None):
+            if not match:
                 raise NoiseSpecError(f"bad noise spec '{text}': use sp:DENSITY, gauss:SIGMA, a range like sp:0.05-0.5, or a mix like sp:0.1+gauss:10")
             kind, low, high = match.group(1), float(match.group(2)), float(match.group(3) or match.group(2))
             if kind in values:
@@ -68,14 +69,6 @@ class NoiseSpec:
     @property
     def is_blind(self) -> bool:
         return self.density[0] != self.density[1] or self.sigma[0] != self.sigma[1]
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _fmt(value: float) -> str:
