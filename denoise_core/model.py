@@ -11,8 +11,9 @@ strong on impulse noise) while still smoothing everywhere under Gaussian noise. 
 for pure salt-and-pepper noise: ``g`` is the impulse mask itself, so only impulses change.
 
 ``refine`` appends that many 3x3 convolutions (``refine_width`` maps) at full resolution, fed the noisy face
-and the autoencoder's output and adding a correction to it. The autoencoder keeps only two thin layers at
-48x48 on each side, which is what limits it at low noise, where the task is keeping fine detail. The last
+and the autoencoder's output and adding a correction to it (with ``switching``, to the impulse pixels only).
+The autoencoder keeps only two thin layers at 48x48 on each side, which is what limits it at low noise, where
+the task is keeping fine detail. The last
 refinement layer starts at zero, so a trained autoencoder grown this way (``--init``) starts exactly where it was.
 
 ``mirror`` makes the model left-right equivariant by construction: it restores the face and its mirror image
@@ -148,7 +149,10 @@ class ConvAutoencoder(nn.Module):
         restored = self._autoencode(noisy)
         if self.refiner is None:
             return restored
-        return (restored + self.refiner(torch.cat([noisy, restored], dim=1))).clamp(0.0, 1.0)
+        correction = self.refiner(torch.cat([noisy, restored], dim=1))
+        if self.config.switching:  # the switching contract holds for the whole model: only impulses change
+            correction = impulse_mask(noisy) * correction
+        return (restored + correction).clamp(0.0, 1.0)
 
     def _autoencode(self, noisy: torch.Tensor) -> torch.Tensor:
         x = torch.cat([noisy, impulse_mask(noisy)], dim=1) if self.config.mask_input else noisy

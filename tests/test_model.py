@@ -94,8 +94,12 @@ def test_mirror_model_averages_the_face_and_its_mirror_image_and_is_equivariant(
         assert not torch.allclose(plain(noisy.flip(-1)), plain(noisy).flip(-1), atol=1e-3)
 
 
-def test_switching_model_changes_only_impulses():
-    model = ConvAutoencoder(ModelConfig(base_width=8, switching=True, mask_input=True)).eval()
+@pytest.mark.parametrize("refine", [0, 3])
+def test_switching_model_changes_only_impulses(refine):
+    model = ConvAutoencoder(ModelConfig(base_width=8, switching=True, mask_input=True, refine=refine, refine_width=8)).eval()
+    if refine:
+        with torch.no_grad():
+            model.refiner[-1].bias.fill_(0.05)  # a correction everywhere, of which only the impulses may keep theirs
     noisy = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(1)).clamp(0.01, 0.99)
     noisy[:, :, ::3, ::4] = 1.0
     noisy[:, :, 1::3, ::4] = 0.0
