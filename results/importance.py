@@ -2,8 +2,10 @@
 
 The trial table is replayed into ``optuna.create_study`` with the search space of ``study.yaml`` (so a
 log-uniform learning rate is treated as log-scaled), one trial per *completed* trial: ASHA-stopped trials
-are left out, as Optuna leaves pruned trials out of its importance. Importances use Optuna's default
-evaluator (PED-ANOVA); with only a handful of trials they are a hint, not a measurement.
+are left out, as Optuna leaves pruned trials out of its importance. Every table names its evaluator: Optuna's
+default, PED-ANOVA, always; fANOVA (a random forest, so it needs scikit-learn) beside it from ``FANOVA_TRIALS``
+completed trials on, since two evaluators that agree are worth more than one. With only a handful of trials
+importances are a hint, not a measurement.
 """
 
 from __future__ import annotations
@@ -20,13 +22,19 @@ from results.study_dir import Study, is_usable
 from study.space import parameters
 
 MIN_TRIALS = 2
+FANOVA_TRIALS = 10  # a forest on fewer trials fits noise
+PED_ANOVA, FANOVA = "PED-ANOVA", "fANOVA"
 
 
 @dataclass(frozen=True)
 class Importance:
-    table: pd.DataFrame | None  # parameter, importance (sums to 1); None when not computable
+    table: pd.DataFrame | None  # parameter, then one column per evaluator (PED-ANOVA, fANOVA), each summing to 1; None when not computable
     reason: str  # what was computed, or why not
     trials: int
+
+    @property
+    def evaluators(self) -> list[str]:
+        return [] if self.table is None else [c for c in self.table.columns if c != "parameter"]
 
 
 def distribution(spec: dict[str, Any] | None, values: pd.Series):
@@ -92,36 +100,66 @@ def optuna_study(study: Study, short_names: bool = False):
     return replay, len(completed)
 
 
-def param_importance(study: Study) -> Importance:
-    """Optuna's importance of each searched hyperparameter for the validation metric, or why there is none."""
+def evaluator(name: str):
+    """The Optuna evaluator behind a column name; fANOVA is seeded so a report is reproducible."""
     import optuna
 
+    if name == FANOVA:
+        return optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return optuna.importance.PedAnovaImportanceEvaluator()
+
+
+def importance_column(replay, name: str) -> pd.Series | None:
+    """One evaluator's importances (normalised to sum to 1), or None when it has no finite answer on these trials."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        values = optuna.importance.get_param_importances(replay, evaluator=evaluator(name))
+    column = pd.Series({parameter: float(value) for parameter, value in values.items()}, name=name, dtype=float)
+    return column if len(column) and all(math.isfinite(v) for v in column) else None
+
+
+def param_importance(study: Study) -> Importance:
+    """Each searched hyperparameter's importance for the validation metric by PED-ANOVA (and fANOVA from 10 trials), or why there is none."""
     if not study.param_columns:
         return Importance(None, "the study searched no hyperparameters (no param_* columns in trials.csv)", 0)
     replay, count = optuna_study(study)
     if count < MIN_TRIALS:
         return Importance(None, f"importance needs at least {MIN_TRIALS} completed trials; this study has {count}", count)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        values = optuna.importance.get_param_importances(replay)
-    table = pd.DataFrame({"parameter": list(values), "importance": [float(v) for v in values.values()]})
-    if not all(math.isfinite(v) for v in table["importance"]):
+    ped_anova = importance_column(replay, PED_ANOVA) if len({trial.value for trial in replay.trials}) > 1 else None
+    if ped_anova is None:
         return Importance(None, f"importance is undefined on these {count} trials (all scored the same)", count)
-    caveat = " (fewer than 10 trials: treat as a hint)" if count < 10 else ""
-    return Importance(table, f"PED-ANOVA importance (Optuna's default) of {study.metric} over {count} completed trials{caveat}", count)
+    fanova, why = None, f"fewer than {FANOVA_TRIALS} trials: treat as a hint; fANOVA is added from {FANOVA_TRIALS}"
+    if count >= FANOVA_TRIALS:
+        try:
+            fanova, why = importance_column(replay, FANOVA), "fANOVA had no finite answer on these trials"
+        except (RuntimeError, ValueError) as error:  # e.g. every tree of the forest saw zero variance
+            why = f"fANOVA had no answer on these trials: {str(error).rstrip('.')}"
+    table = pd.concat([ped_anova] + ([fanova] if fanova is not None else []), axis=1)
+    table = table.sort_values(PED_ANOVA, ascending=False, kind="stable").rename_axis("parameter").reset_index()
+    if fanova is not None:
+        return Importance(table, f"PED-ANOVA importance (Optuna's default) and fANOVA importance (random forest, seed 0) of {study.metric} "
+                                 f"over {count} completed trials", count)
+    return Importance(table, f"PED-ANOVA importance (Optuna's default) of {study.metric} over {count} completed trials ({why})", count)
 
 
 def plot_importance(importance: Importance, path: Path) -> None:
+    """One panel per evaluator, same parameter order, so the two can be read side by side."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     table = importance.table.iloc[::-1]
-    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(table) + 1.4))
-    ax.barh(table["parameter"], table["importance"], color="#4c72b0")
-    ax.set_xlabel("importance (sums to 1)")
-    ax.set_title("hyperparameter importance", fontsize=10)
+    names = importance.evaluators
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 + 2.6 * len(names), 0.45 * len(table) + 1.6), sharey=True, squeeze=False)
+    for ax, name, colour in zip(axes[0], names, ("#4c72b0", "#55a868")):
+        ax.barh(table["parameter"], table[name], color=colour)
+        ax.set_xlim(0, max(1e-9, float(table[name].max())) * 1.1)
+        ax.set_xlabel("importance (sums to 1)")
+        ax.set_title(f"{name} importance", fontsize=10)
+    fig.suptitle(f"hyperparameter importance over {importance.trials} completed trials", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -3,9 +3,10 @@
     python -m results.report studies/local
     python -m results.report studies/local --faces 200 --bm3d-faces 50 --overwrite
 
-The report holds a leaderboard of every trial (validation and test scores), hyperparameter importance,
-robustness curves of the top models against every classical baseline, image grids, the error analysis, and
-``index.html`` (one self-contained file) with ``summary.md``. It reads the study directory and the
+The report holds a leaderboard of every trial (validation and test scores), the search as it ran (optimization
+history, learning curves with ASHA's cuts, a timeline of trials per node, hyperparameter importance), robustness
+curves of the top models against every classical baseline, image grids, the error analysis, and ``index.html``
+(one self-contained file) with ``summary.md``. It reads the study directory and the
 exported checkpoints; it never trains. The report is built in a scratch directory beside ``report/`` and
 moved into place at the end, so an interrupted build never leaves half a report; an existing report is
 refused unless ``--overwrite``.
@@ -35,7 +36,7 @@ from results.leaderboard import leaderboard, test_conditions, trial_test_rows
 from results.models import Learned, as_denoiser, load_trial_models
 from results.output import check_output, publish, scratch_dir
 from results.score_cache import ScoreCache
-from results.sections import analysis_section, grids_section, headline, leaderboard_section, questions_section, robustness_section
+from results.sections import analysis_section, grids_section, headline, leaderboard_section, questions_section, robustness_section, search_section
 from results.study_dir import Study, read_study, study_data_path, top_trials
 
 log = logging.getLogger("results.report")
@@ -150,9 +151,10 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
     test_rows = trial_test_rows(trial_models, holdout, scored, options.faces, device)
     board = leaderboard(study, test_rows, {m.trial_id: m.parameters for m in trial_models})
     board.to_csv(work / "leaderboard.csv", index=False)
-    clock.lap("leaderboard")
     leader = leaderboard_section(study, board, scored, options.faces, notes, work)
-    clock.lap("importance")
+    clock.lap("leaderboard")
+    search = search_section(study, work)
+    clock.lap("the search")
     questions = questions_section(study, test_rows, scored, options.faces, work)
     clock.lap("questions")
 
@@ -174,7 +176,7 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
 
     grid_section = grids_section(learned, best, tuning, holdout, work)
     clock.lap("grids")
-    sections = [leader, questions, robust, grid_section]
+    sections = [leader, search, questions, robust, grid_section]
     if options.analysis:
         faces = min(options.analysis_faces or len(holdout.clean), options.faces or len(holdout.clean))
         sections.append(analysis_section(learned, best, tuning, trial_models, holdout, faces, work))

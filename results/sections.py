@@ -17,9 +17,11 @@ from results import grids
 from results.classical import SLOW, denoiser_at, fixed_denoiser
 from results.curves import Denoiser
 from results.html import Figure, Section, Table, Text, markdown_table
-from results.importance import param_importance, plot_importance, plot_parallel_coordinates
+from results.importance import FANOVA_TRIALS, param_importance, plot_importance, plot_parallel_coordinates
 from results.questions import answers, wide
 from results.models import Learned, TrialModel, as_denoiser
+from results.search import (asha_rungs, best_trials, learning_curves, max_epochs, optimization_history, plot_history, plot_learning_curves,
+                            plot_timeline, read_histories, timeline)
 from results.study_dir import Study
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ def headline(learned: list[Learned], curves: pd.DataFrame, best: str) -> str:
 
 
 def leaderboard_section(study: Study, board: pd.DataFrame, scored: tuple[str, ...], faces: int | None, notes: list[str], work: Path) -> Section:
-    """The trial table, hyperparameter importance and the parallel-coordinates plot."""
+    """The trial table, ranked by the validation metric, with the test scores beside it."""
     (work / "leaderboard.md").write_text(markdown_table(board) + "\n")
     faces = "all" if faces is None else f"the first {faces}"
     blocks = [
@@ -60,11 +62,85 @@ def leaderboard_section(study: Study, board: pd.DataFrame, scored: tuple[str, ..
         Table(board, "leaderboard", markdown_rows=15),
     ]
     blocks += [Text(note, "warning") for note in notes]
+    return Section("Leaderboard", blocks)
+
+
+def search_section(study: Study, work: Path) -> Section:
+    """How the search ran, from trials.csv and each trial's result.json: history, learning curves, timeline, importance."""
+    histories = read_histories(study)
+    blocks = [Text("How the search ran, from trials.csv (one row per trial: status, hyperparameters, best validation scores) and each "
+                   "trial's result.json (one line per epoch, as Ray Tune received it: the validation metrics, when it was reported, which "
+                   "node trained it)."),
+              *(Text(note, "note") for note in histories.notes)]
+    blocks += history_blocks(study, histories.epochs, work) + curve_blocks(study, histories.epochs, work)
+    blocks += timeline_blocks(study, histories.epochs, work) + importance_blocks(study, work)
+    return Section("The search", blocks)
+
+
+def history_blocks(study: Study, epochs: pd.DataFrame, work: Path) -> list:
+    history = optimization_history(study, epochs)
+    if history.empty:
+        return [Text("No optimization history: no trial has a readable result.json to say when it finished.", "note")]
+    history.to_csv(work / "optimization_history.csv", index=False)
+    plot_history(history, study.metric, study.mode, work / "optimization_history.png")
+    return [Text(f"Optimization history: each trial's {study.metric} from trials.csv (its best epoch), in the order the trials finished "
+                 "(the timestamp of the last line of its result.json). The black step line is the best so far among completed and "
+                 "ASHA-stopped trials, the ones model selection may pick. Filled dots trained every epoch, hollow dots were stopped by ASHA, "
+                 "crosses failed (at the bottom edge when they never scored). A line still climbing at the right edge says more trials "
+                 "would likely have found better settings. Numbers in optimization_history.csv."),
+            Figure("optimization_history.png", f"optimization history: {study.metric} per trial in finishing order, and the best so far")]
+
+
+def curve_blocks(study: Study, epochs: pd.DataFrame, work: Path) -> list:
+    curves = learning_curves(study, epochs)
+    if curves.empty:
+        return [Text(f"No learning curves: no result.json holds an epoch with {study.epoch_metric}.", "note")]
+    rungs, named = asha_rungs(study.config), best_trials(study)
+    curves.to_csv(work / "learning_curves.csv", index=False)
+    plot_learning_curves(curves, rungs, study.epoch_metric, named, work / "learning_curves.png")
+    if study.config.get("scheduler") != "asha":
+        scheduler = (f"The study ran without ASHA (scheduler: {study.config.get('scheduler', 'fifo')}), so no trial was cut: each trained "
+                     "until its last epoch, its early stopping or a failure.")
+    else:
+        factor = study.config.get("reduction_factor")
+        at = ", ".join(map(str, rungs[:-1])) + " and " * (len(rungs) > 1) + str(rungs[-1]) if rungs else "none"
+        scheduler = (f"Dotted vertical lines are ASHA's rungs, epochs {at} (grace_period {study.config.get('grace_period')} x "
+                     f"reduction_factor {factor} to the power k, below the {max_epochs(study.config)} epochs a trial can train): at each "
+                     f"rung ASHA lets a trial go on only if its {study.epoch_metric} is in the best 1/{factor} of the trials that reached "
+                     "that rung before it. A black cross marks the last epoch of each trial ASHA stopped; a curve still rising where it "
+                     "was cut may have been stopped too early.")
+    return [Text(f"Learning curves: {study.epoch_metric} after every epoch of every trial, from each trial's result.json, coloured by "
+                 f"status; the {len(named)} best trials are named at their last epoch. {scheduler} Numbers in learning_curves.csv "
+                 "(cut: ASHA stopped the trial after this epoch)."),
+            Figure("learning_curves.png", f"learning curves: {study.epoch_metric} per epoch, ASHA's cuts and rungs")]
+
+
+def timeline_blocks(study: Study, epochs: pd.DataFrame, work: Path) -> list:
+    bars = timeline(study, epochs)
+    if bars.empty:
+        return [Text("No timeline: no result.json holds a timestamp.", "note")]
+    bars.to_csv(work / "timeline.csv", index=False)
+    plot_timeline(bars, work / "timeline.png")
+    return [Text("Timeline: one row per node (the node that trained the trial: train_node_ip in result.json), one bar per trial from "
+                 "the start of its first epoch (the first line's timestamp less that epoch's time_this_iter_s) to its last result, "
+                 "coloured by status and labelled with its trial id (or its first four characters where the bar is short). Bars stacked in "
+                 "one row ran at the same time on that node; a trial resumed from a checkpoint has one bar per stretch, and gaps between "
+                 "bars are time no trial was training there. Numbers (unix seconds) in timeline.csv."),
+            Figure("timeline.png", "timeline: trials per node over the study's wall-clock time, coloured by status")]
+
+
+def importance_blocks(study: Study, work: Path) -> list:
     importance = param_importance(study)
+    blocks = [Text("Hyperparameter importance: the completed trials of trials.csv (ASHA-stopped trials left out, as Optuna leaves pruned "
+                   f"trials out) replayed into an in-memory Optuna study with the search space of study.yaml; each column names its "
+                   f"evaluator. PED-ANOVA (Optuna's default) compares where the best trials' settings fall with the whole search space; "
+                   f"from {FANOVA_TRIALS} completed trials fANOVA (the variance a random forest fitted to the trials attributes to each "
+                   "setting) stands beside it. Where the two disagree, neither is a measurement.")]
     if importance.table is not None:
+        importance.table.to_csv(work / "importance.csv", index=False)
         plot_importance(importance, work / "importance.png")
-        blocks += [Text(importance.reason, "note"), Table(importance.table, "hyperparameter importance"),
-                   Figure("importance.png", "hyperparameter importance for the validation metric")]
+        blocks += [Text(importance.reason, "note"), Table(importance.table, "hyperparameter importance (each column sums to 1; importance.csv)"),
+                   Figure("importance.png", f"hyperparameter importance for {study.metric}, by {' and '.join(importance.evaluators)}")]
     else:
         blocks.append(Text(f"No hyperparameter importance: {importance.reason}.", "note"))
     reason = plot_parallel_coordinates(study, work / "parallel_coordinates.png")
@@ -72,7 +148,7 @@ def leaderboard_section(study: Study, board: pd.DataFrame, scored: tuple[str, ..
         blocks.append(Figure("parallel_coordinates.png", "parallel coordinates of the completed trials: each line is a trial, colour is the validation metric"))
     else:
         blocks.append(Text(f"No parallel-coordinates plot: {reason}.", "note"))
-    return Section("Leaderboard", blocks)
+    return blocks
 
 
 def questions_section(study: Study, test_rows: pd.DataFrame, scored: tuple[str, ...], faces: int | None, work: Path) -> Section:

@@ -38,7 +38,12 @@ class Study:
     @property
     def metric(self) -> str:
         """The trial-table column that selected models (validation only), e.g. ``best_val_loss``."""
-        return f"best_{self.config.get('metric', 'val_loss')}"
+        return f"best_{self.epoch_metric}"
+
+    @property
+    def epoch_metric(self) -> str:
+        """The same metric as each epoch reported it to Tune (a key of result.json), e.g. ``val_loss``."""
+        return str(self.config.get("metric", "val_loss"))
 
     @property
     def mode(self) -> str:
