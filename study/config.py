@@ -41,6 +41,7 @@ class StudyConfigError(SettingsError):
 class StudyConfig:
     name: str = "study"
     storage: str = "./studies"
+    optuna_storage: str | None = None  # the Optuna study's database URL (None: sqlite STUDY/optuna.db)
     data: str | None = None
     num_samples: int = 8  # trials
     max_concurrent: int = 0  # 0: as many as the resources found allow
@@ -77,6 +78,8 @@ class StudyConfig:
             (self.grace_period >= 1 and self.reduction_factor >= 2, "grace_period must be >= 1 and reduction_factor >= 2"),
             (self.grid_every >= 0, "grid_every must be >= 0 (0: no image grids)"),
             (self.holdout_faces is None or self.holdout_faces >= 1, "holdout_faces must be >= 1, or null for every face"),
+            (self.optuna_storage is None or "://" in self.optuna_storage,
+             "optuna_storage must be a database URL, e.g. postgresql://optuna@HEAD_IP/optuna or sqlite:///PATH/optuna.db"),
             (bool(self.name) and "/" not in self.name and self.name not in (".", ".."), "name must be a non-empty directory name"),
             ((self.mode == "min") == (self.metric == "val_loss"), f"mode for {self.metric} must be {'min' if self.metric == 'val_loss' else 'max'}"),
         ]

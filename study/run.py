@@ -26,12 +26,14 @@ from denoise_core.settings import add_flags, flag_assignments, parse_assignment 
 from denoise_core.train import TrainConfig  # noqa: E402
 from study.config import PRESETS, QUICK_REPORT, StudyConfig, build_config, resume_config, storage_root, to_yaml  # noqa: E402
 
-STUDY_FLAGS = ("data", "name", "storage", "num_samples", "max_concurrent", "train_workers", "cpus_per_worker", "gpus_per_trial",
+STUDY_FLAGS = ("data", "name", "storage", "optuna_storage", "num_samples", "max_concurrent", "train_workers", "cpus_per_worker", "gpus_per_trial",
                "max_failures", "seed", "holdout_faces", "verbose")
 TRAIN_SHORTCUTS = ("epochs", "train_size", "val_size", "batch_size")  # --epochs is train.epochs
 HELP = {
     "data": "FER2013 file or folder (default: $FER2013_PATH)", "name": "study directory name under --storage",
-    "storage": "where studies live: a local folder, or s3:// / NFS on a cluster", "num_samples": "number of trials",
+    "storage": "where studies live: a local folder, or s3:// / NFS on a cluster",
+    "optuna_storage": "database URL of the Optuna study (default: sqlite in the study directory; a server on a cluster, e.g. postgresql://optuna@HEAD_IP/optuna)",
+    "num_samples": "number of trials",
     "max_concurrent": "trials at a time (0: as many as the resources allow)", "train_workers": "0: train inside the trial; N: a TorchTrainer with N workers",
     "cpus_per_worker": "CPUs per trial or Train worker", "gpus_per_trial": "GPU share per worker (null: 0.25 with GPUs, else 0)",
     "max_failures": "restarts of a failed trial from its checkpoint", "seed": "seeds the Optuna sampler",

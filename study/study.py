@@ -33,7 +33,7 @@ from denoise_core.evaluate import evaluate_on_holdout, model_denoiser
 from denoise_core.holdout import holdout_for
 from denoise_core.model import ConvAutoencoder, model_config_from_dict
 from denoise_core.settings import to_dict
-from study import space, storage
+from study import optuna_db, space, storage
 from study.config import StudyConfig, StudyConfigError, storage_root, to_yaml
 from study.trial import CHECKPOINT_FILE, tune_trial, tune_trial_with_trainer
 
@@ -100,6 +100,7 @@ def plan_resources(config: StudyConfig, cluster: dict[str, float]) -> Resources:
 def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) -> str:
     """Every check that needs no Ray, so a mistake costs a second instead of a Ray start; returns the data path."""
     study_uri = config.study_uri
+    url = optuna_db.storage_url(config)
     if "://" not in study_uri:
         for parent in [Path(study_uri), *Path(study_uri).parents]:
             if parent.exists() and not parent.is_dir():
@@ -111,6 +112,8 @@ def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) 
                            "resume; start another study with a new --name")
     if not resume and storage.exists(study_uri):
         raise OutputExists(f"study '{config.name}' already exists at {study_uri}; pass --resume to continue it or choose another --name")
+    if not resume and config.optuna_storage:
+        optuna_db.check_new(url, config.name)
     data_path = str(resolve_data_path(config.data).absolute())
     splits = load_splits(data_path)
     empty = [name for name, faces in (("Training", splits.train), ("PublicTest", splits.val), ("PrivateTest", splits.test_unique)) if not len(faces)]
@@ -134,10 +137,8 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
     """Run (or resume) the study described by ``config`` on the connected Ray cluster."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.optuna import OptunaSearch
-    import optuna
-
     from study.console import ConsoleReporter
+    from study.searcher import RecordingSearch
     from study.tensorboard import TrialCsvLogger, TrialJsonLogger, TrialTensorBoard
 
     study_uri = config.study_uri
@@ -169,8 +170,8 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
         log.info("resuming study %s", study_uri)
         tuner = tune.Tuner.restore(study_uri, trainable=trainable, resume_errored=True)
     else:
-        searcher = OptunaSearch(space=space.sampler_for(config.search), sampler=optuna.samplers.TPESampler(seed=config.seed),
-                                metric=config.metric, mode=config.mode) if config.search else None
+        storage.write_bytes(yaml_uri, to_yaml(config).encode(), overwrite=False)
+        searcher = RecordingSearch(config, optuna_db.storage_url(config))
         scheduler = (
             ASHAScheduler(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=config.max_epochs)
             if config.scheduler == "asha" else FIFOScheduler()
@@ -181,7 +182,6 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
                                         max_concurrent_trials=resources.concurrent, metric=config.metric, mode=config.mode,
                                         trial_dirname_creator=trial_dirname),
         )
-        storage.write_bytes(yaml_uri, to_yaml(config).encode(), overwrite=False)
     with stop_signals() as received:
         results = tuner.fit()
     statuses = saved_statuses(study_uri)
@@ -329,6 +329,8 @@ def export_best(results: Any, trials: pd.DataFrame, config: StudyConfig, data_pa
     recipe = "# The winning trial's training settings: python -m denoise_core.train --config best/train.yaml --out RUN replays it.\n"
     storage.write_bytes(f"{config.study_uri}/best/train.yaml", (recipe + yaml.safe_dump(checkpoint["config"], sort_keys=False)).encode())
     storage.write_bytes(f"{config.study_uri}/best/trial.yaml", yaml.safe_dump({k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}, sort_keys=False).encode())
+    url = optuna_db.storage_url(config)
+    optuna_db.record_best(url, config.name, optuna_db.optuna_number(url, config.name, str(best["trial_id"])), str(best["trial_id"]), table)
     storage.write_bytes(model_uri, checkpoint_bytes(export_model(checkpoint)), overwrite=False)
     return str(best["trial_id"]), model_uri, table
 

@@ -143,7 +143,8 @@ def test_denoise_cli_rejects_a_foreign_model_file(tmp_path, capsys):
 
 
 CLI_MAINS = {"facestudy-train": "denoise_core.train_cli", "facestudy-denoise": "denoise_core.denoise", "facestudy-study": "study.run",
-             "facestudy-report": "results.report", "facestudy-compare": "results.compare", "results.showcase": "results.showcase"}
+             "facestudy-report": "results.report", "facestudy-compare": "results.compare", "results.showcase": "results.showcase",
+             "facestudy-dashboard": "study.dashboard"}
 
 
 @pytest.mark.parametrize("module", sorted(set(CLI_MAINS.values())))

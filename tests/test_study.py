@@ -210,6 +210,15 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(study_env, 
     assert {k: after[k] for k in finished_before} == finished_before
     trials = pd.read_csv(study_dir / "trials.csv")
     assert len(trials) == 3 and set(trials["status"]) == {"completed"}
+    assert optuna_trials(study_dir) == {(trial_id, "COMPLETE") for trial_id in trials["trial_id"].astype(str)}
+
+
+def optuna_trials(study_dir: Path) -> set[tuple[str, str]]:
+    """(Tune trial id, Optuna state) of every trial in the study's Optuna database."""
+    import optuna
+
+    study = optuna.load_study(study_name=study_dir.name, storage=f"sqlite:///{study_dir}/optuna.db")
+    return {(t.user_attrs.get("tune_trial_id"), t.state.name) for t in study.trials}
 
 
 def test_a_warm_started_trial_is_scored_on_the_initial_model_first(study_env, finished):
@@ -296,9 +305,11 @@ def test_ctrl_c_after_the_last_trial_started_is_an_interruption_not_a_success(st
     assert not (study_dir / "best").exists()
     statuses = pd.read_csv(study_dir / "trials.csv").set_index("trial_id")["status"]
     assert "interrupted" in set(statuses) and "stopped by ASHA" not in set(statuses)
+    assert ("RUNNING" in {state for _, state in optuna_trials(study_dir)}) and len(optuna_trials(study_dir)) == 2
     resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=400)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert set(pd.read_csv(study_dir / "trials.csv")["status"]) == {"completed"}
+    assert optuna_trials(study_dir) == {(trial_id, "COMPLETE") for trial_id in pd.read_csv(study_dir / "trials.csv")["trial_id"].astype(str)}
     assert (study_dir / "best" / "model.pt").exists()
 
 

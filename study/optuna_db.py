@@ -1,0 +1,105 @@
+"""Where a study's Optuna study lives: a real database, so that optuna-dashboard can watch it live.
+
+SQLite in the study directory by default (``STUDY/optuna.db``), or a server database on a cluster
+(``optuna_storage: postgresql://...``); the trials' image grids are artifacts in ``STUDY/optuna-artifacts``.
+Only the driver writes them (``study.searcher``). Optuna never changes a finished trial, so the best model's
+hold-out scores, measured after the last trial, are study attributes.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from denoise_core.errors import OutputExists
+from study import storage
+from study.config import StudyConfig, StudyConfigError
+
+DB_FILE = "optuna.db"
+ARTIFACT_DIR = "optuna-artifacts"
+TUNE_TRIAL_ID = "tune_trial_id"
+
+
+def storage_url(config: StudyConfig) -> str:
+    """``optuna_storage``, else SQLite in the study directory (a local one: SQLite cannot live in object storage)."""
+    if config.optuna_storage:
+        return config.optuna_storage
+    if "://" in config.study_uri:
+        raise StudyConfigError(f"storage {config.storage} is not a local directory, so the Optuna study cannot be a SQLite file in it; "
+                               "pass --optuna-storage URL (a database server, e.g. postgresql://optuna@HEAD_IP/optuna; "
+                               "cluster/cluster.yaml starts one on the head node)")
+    return f"sqlite:///{config.study_uri}/{DB_FILE}"
+
+
+def artifact_uri(config: StudyConfig) -> str:
+    return f"{config.study_uri}/{ARTIFACT_DIR}"
+
+
+def open_storage(url: str):
+    """An ``RDBStorage`` (tables created on first use), or a one-line error naming what is wrong with ``url``."""
+    import optuna
+    import sqlalchemy
+
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    except ImportError:
+        raise StudyConfigError(f"optuna_storage {url}: the Python driver for this database is not installed; "
+                               "for PostgreSQL: pip install 'psycopg[binary]'") from None
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise StudyConfigError(f"optuna_storage {url} cannot be opened: {first}") from None
+
+
+def check_new(url: str, name: str) -> None:
+    """A new study never joins or overwrites an Optuna study of the same name (on a shared server, say)."""
+    import optuna
+
+    if name in optuna.study.get_all_study_names(open_storage(url)):
+        raise OutputExists(f"the Optuna storage {url} already holds a study named '{name}'; choose another --name "
+                           "(or --resume the study of that name)")
+
+
+class StudyArtifactStore:
+    """Optuna's artifact-store protocol over the study's own storage (a local folder or s3://), laid out as
+    ``FileSystemArtifactStore`` lays out its files, so ``optuna-dashboard --artifact-dir STUDY/optuna-artifacts`` reads it."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        from optuna.artifacts.exceptions import ArtifactNotFound
+
+        if not storage.exists(f"{self.uri}/{artifact_id}"):
+            raise ArtifactNotFound(artifact_id)
+        return io.BytesIO(storage.read_bytes(f"{self.uri}/{artifact_id}"))
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        storage.write_bytes(f"{self.uri}/{artifact_id}", content_body.read())
+
+    def remove(self, artifact_id: str) -> None:
+        filesystem, path = storage.filesystem(f"{self.uri}/{artifact_id}")
+        filesystem.delete_file(path)
+
+
+def record_best(url: str, name: str, optuna_number: int | None, tune_trial_id: str, holdout: Any) -> None:
+    """The exported model's hold-out scores, as study attributes (the trial itself is finished, so Optuna keeps it as it was)."""
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    study.set_user_attr("best_tune_trial_id", tune_trial_id)
+    if optuna_number is not None:
+        study.set_user_attr("best_trial_number", optuna_number)
+    study.set_user_attr("best_holdout", {row["condition"]: {"psnr": float(row["psnr"]), "ssim": float(row["ssim"])}
+                                         for row in holdout.to_dict("records")})
+
+
+def optuna_number(url: str, name: str, tune_trial_id: str) -> int | None:
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=open_storage(url))
+    found = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(TUNE_TRIAL_ID) == tune_trial_id]
+    return found[0] if found else None
