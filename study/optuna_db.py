@@ -85,21 +85,25 @@ class StudyArtifactStore:
         filesystem.delete_file(path)
 
 
-def record_best(url: str, name: str, optuna_number: int | None, tune_trial_id: str, holdout: Any) -> None:
+def has_study(url: str, name: str) -> bool:
+    """Whether ``url`` holds the Optuna study ``name`` (a study started before studies kept one does not); opens no new file."""
+    import optuna
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        return False
+    return name in optuna.study.get_all_study_names(open_storage(url))
+
+
+def record_best(url: str, name: str, tune_trial_id: str, holdout: Any) -> None:
     """The exported model's hold-out scores, as study attributes (the trial itself is finished, so Optuna keeps it as it was)."""
     import optuna
 
+    if not has_study(url, name):
+        return
     study = optuna.load_study(study_name=name, storage=open_storage(url))
+    numbers = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(TUNE_TRIAL_ID) == tune_trial_id]
     study.set_user_attr("best_tune_trial_id", tune_trial_id)
-    if optuna_number is not None:
-        study.set_user_attr("best_trial_number", optuna_number)
+    if numbers:
+        study.set_user_attr("best_trial_number", numbers[0])
     study.set_user_attr("best_holdout", {row["condition"]: {"psnr": float(row["psnr"]), "ssim": float(row["ssim"])}
                                          for row in holdout.to_dict("records")})
-
-
-def optuna_number(url: str, name: str, tune_trial_id: str) -> int | None:
-    import optuna
-
-    study = optuna.load_study(study_name=name, storage=open_storage(url))
-    found = [t.number for t in study.get_trials(deepcopy=False) if t.user_attrs.get(TUNE_TRIAL_ID) == tune_trial_id]
-    return found[0] if found else None

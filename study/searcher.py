@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ class RecordingSearch(OptunaSearch):
         self._config = config
         self._artifacts = StudyArtifactStore(artifact_uri(config))
         self._recorded: dict[str, int] = {}  # the last epoch recorded per Tune trial
+        with warnings.catch_warnings():  # metric names are an experimental Optuna feature; the dashboard labels its axes with them
+            warnings.simplefilter("ignore")
+            self._ot_study.set_metric_names([config.metric])
         for key, value in {"study_uri": config.study_uri, "metric": config.metric, "num_samples": config.num_samples,
                            "search": config.search}.items():
             self._ot_study.set_user_attr(key, value)

@@ -51,6 +51,7 @@ def test_every_trial_is_in_the_database_with_the_state_that_says_what_happened(r
             assert trial.value == pytest.approx(row["best_val_psnr"])
     assert {"COMPLETE", "PRUNED"} == {t.state.name for t in study.trials}, "ASHA should have stopped a trial with these settings"
     assert study.best_trial.user_attrs["tune_trial_id"] in trials.index
+    assert study.metric_names == [config.metric]
 
 
 def test_each_epoch_is_one_intermediate_value_and_each_grid_an_artifact(recorded):
@@ -166,3 +167,11 @@ def test_the_default_database_is_sqlite_in_the_study_directory(tmp_path):
     assert storage_url(config) == f"sqlite:///{tmp_path.resolve()}/x/optuna.db"
     with pytest.raises(StudyConfigError, match="--optuna-storage"):
         storage_url(build_config("smoke", assignments=[("storage", "s3://bucket/studies")]))
+
+
+def test_a_study_started_before_studies_kept_a_database_is_exported_without_one(tmp_path):
+    from study.optuna_db import has_study, record_best
+
+    url = f"sqlite:///{tmp_path}/old/optuna.db"
+    record_best(url, "old", "abc", pd.DataFrame({"condition": ["sp:0.5"], "psnr": [30.0], "ssim": [0.9]}))
+    assert not has_study(url, "old") and not (tmp_path / "old").exists()
