@@ -1,13 +1,17 @@
-"""Corruptions: salt-and-pepper, Gaussian and their mixtures, described by a tiny text spec.
+"""Corruptions: salt-and-pepper, Gaussian, random-valued impulses, JPEG, and their mixtures, described by a tiny text spec.
 
 Every function takes an explicit ``torch.Generator`` on the images' device, so a batch is corrupted
 where it lives (CPU or GPU) and the same seed gives the same noise.
 
-Spec grammar: components joined by ``+``; each is ``sp:DENSITY`` or ``gauss:SIGMA``, where a value may be
-a range ``LO-HI`` drawn uniformly per image (blind training). Examples: ``sp:0.2``, ``gauss:25``,
-``sp:0.1+gauss:10``, ``sp:0.05-0.5``, ``none``. Gaussian noise is added first and impulses last, so an
-impulse is always exactly 0 or 1. Alternatives joined by ``|`` pick one per image with equal probability,
-which trains one model blind over noise kinds: ``sp:0.02-0.9|gauss:5-55|sp:0.05-0.3+gauss:5-30``.
+Spec grammar: components joined by ``+``; each is ``sp:DENSITY``, ``gauss:SIGMA``, ``rv:DENSITY`` (random-valued
+impulses: pixels replaced by uniform random values, so unlike salt-and-pepper they are not exactly 0 or 1) or
+``jpeg:QUALITY`` (the noisy face saved as a JPEG of that quality and read back, as a phone stores it), where a
+value may be a range ``LO-HI`` drawn uniformly per image (blind training). Examples: ``sp:0.2``, ``gauss:25``,
+``sp:0.1+gauss:10``, ``sp:0.05-0.5``, ``rv:0.1``, ``sp:0.1+jpeg:90``, ``none``. Gaussian noise comes first, then
+random-valued and salt-and-pepper impulses (so a salt-and-pepper impulse is exactly 0 or 1), and JPEG last.
+Alternatives joined by ``|`` pick one per image with equal probability, which trains one model blind over noise
+kinds: ``sp:0.02-0.9|gauss:5-55|sp:0.05-0.3+gauss:5-30``. A component draws random numbers only when it is
+present, so adding one to the grammar changes no existing spec's noise.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import torch
 from denoise_core.errors import InputError
 
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
-_COMPONENT = re.compile(rf"^(sp|gauss):{_NUMBER}(?:-{_NUMBER})?$")
+_COMPONENT = re.compile(rf"^(sp|gauss|rv|jpeg):{_NUMBER}(?:-{_NUMBER})?$")
+_FORMS = "sp:DENSITY, gauss:SIGMA, rv:DENSITY, jpeg:QUALITY, a range like sp:0.05-0.5, or a mix like sp:0.1+gauss:10"
 
 
 class NoiseSpecError(InputError):
@@ -29,11 +34,14 @@ class NoiseSpecError(InputError):
 
 @dataclass(frozen=True)
 class NoiseSpec:
-    """Salt-and-pepper density range and Gaussian sigma range (0..255 scale); (0, 0) means absent."""
+    """Salt-and-pepper density, Gaussian sigma (0..255 scale), random-valued impulse density and JPEG quality
+    ranges; (0, 0) means absent."""
 
     density: tuple[float, float] = (0.0, 0.0)
     sigma: tuple[float, float] = (0.0, 0.0)
     salt_ratio: float = 0.5
+    random: tuple[float, float] = (0.0, 0.0)
+    jpeg: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def parse(cls, text: str) -> NoiseSpec:
@@ -46,29 +54,48 @@ class NoiseSpec:
         for part in text.split("+"):
             match = _COMPONENT.match(part)
             if not match:
-                raise NoiseSpecError(f"bad noise spec '{text}': use sp:DENSITY, gauss:SIGMA, a range like sp:0.05-0.5, or a mix like sp:0.1+gauss:10")
+                raise NoiseSpecError(f"bad noise spec '{text}': use {_FORMS}")
             kind, low, high = match.group(1), float(match.group(2)), float(match.group(3) or match.group(2))
             if kind in values:
                 raise NoiseSpecError(f"bad noise spec '{text}': '{kind}' appears twice")
             if low > high:
                 raise NoiseSpecError(f"bad noise spec '{text}': range {low}-{high} goes down; write LOW-HIGH")
-            if kind == "sp" and not 0.0 <= high <= 1.0:
-                raise NoiseSpecError(f"bad noise spec '{text}': salt-and-pepper density must be in 0..1")
+            if kind in ("sp", "rv") and not 0.0 <= high <= 1.0:
+                raise NoiseSpecError(f"bad noise spec '{text}': an impulse density must be in 0..1")
+            if kind == "jpeg" and not 1.0 <= low <= high <= 100.0:
+                raise NoiseSpecError(f"bad noise spec '{text}': JPEG quality must be in 1..100")
             if kind == "gauss" and high > 255:
                 raise NoiseSpecError(f"bad noise spec '{text}': Gaussian sigma is on the 0..255 scale, got {high}")
             values[kind] = (low, high)
-        return cls(density=values.get("sp", (0.0, 0.0)), sigma=values.get("gauss", (0.0, 0.0)))
+        absent = (0.0, 0.0)
+        return cls(density=values.get("sp", absent), sigma=values.get("gauss", absent), random=values.get("rv", absent), jpeg=values.get("jpeg", absent))
 
     def __str__(self) -> str:
         parts = []
-        for kind, (low, high) in (("sp", self.density), ("gauss", self.sigma)):
+        for kind, (low, high) in (("sp", self.density), ("gauss", self.sigma), ("rv", self.random), ("jpeg", self.jpeg)):
             if high > 0:
                 parts.append(f"{kind}:{_fmt(low)}" + (f"-{_fmt(high)}" if high != low else ""))
         return "+".join(parts) or "none"
 
     @property
     def is_blind(self) -> bool:
-        return self.density[0] != self.density[1] or self.sigma[0] != self.sigma[1]
+        return any(low != high for low, high in (self.density, self.sigma, self.random, self.jpeg))
+
+    @property
+    def kind(self) -> str:
+        """What a model must undo, for tables and curves: "jpeg" once saved as JPEG, else "rv" with random-valued
+        impulses, else "mixture", "sp", "gauss" or "clean"."""
+        if self.jpeg[1]:
+            return "jpeg"
+        if self.random[1]:
+            return "rv"
+        if self.density[1] and self.sigma[1]:
+            return "mixture"
+        return "sp" if self.density[1] else "gauss" if self.sigma[1] else "clean"
+
+    @property
+    def is_clean(self) -> bool:
+        return not (self.density[1] or self.sigma[1] or self.random[1] or self.jpeg[1])
 
 
 def _fmt(value: float) -> str:
@@ -89,6 +116,32 @@ def gaussian(images: torch.Tensor, sigma: float | torch.Tensor, generator: torch
     """Add zero-mean Gaussian noise of standard deviation ``sigma`` on the 0..255 scale, clipped to [0, 1]."""
     draw = torch.randn(images.shape, generator=generator, device=images.device, dtype=torch.float32)
     return (images + draw.to(images.dtype) * (_per_image(sigma, images) / 255.0)).clamp_(0.0, 1.0)
+
+
+def random_valued(images: torch.Tensor, density: float | torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Replace a fraction ``density`` of pixels by values drawn uniformly from [0, 1]: impulses a mask of exact 0 and 1 cannot find."""
+    draw = torch.rand(images.shape, generator=generator, device=images.device, dtype=torch.float32)
+    values = torch.rand(images.shape, generator=generator, device=images.device, dtype=torch.float32)
+    return torch.where(draw < _per_image(density, images), values.to(images.dtype), images)
+
+
+def jpeg(images: torch.Tensor, quality: float | torch.Tensor) -> torch.Tensor:
+    """Each image saved as an 8-bit JPEG at ``quality`` (rounded; one value per image or one for all) and read back."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    count, height, width = len(images), images.shape[-2], images.shape[-1]
+    pixels = images.detach().reshape(count, -1, height, width).mul(255.0).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+    qualities = quality.round().int().tolist() if isinstance(quality, torch.Tensor) else [round(quality)] * count
+    restored = np.empty_like(pixels)
+    for index, (planes, level) in enumerate(zip(pixels, qualities)):
+        for channel, plane in enumerate(planes):
+            buffer = io.BytesIO()
+            Image.fromarray(plane).save(buffer, format="JPEG", quality=int(level))
+            restored[index, channel] = np.asarray(Image.open(buffer).convert("L"))
+    return torch.from_numpy(restored).to(images.device, images.dtype).div_(255.0).reshape(images.shape)
 
 
 def parse_alternatives(text: str) -> tuple[NoiseSpec, ...]:
@@ -114,13 +167,17 @@ def corrupt(images: torch.Tensor, spec: NoiseSpec | str, generator: torch.Genera
 
 
 def _corrupt_one(images: torch.Tensor, spec: NoiseSpec, generator: torch.Generator | None) -> torch.Tensor:
-    if spec.sigma[1] == 0 and spec.density[1] == 0:
+    if spec.is_clean:
         return images.clone()
     noisy = images
     if spec.sigma[1] > 0:
         noisy = gaussian(noisy, _draw_levels(spec.sigma, len(images), generator, images.device), generator)
+    if spec.random[1] > 0:
+        noisy = random_valued(noisy, _draw_levels(spec.random, len(images), generator, images.device), generator)
     if spec.density[1] > 0:
         noisy = salt_and_pepper(noisy, _draw_levels(spec.density, len(images), generator, images.device), spec.salt_ratio, generator)
+    if spec.jpeg[1] > 0:
+        noisy = jpeg(noisy, _draw_levels(spec.jpeg, len(images), generator, images.device))
     return noisy
 
 

@@ -178,7 +178,7 @@ def memoised(denoiser: Denoiser) -> Denoiser:
 def impulse_density(condition: str) -> float:
     """The density of a pure, fixed-density salt-and-pepper condition; NaN for anything else."""
     spec = NoiseSpec.parse(condition)
-    if spec.sigma[1] == 0 and spec.density[1] > 0 and not spec.is_blind:
+    if spec.kind == "sp" and not spec.is_blind:
         return float(spec.density[0])
     return math.nan
 

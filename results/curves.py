@@ -26,8 +26,10 @@ from denoise_core.noise import NoiseSpec
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 CLEAN = "none"
-KINDS = ("sp", "gauss", "mixture")
-AXIS_LABELS = {"sp": "salt-and-pepper density", "gauss": "Gaussian sigma (of 255)", "mixture": "mixture: S&P density + Gaussian sigma"}
+KINDS = ("sp", "gauss", "mixture", "rv", "jpeg")
+AXIS_LABELS = {"sp": "salt-and-pepper density", "gauss": "Gaussian sigma (of 255)", "mixture": "mixture: S&P density + Gaussian sigma",
+               "rv": "random-valued impulse density", "jpeg": "noise saved as JPEG (quality falls to the right)"}
+LABELLED_KINDS = ("mixture", "jpeg")  # kinds whose x ticks name their conditions
 COLUMNS = ("model", "family", "condition", "noise", "level", "psnr", "ssim", "noisy_psnr", "noisy_ssim", "faces", "parameter", "seconds")
 
 
@@ -35,7 +37,7 @@ COLUMNS = ("model", "family", "condition", "noise", "level", "psnr", "ssim", "no
 class NoiseAxis:
     """Where a condition sits on the curves: its kind and its x value (density, or sigma for Gaussian)."""
 
-    kind: str  # "clean", "sp", "gauss" or "mixture"
+    kind: str  # NoiseSpec.kind: "clean", "sp", "gauss", "mixture", "rv" or "jpeg"
     level: float
 
 
@@ -47,14 +49,9 @@ def noise_axis(condition: str) -> NoiseAxis:
     spec = NoiseSpec.parse(condition)
     if spec.is_blind:
         raise InputError(f"'{condition}' is a range; curves need fixed noise levels")
-    density, sigma = spec.density[0], spec.sigma[0]
-    if density and sigma:
-        return NoiseAxis("mixture", density)
-    if density:
-        return NoiseAxis("sp", density)
-    if sigma:
-        return NoiseAxis("gauss", sigma)
-    return NoiseAxis("clean", 0.0)
+    level = {"jpeg": 100.0 - spec.jpeg[0], "rv": spec.random[0], "mixture": spec.density[0], "sp": spec.density[0],
+             "gauss": spec.sigma[0], "clean": 0.0}[spec.kind]
+    return NoiseAxis(spec.kind, level)
 
 
 def curve_conditions(study_conditions: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -157,8 +154,8 @@ def plot_curves(table: pd.DataFrame, path: Path, title: str) -> None:
                 ax.plot(points["level"], points["value"], "-" if not subset else "--", marker="o" if bold else ".",
                         linewidth=2.4 if bold else 1.2, markersize=5 if bold else 4, color=colors[model],
                         label=curve_label(table, model, total_faces), alpha=1.0 if bold else 0.85)
-            if kind == "mixture":
-                mixed = table[table["noise"] == "mixture"].drop_duplicates("condition").sort_values("level")
+            if kind in LABELLED_KINDS:
+                mixed = table[table["noise"] == kind].drop_duplicates("condition").sort_values("level")
                 ax.set_xticks([0.0, *mixed["level"]], ["clean", *(c.replace("+", "\n+") for c in mixed["condition"])], fontsize=7)
             ax.set_xlabel(AXIS_LABELS[kind])
             ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
@@ -176,7 +173,7 @@ def plot_curves(table: pd.DataFrame, path: Path, title: str) -> None:
 
 def tensorboard_step(kind: str, level: float) -> int:
     """Density as a percentage (S&P, mixture) or sigma (Gaussian): TensorBoard steps are integers."""
-    return int(round(level * 100)) if kind in ("sp", "mixture") else int(round(level))
+    return int(round(level * 100)) if kind in ("sp", "mixture", "rv") else int(round(level))
 
 
 def write_tensorboard(table: pd.DataFrame, log_dir: Path) -> None:

@@ -27,8 +27,9 @@ from results.curves import canonical, model_curves, noise_axis, score
 from results.models import as_denoiser, for_inference
 from results.score_cache import ScoreCache
 
-KIND_NAMES = {"sp": "salt-and-pepper", "gauss": "Gaussian noise", "mixture": "S&P + Gaussian mixtures"}
-MARGIN_DB = {"sp": 1.0, "gauss": 0.5, "mixture": 1.5}
+KIND_NAMES = {"sp": "salt-and-pepper", "gauss": "Gaussian noise", "mixture": "S&P + Gaussian mixtures", "rv": "random-valued impulses",
+              "jpeg": "noise saved as JPEG"}
+MARGIN_DB = {"sp": 1.0, "gauss": 0.5, "mixture": 1.5, "rv": 2.0, "jpeg": 2.0}
 BAR_CONDITIONS = ("sp:0.05", "sp:0.1", "sp:0.2", "sp:0.3", "sp:0.5", "sp:0.7", "gauss:10", "gauss:25", "gauss:50", "sp:0.1+gauss:10")
 
 
@@ -52,11 +53,11 @@ class Quality:
 
 
 def trained_kinds(training_noise: str) -> tuple[str, ...]:
-    """The noise kinds ("sp", "gauss", "mixture") a training noise spec covers: what a model is meant for."""
+    """The noise kinds (``NoiseSpec.kind``) a training noise spec covers: what a model is meant for."""
     kinds = []
     for spec in parse_alternatives(training_noise):
-        kind = "mixture" if spec.density[1] and spec.sigma[1] else "sp" if spec.density[1] else "gauss" if spec.sigma[1] else None
-        if kind and kind not in kinds:
+        kind = spec.kind
+        if kind != "clean" and kind not in kinds:
             kinds.append(kind)
     return tuple(kinds)
 

@@ -194,3 +194,19 @@ def test_load_holdout_of_a_missing_file_says_how_to_get_one(tmp_path):
 
 
 PINNED_CHECKSUM = "524a5bd9a0d1fb21e52b1987ab949b1c62a58b7c9470c91cbb45db3759c82129"
+
+
+REALISTIC = ("sp:0.1+jpeg:90", "gauss:25+jpeg:75", "rv:0.1", "rv:0.3")
+PINNED_REALISTIC_CHECKSUM = "ee641c25f0ff494cb05f80103071a939d62758f983aafd22207a1ae4a34b967a"
+
+
+def test_realistic_conditions_are_pinned_and_leave_every_old_condition_byte_identical():
+    faces = smooth_faces(6, seed=3)
+    old = make_holdout(faces, CONDITIONS, seed=11)
+    both = make_holdout(faces, CONDITIONS + REALISTIC, seed=11)
+    assert old.checksum == PINNED_CHECKSUM
+    assert np.array_equal(both.noisy[:len(CONDITIONS)], old.noisy)
+    assert make_holdout(faces, REALISTIC, seed=11).checksum == PINNED_REALISTIC_CHECKSUM
+    extreme = {c: ((both.noisy[both.conditions.index(c)] == 0) | (both.noisy[both.conditions.index(c)] == 255)).mean()
+               for c in ("sp:0.1", "sp:0.1+jpeg:90")}
+    assert extreme["sp:0.1"] == pytest.approx(0.1, abs=0.01) and extreme["sp:0.1+jpeg:90"] < 0.7 * extreme["sp:0.1"]  # JPEG smears impulses

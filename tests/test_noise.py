@@ -132,3 +132,51 @@ def test_corrupt_returns_a_new_tensor_that_may_be_changed_in_place(spec):
     assert noisy is not images and noisy.data_ptr() != images.data_ptr()
     noisy.mul_(255.0)
     assert torch.equal(images, grey(4))
+
+
+@pytest.mark.parametrize("density", [0.05, 0.3])
+def test_random_valued_impulses_replace_that_share_of_pixels_with_values_a_0_255_mask_misses(density):
+    from denoise_core.noise import random_valued
+
+    noisy = random_valued(grey(), density, generator=make_generator(4))
+    changed = noisy != 0.5
+    assert changed.float().mean().item() == pytest.approx(density, abs=0.006)
+    assert noisy[changed].mean().item() == pytest.approx(0.5, abs=0.02) and noisy[changed].std().item() == pytest.approx(12 ** -0.5, abs=0.01)
+    assert impulse_mask(noisy).mean().item() < 1e-3
+
+
+def test_jpeg_is_the_pil_round_trip_at_each_images_quality():
+    import io
+
+    from PIL import Image
+
+    from denoise_core.noise import jpeg
+
+    images = torch.rand(3, 1, 48, 48, generator=make_generator(5))
+    out = jpeg(images, torch.tensor([75.0, 90.4, 95.0]))
+    for image, restored, quality in zip(images, out, (75, 90, 95)):
+        buffer = io.BytesIO()
+        Image.fromarray((image[0] * 255).round().to(torch.uint8).numpy()).save(buffer, format="JPEG", quality=quality)
+        assert np.array_equal(np.asarray(Image.open(buffer)), (restored[0] * 255).round().to(torch.uint8).numpy())
+    assert not torch.equal(out[0], out[2])
+
+
+def test_realistic_specs_parse_print_and_classify():
+    for text, kind in [("rv:0.1", "rv"), ("sp:0.1+jpeg:90", "jpeg"), ("gauss:5-30+jpeg:75-95", "jpeg"), ("sp:0.1+gauss:10", "mixture"),
+                       ("sp:0.3", "sp"), ("gauss:25", "gauss"), ("none", "clean")]:
+        spec = NoiseSpec.parse(text)
+        assert spec.kind == kind and NoiseSpec.parse(str(spec)) == spec
+    assert str(NoiseSpec.parse("jpeg:90+sp:0.1")) == "sp:0.1+jpeg:90" and NoiseSpec.parse("jpeg:75-95").is_blind
+    for bad, message in [("jpeg:0", "quality must be in 1..100"), ("jpeg:101", "1..100"), ("rv:1.5", "density must be in 0..1"),
+                         ("jpg:90", "rv:DENSITY, jpeg:QUALITY")]:
+        with pytest.raises(ValueError, match=message):
+            NoiseSpec.parse(bad)
+
+
+def test_jpeg_noise_comes_last_and_keeps_the_generator_stream_of_the_noise_before_it():
+    images = torch.rand(8, 1, 48, 48, generator=make_generator(6))
+    plain = corrupt(images, "sp:0.2", make_generator(7))
+    saved = corrupt(images, "sp:0.2+jpeg:95", make_generator(7))
+    from denoise_core.noise import jpeg
+
+    assert torch.equal(saved, jpeg(plain, 95.0))

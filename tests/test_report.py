@@ -355,3 +355,11 @@ def test_a_model_that_makes_faces_worse_is_flagged_where_it_does():
     lines = harm_warnings(curves, ["AE#1 a", "AE#2 b"])
     assert lines == ["AE#1 a makes faces worse than its input at gauss:10: at gauss:10 it scores 24.70 dB out of a 28.30 dB input. "
                      "Do not use it for that noise."]
+
+
+def test_realistic_conditions_have_their_own_curves():
+    from results.curves import noise_axis
+
+    assert (noise_axis("rv:0.2").kind, noise_axis("rv:0.2").level) == ("rv", 0.2)
+    assert (noise_axis("sp:0.1+jpeg:90").kind, noise_axis("sp:0.1+jpeg:90").level) == ("jpeg", 10.0)
+    assert noise_axis("sp:0.1+gauss:10").kind == "mixture" and noise_axis("sp:0.5").kind == "sp"
