@@ -8,6 +8,7 @@ images are converted to grayscale. An existing OUTPUT is refused unless ``--over
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from denoise_core.errors import InputError, MissingFile, OutputExists, describe
 from denoise_core.files import write_atomic
 from denoise_core.train import denoise_tensor, resolve_device
 
+log = logging.getLogger("denoise_core.denoise")
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "fer2013-blind.pt"  # every noise kind
 SHIPPED_IMPULSE_MODEL = SHIPPED_MODEL.with_name("fer2013-impulse.pt")  # pure salt-and-pepper only
 SHIPPED_GAUSS_MODEL = SHIPPED_MODEL.with_name("fer2013-gauss.pt")  # pure Gaussian noise only
@@ -79,8 +81,28 @@ def write_image(path: Path, image: np.ndarray) -> None:
     write_atomic(path, buffer.getvalue())
 
 
+def fit_warning(model: torch.nn.Module, images: np.ndarray, source: Path) -> str | None:
+    """Why ``model`` will hardly change these faces, if it will not: a switching model replaces only pixels at exactly
+    0 or 255, which noise saved as JPEG, random-valued impulses and Gaussian noise do not leave."""
+    config = getattr(model, "config", None)
+    if not getattr(config, "switching", False):
+        return None
+    share = float(((images <= 0.0) | (images >= 1.0)).mean())
+    if share >= 0.005:
+        return None
+    return (f"{source}: only {share:.2%} of its pixels are exactly 0 or 255, the only pixels this model (switching output) changes, "
+            f"so it comes back almost as it was; for noise that is not pure salt-and-pepper use {SHIPPED_MODEL.relative_to(SHIPPED_MODEL.parents[1])}")
+
+
 def denoise_path(model: torch.nn.Module, source: Path, target: Path, overwrite: bool = False, device: str | torch.device = "cpu") -> int:
     """Denoise a file, folder or .npy into the same form; returns the number of faces written."""
+
+    def restore(images: np.ndarray) -> np.ndarray:
+        warning = fit_warning(model, images, source)
+        if warning:
+            log.warning(warning)
+        return denoise_array(model, images, device)
+
     if not source.exists():
         raise MissingFile(f"input {source} does not exist")
     if target.exists() and not overwrite:
@@ -89,7 +111,7 @@ def denoise_path(model: torch.nn.Module, source: Path, target: Path, overwrite: 
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise InputError(f"input folder {source} holds no .png or .jpg images")
-        restored = denoise_array(model, np.stack([read_image(p) for p in files]), device)
+        restored = restore(np.stack([read_image(p) for p in files]))
         for file, image in zip(files, restored):
             write_image(target / file.relative_to(source), image)
         return len(files)
@@ -98,7 +120,7 @@ def denoise_path(model: torch.nn.Module, source: Path, target: Path, overwrite: 
         if target.suffix.lower() != ".npy":
             raise InputError(f"output {target} must end in .npy for an .npy input")
         images, dtype = read_npy(source)
-        restored = denoise_array(model, images, device)
+        restored = restore(images)
         buffer = io.BytesIO()
         np.save(buffer, np.clip(np.round(restored * 255.0), 0, 255).astype(np.uint8) if dtype == np.uint8 else restored.astype(dtype))
         write_atomic(target, buffer.getvalue())
@@ -106,7 +128,7 @@ def denoise_path(model: torch.nn.Module, source: Path, target: Path, overwrite: 
     if suffix in IMAGE_SUFFIXES:
         if target.suffix.lower() not in IMAGE_SUFFIXES:
             raise InputError(f"output {target} must end in .png or .jpg for an image input")
-        write_image(target, denoise_array(model, read_image(source)[None], device)[0])
+        write_image(target, restore(read_image(source)[None])[0])
         return 1
     raise InputError(f"input {source}: unsupported type; give a .png/.jpg image, a folder of them, or a .npy array (N, 48, 48)")
 

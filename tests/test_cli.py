@@ -171,3 +171,20 @@ def test_console_entry_points_run_the_commands():
         if name.startswith("facestudy-"):
             assert scripts[name].value == f"{module}:main"
             assert callable(scripts[name].load())
+
+
+def test_an_impulse_model_on_a_face_without_impulses_warns_and_names_the_blind_model(tmp_path, capsys, caplog):
+    from denoise_core.denoise import SHIPPED_IMPULSE_MODEL
+
+    faces = np.clip(smooth_faces(2), 1, 254)
+    np.save(tmp_path / "gauss.npy", faces)
+    salted = faces.copy()
+    salted[:, ::4, ::3] = 255
+    np.save(tmp_path / "salted.npy", salted)
+    assert run_main(denoise_main, ["--model", str(SHIPPED_IMPULSE_MODEL), str(tmp_path / "gauss.npy"), str(tmp_path / "out.npy")]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "only 0.00% of its pixels are exactly 0 or 255" in warnings[0] and "use models/fer2013-blind.pt" in warnings[0]
+    assert capsys.readouterr().err == "" and np.array_equal(np.load(tmp_path / "out.npy"), faces)
+    caplog.clear()
+    assert run_main(denoise_main, ["--model", str(SHIPPED_IMPULSE_MODEL), str(tmp_path / "salted.npy"), str(tmp_path / "out2.npy")]) == 0
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
