@@ -2,9 +2,9 @@
 
 The study lives in ``STORAGE/NAME``: Tune's trial directories (TensorBoard files included), ``study.yaml``
 (the resolved configuration), ``trials.csv`` / ``trials.parquet`` (one row per trial), ``best/model.pt``
-(the best trial by validation metric, self-contained) and ``best/holdout.csv`` (its scores on the fixed
-noisy hold-out). An existing study is never overwritten: it can only be resumed, and only until it has
-finished (has ``best/``). Ctrl-C or SIGTERM stops it the way Tune saves state for a resume; such a study
+(the best trial by validation metric, self-contained), ``best/holdout.csv`` (its scores on the fixed
+noisy hold-out) and, by default, the Optuna study in ``optuna.db`` (``study.optuna_db``). An existing study
+is never overwritten: it can only be resumed, and only until it has finished (has ``best/``). Ctrl-C or SIGTERM stops it the way Tune saves state for a resume; such a study
 exports nothing, and its unfinished trials are labelled ``interrupted``.
 """
 
