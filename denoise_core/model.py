@@ -13,8 +13,8 @@ for pure salt-and-pepper noise: ``g`` is the impulse mask itself, so only impuls
 ``refine`` appends that many 3x3 convolutions (``refine_width`` maps) at full resolution, fed the noisy face
 and the autoencoder's output and adding a correction to it (with ``switching``, to the impulse pixels only).
 The autoencoder keeps only two thin layers at 48x48 on each side, which is what limits it at low noise, where
-the task is keeping fine detail. The last
-refinement layer starts at zero, so a trained autoencoder grown this way (``--init``) starts exactly where it was.
+the task is keeping fine detail. The last refinement layer starts at zero, so a trained autoencoder grown this
+way (``--init``) starts exactly where it was.
 
 ``mirror`` makes the model left-right equivariant by construction: it restores the face and its mirror image
 in one batch and averages the two (the mirrored result flipped back). Faces are nearly symmetric, so the

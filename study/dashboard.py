@@ -18,7 +18,7 @@ from denoise_core.cli import ArgumentParser, run_cli
 from denoise_core.errors import MissingFile
 from study import storage
 from study.config import storage_root
-from study.optuna_db import ARTIFACT_DIR, DB_FILE, StudyArtifactStore, open_storage
+from study.optuna_db import ARTIFACT_DIR, DB_FILE, StudyArtifactStore, has_study, open_storage
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,15 +30,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def study_database(study_uri: str) -> str:
-    """The Optuna database URL the study was started with."""
+    """The Optuna database URL the study was started with, once it holds the study."""
     if not storage.exists(f"{study_uri}/study.yaml"):
         raise MissingFile(f"{study_uri} is not a study directory: no study.yaml (start one with python study/run.py)")
     saved = yaml.safe_load(storage.read_bytes(f"{study_uri}/study.yaml")) or {}
-    if saved.get("optuna_storage"):
-        return str(saved["optuna_storage"])
-    if "://" in study_uri or not storage.exists(f"{study_uri}/{DB_FILE}"):
-        raise MissingFile(f"{study_uri} has no Optuna database ({DB_FILE}): it was started before studies kept one")
-    return f"sqlite:///{study_uri}/{DB_FILE}"
+    url = saved.get("optuna_storage") or f"sqlite:///{study_uri}/{DB_FILE}"
+    if not has_study(url, str(saved.get("name"))):
+        raise MissingFile(f"{url} holds no Optuna study '{saved.get('name')}': the study was started before studies kept one")
+    return url
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -56,9 +56,7 @@ def open_storage(url: str):
 
 def check_new(url: str, name: str) -> None:
     """A new study never joins or overwrites an Optuna study of the same name (on a shared server, say)."""
-    import optuna
-
-    if name in optuna.study.get_all_study_names(open_storage(url)):
+    if has_study(url, name):
         raise OutputExists(f"the Optuna storage {url} already holds a study named '{name}'; choose another --name "
                            "(or --resume the study of that name)")
 
