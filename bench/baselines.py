@@ -21,7 +21,7 @@ from denoise_core.baselines import BASELINES
 from denoise_core.metrics import psnr
 from denoise_core.noise import gaussian, make_generator, salt_and_pepper
 
-IMPULSE_FAMILY = ("median3", "median5", "adaptive_median", "switching_median")
+IMPULSE_FAMILY = ("median3", "median5", "adaptive_median", "switching_median", "awmf", "biharmonic_inpaint")
 SLOW = {"bm3d": 8}
 
 
