@@ -24,11 +24,18 @@ from denoise_core.noise import NoiseSpec, corrupt, make_generator
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONDITIONS = (
+SYNTHETIC_CONDITIONS = (
     "sp:0.05", "sp:0.1", "sp:0.2", "sp:0.3", "sp:0.4", "sp:0.5", "sp:0.6", "sp:0.7", "sp:0.8", "sp:0.9",
     "gauss:10", "gauss:15", "gauss:25", "gauss:35", "gauss:50",
     "sp:0.1+gauss:10", "sp:0.2+gauss:20", "sp:0.3+gauss:30",
 )
+# What real images carry: noise saved as JPEG (impulses no longer exactly 0 and 255) and random-valued impulses.
+# Each condition has its own seed, so adding these left every synthetic slab byte-identical.
+REALISTIC_CONDITIONS = (
+    "sp:0.05+jpeg:95", "sp:0.1+jpeg:90", "sp:0.1+jpeg:75", "gauss:10+jpeg:95", "gauss:25+jpeg:75",
+    "rv:0.05", "rv:0.1", "rv:0.2", "rv:0.3",
+)
+DEFAULT_CONDITIONS = SYNTHETIC_CONDITIONS + REALISTIC_CONDITIONS
 DEFAULT_SEED = 2013
 
 

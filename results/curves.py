@@ -55,7 +55,7 @@ def noise_axis(condition: str) -> NoiseAxis:
 
 
 def curve_conditions(study_conditions: tuple[str, ...] = ()) -> tuple[str, ...]:
-    """The clean point, the 18 default hold-out conditions, then any other fixed condition the study used.
+    """The clean point, the default hold-out conditions (synthetic and realistic), then any other fixed condition the study used.
 
     A study may have been scored on a subset (the smoke preset uses 4); curves always span the full default
     grid so that every report and every comparison has the same x values.

@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 from denoise_core.errors import InputError, UserError
-from denoise_core.holdout import DEFAULT_CONDITIONS, HoldoutError, holdout_for, load_holdout, make_holdout, save_holdout, validate_conditions
+from denoise_core.noise import NoiseSpec
+from denoise_core.holdout import (
+    DEFAULT_CONDITIONS, REALISTIC_CONDITIONS, SYNTHETIC_CONDITIONS, HoldoutError, holdout_for, load_holdout, make_holdout, save_holdout, validate_conditions,
+)
 from synthetic import smooth_faces
 
 CONDITIONS = ("sp:0.1", "sp:0.9", "gauss:25", "sp:0.1+gauss:10")
@@ -13,10 +16,19 @@ CONDITIONS = ("sp:0.1", "sp:0.9", "gauss:25", "sp:0.1+gauss:10")
 
 def test_holdout_covers_required_noise_grid():
     densities = {float(c[3:]) for c in DEFAULT_CONDITIONS if c.startswith("sp:") and "+" not in c}
-    sigmas = {float(c[6:]) for c in DEFAULT_CONDITIONS if c.startswith("gauss:")}
+    sigmas = {float(c[6:]) for c in DEFAULT_CONDITIONS if c.startswith("gauss:") and "+" not in c}
     assert min(densities) == 0.05 and max(densities) == 0.9 and {0.1, 0.3, 0.5, 0.7} <= densities
     assert min(sigmas) == 10 and max(sigmas) == 50
     assert any("+" in c for c in DEFAULT_CONDITIONS)
+
+
+def test_the_default_hold_out_adds_the_realistic_conditions_after_the_synthetic_ones():
+    assert DEFAULT_CONDITIONS == SYNTHETIC_CONDITIONS + REALISTIC_CONDITIONS and len(SYNTHETIC_CONDITIONS) == 18
+    kinds = [NoiseSpec.parse(c).kind for c in REALISTIC_CONDITIONS]
+    assert kinds.count("jpeg") == 5 and kinds.count("rv") == 4
+    qualities = [NoiseSpec.parse(c).jpeg[0] for c in REALISTIC_CONDITIONS if "jpeg" in c]
+    densities = [NoiseSpec.parse(c).random[0] for c in REALISTIC_CONDITIONS if c.startswith("rv:")]
+    assert (min(qualities), max(qualities)) == (75, 95) and (min(densities), max(densities)) == (0.05, 0.3)
 
 
 def test_holdout_is_reproducible_with_a_stable_checksum():
@@ -198,6 +210,10 @@ PINNED_CHECKSUM = "524a5bd9a0d1fb21e52b1987ab949b1c62a58b7c9470c91cbb45db3759c82
 
 REALISTIC = ("sp:0.1+jpeg:90", "gauss:25+jpeg:75", "rv:0.1", "rv:0.3")
 PINNED_REALISTIC_CHECKSUM = "ee641c25f0ff494cb05f80103071a939d62758f983aafd22207a1ae4a34b967a"
+# make_holdout(smooth_faces(6, seed=3), ..., seed=11) of the 18 synthetic conditions (computed before the realistic
+# ones existed) and of the default set that adds them
+PINNED_SYNTHETIC_CHECKSUM = "b254bcb1b32aa5200ec65900348391c12a3c354d6ae53775072b2baedd120606"
+PINNED_DEFAULT_CHECKSUM = "78687d9f174750d71da5ebc84099c16732ff1db899979f78fb0b6b755f195a42"
 
 
 def test_realistic_conditions_are_pinned_and_leave_every_old_condition_byte_identical():
@@ -207,6 +223,10 @@ def test_realistic_conditions_are_pinned_and_leave_every_old_condition_byte_iden
     assert old.checksum == PINNED_CHECKSUM
     assert np.array_equal(both.noisy[:len(CONDITIONS)], old.noisy)
     assert make_holdout(faces, REALISTIC, seed=11).checksum == PINNED_REALISTIC_CHECKSUM
+    defaults = make_holdout(faces, DEFAULT_CONDITIONS, seed=11)
+    assert make_holdout(faces, SYNTHETIC_CONDITIONS, seed=11).checksum == PINNED_SYNTHETIC_CHECKSUM
+    assert np.array_equal(defaults.noisy[:len(SYNTHETIC_CONDITIONS)], make_holdout(faces, SYNTHETIC_CONDITIONS, seed=11).noisy)
+    assert defaults.checksum == PINNED_DEFAULT_CHECKSUM
     extreme = {c: ((both.noisy[both.conditions.index(c)] == 0) | (both.noisy[both.conditions.index(c)] == 255)).mean()
                for c in ("sp:0.1", "sp:0.1+jpeg:90")}
     assert extreme["sp:0.1"] == pytest.approx(0.1, abs=0.01) and extreme["sp:0.1+jpeg:90"] < 0.7 * extreme["sp:0.1"]  # JPEG smears impulses

@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from denoise_core.baselines import BASELINES
 from denoise_core.checkpoint import load_model, save_checkpoint
 from denoise_core.data import load_splits, read_csv_head
+from denoise_core.holdout import DEFAULT_CONDITIONS
 from denoise_core.metrics import PSNR_CAP
 from denoise_core.model import ModelConfig, count_parameters
 from denoise_core.train import TrainConfig, fit
@@ -149,9 +151,9 @@ def test_the_seeds_questions_are_answered_from_every_scored_trial(env, report):
 def test_curves_hold_every_model_at_every_condition_with_finite_numbers(env, report):
     curves = curves_of(report)
     conditions = set(curves["condition"])
-    assert {"none", "sp:0.05", "sp:0.9", "gauss:10", "gauss:50", "sp:0.3+gauss:30"} <= conditions and len(conditions) == 19
+    assert {"none", "sp:0.05", "sp:0.9", "gauss:10", "gauss:50", "sp:0.3+gauss:30"} <= conditions and len(conditions) == 1 + len(DEFAULT_CONDITIONS)
     first, second = ranked_ids(env["study"])[:2]
-    expected = {f"AE#1 {first}", f"AE#2 {second}", "median3", "median5", "adaptive_median", "switching_median", "gaussian_blur", "tv", "nlm", "bm3d"}
+    expected = {f"AE#1 {first}", f"AE#2 {second}", *BASELINES}
     assert set(curves["model"]) == expected
     for model, rows in curves.groupby("model"):
         assert set(rows["condition"]) == ({"gauss:25"} if model == "bm3d" else conditions), model
@@ -338,7 +340,7 @@ def test_a_study_without_a_usable_trial_still_gets_a_report_of_the_baselines(env
     curves = pd.read_csv(out / "curves.csv")
     assert set(curves["family"]) == {"classical"}
     html = (out / "index.html").read_text()
-    assert "needs at least 2 completed trials; this study has 0" in html and "best baseline: switching_median" in html
+    assert "needs at least 2 completed trials; this study has 0" in html and "best baseline: biharmonic_inpaint" in html
 
 
 def test_a_model_that_makes_faces_worse_is_flagged_where_it_does():
