@@ -20,6 +20,8 @@ from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import IMAGE_SUFFIXES, SIDE, read_face
 from denoise_core.errors import InputError, MissingFile, OutputExists, describe
 from denoise_core.files import write_atomic
+from denoise_core.jpeg_trace import looks_jpeg
+from denoise_core.noise import trained_kinds
 from denoise_core.train import denoise_tensor, resolve_device
 
 log = logging.getLogger("denoise_core.denoise")
@@ -81,24 +83,47 @@ def write_image(path: Path, image: np.ndarray) -> None:
     write_atomic(path, buffer.getvalue())
 
 
-def fit_warning(model: torch.nn.Module, images: np.ndarray, source: Path) -> str | None:
-    """Why ``model`` will hardly change these faces, if it will not: a switching model replaces only pixels at exactly
-    0 or 255, which noise saved as JPEG, random-valued impulses and Gaussian noise do not leave."""
+def fit_warning(model: torch.nn.Module, training_noise: str, images: np.ndarray, source: Path) -> str | None:
+    """Why ``model`` does not fit these faces, if it does not, naming the model to use instead: a switching model
+    replaces only pixels at exactly 0 or 255, which noise saved as JPEG, random-valued impulses and Gaussian noise
+    do not leave; and a model never trained on noise saved as JPEG fails on faces that were saved as JPEG."""
     config = getattr(model, "config", None)
-    if not getattr(config, "switching", False):
-        return None
-    share = float(((images <= 0.0) | (images >= 1.0)).mean())
-    if share >= 0.005:
-        return None
-    return (f"{source}: only {share:.2%} of its pixels are exactly 0 or 255, the only pixels this model (switching output) changes, "
-            f"so it comes back almost as it was; for noise that is not pure salt-and-pepper use {SHIPPED_MODEL.relative_to(SHIPPED_MODEL.parents[1])}")
+    if getattr(config, "switching", False):
+        share = float(((images <= 0.0) | (images >= 1.0)).mean())
+        if share < 0.005:
+            return (f"{source}: only {share:.2%} of its pixels are exactly 0 or 255, the only pixels this model (switching output) changes, "
+                    f"so it comes back almost as it was; for noise that is not pure salt-and-pepper use {_shown(SHIPPED_MODEL)}")
+    saved, quality = looks_jpeg(images)
+    if saved and training_noise and "jpeg" not in trained_kinds(training_noise):
+        better = shipped_model_for("jpeg")
+        advice = (f"use {_shown(better)}, trained on it" if better is not None else
+                  "no shipped model is trained on it yet, and a 3x3 median (denoise_core.baselines.median) restores such faces better")
+        return f"{source}: looks saved as JPEG (about quality {quality}), which this model was not trained on; {advice}"
+    return None
 
 
-def denoise_path(model: torch.nn.Module, source: Path, target: Path, overwrite: bool = False, device: str | torch.device = "cpu") -> int:
-    """Denoise a file, folder or .npy into the same form; returns the number of faces written."""
+def shipped_model_for(kind: str) -> Path | None:
+    """The most specialised shipped model trained for a noise kind (``NoiseSpec.kind``); None if none is."""
+    fitting = []
+    for order, path in enumerate(SHIPPED_MODELS):
+        if path.is_file():
+            kinds = trained_kinds(load_model(path, "cpu")[1]["config"]["noise"])
+            if kind in kinds:
+                fitting.append((len(kinds), order, path))
+    return min(fitting)[2] if fitting else None
+
+
+def _shown(path: Path) -> Path:
+    return path.relative_to(SHIPPED_MODEL.parents[1])
+
+
+def denoise_path(model: torch.nn.Module, source: Path, target: Path, overwrite: bool = False, device: str | torch.device = "cpu",
+                 training_noise: str = "") -> int:
+    """Denoise a file, folder or .npy into the same form; returns the number of faces written. ``training_noise``
+    (the model's training noise spec) lets it warn when the faces are not what the model was trained on."""
 
     def restore(images: np.ndarray) -> np.ndarray:
-        warning = fit_warning(model, images, source)
+        warning = fit_warning(model, training_noise, images, source)
         if warning:
             log.warning(warning)
         return denoise_array(model, images, device)
@@ -150,8 +175,8 @@ def main(argv: list[str] | None = None) -> None:
         if not model_path.exists():
             raise MissingFile(f"model {model_path} does not exist; pass --model RUN_DIR/model.pt or a study's best/model.pt")
         device = resolve_device(args.device)
-        model, _ = load_model(model_path, device)
-        count = denoise_path(model, args.input, args.output, args.overwrite, device)
+        model, meta = load_model(model_path, device)
+        count = denoise_path(model, args.input, args.output, args.overwrite, device, meta["config"]["noise"])
         print(f"denoised {count} face{'s' if count != 1 else ''} into {args.output}")
 
     run_cli(run, "denoise_core.denoise")

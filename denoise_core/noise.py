@@ -149,6 +149,15 @@ def parse_alternatives(text: str) -> tuple[NoiseSpec, ...]:
     return tuple(NoiseSpec.parse(part) for part in str(text).split("|"))
 
 
+def trained_kinds(training_noise: str) -> tuple[str, ...]:
+    """The noise kinds (``NoiseSpec.kind``) a training noise spec covers: what a model trained on it is meant for."""
+    kinds: list[str] = []
+    for spec in parse_alternatives(training_noise):
+        if spec.kind != "clean" and spec.kind not in kinds:
+            kinds.append(spec.kind)
+    return tuple(kinds)
+
+
 def corrupt(images: torch.Tensor, spec: NoiseSpec | str, generator: torch.Generator | None = None) -> torch.Tensor:
     """Apply a spec (or ``A|B`` alternatives, one drawn per image): levels drawn from its ranges, Gaussian first, then impulses.
 
