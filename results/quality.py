@@ -1,10 +1,12 @@
 """One model file against every classical filter on the fixed noisy hold-out: the tables behind the model card.
 
 ``bench/quality.py`` prints them and writes them into ``models/README.md``, so the card's numbers are this
-code's output, never typed by hand. The bar a shipped model must clear (the project's issue 7): at every
-condition it beats the strongest classical filter by ``MARGIN_DB`` (1 dB for salt-and-pepper, 0.5 dB for
-Gaussian noise, 1.5 dB for the mixture), and for salt-and-pepper also matches its SSIM. NLM and BM3D only run
-on the first ``slow_faces`` faces, so each margin is measured with the model on the same faces as the filter.
+code's output, never typed by hand. The bar a shipped model must clear: at every condition it beats the
+strongest classical filter by ``MARGIN_DB`` for its noise kind (1 dB for salt-and-pepper, 0.5 dB for Gaussian
+noise, 1.5 dB for the mixture, 2 dB for random-valued impulses and noise saved as JPEG), by more where
+``CONDITION_MARGIN_DB`` says so (dense impulses against known-mask inpainting, Gaussian noise against BM3D),
+and for salt-and-pepper also matches its SSIM. NLM and BM3D only run on the first ``slow_faces`` faces, so
+each margin is measured with the model on the same faces as the filter.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import pandas as pd
 from denoise_core.checkpoint import load_model
 from denoise_core.data import Splits, default_cache_dir
 from denoise_core.errors import InputError
-from denoise_core.holdout import DEFAULT_CONDITIONS, holdout_for
-from denoise_core.noise import parse_alternatives
+from denoise_core.holdout import DEFAULT_CONDITIONS, REALISTIC_CONDITIONS, holdout_for
+from denoise_core.noise import trained_kinds
 from denoise_core.train import resolve_device
 from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves
 from results.curves import canonical, model_curves, noise_axis, score
@@ -30,7 +32,11 @@ from results.score_cache import ScoreCache
 KIND_NAMES = {"sp": "salt-and-pepper", "gauss": "Gaussian noise", "mixture": "S&P + Gaussian mixtures", "rv": "random-valued impulses",
               "jpeg": "noise saved as JPEG"}
 MARGIN_DB = {"sp": 1.0, "gauss": 0.5, "mixture": 1.5, "rv": 2.0, "jpeg": 2.0}
-BAR_CONDITIONS = ("sp:0.05", "sp:0.1", "sp:0.2", "sp:0.3", "sp:0.5", "sp:0.7", "gauss:10", "gauss:25", "gauss:50", "sp:0.1+gauss:10")
+# Where the learned face prior must buy more than the kind's margin: dense impulses, where known-mask inpainting
+# is strong, and the Gaussian levels where BM3D is (DRUNet's margin over BM3D on BSD68 is +0.84 to +0.97 dB).
+CONDITION_MARGIN_DB = {"sp:0.3": 1.5, "sp:0.5": 1.5, "sp:0.7": 1.5, "sp:0.9": 1.0, "gauss:10": 1.0, "gauss:25": 1.0, "gauss:50": 1.0}
+BAR_CONDITIONS = ("sp:0.05", "sp:0.1", "sp:0.2", "sp:0.3", "sp:0.5", "sp:0.7", "sp:0.9", "gauss:10", "gauss:25", "gauss:50", "sp:0.1+gauss:10",
+                  *REALISTIC_CONDITIONS)
 
 
 @dataclass(frozen=True)
@@ -52,20 +58,15 @@ class Quality:
     kinds: dict[str, tuple[str, ...]]  # model name -> the noise kinds it was trained for
 
 
-def trained_kinds(training_noise: str) -> tuple[str, ...]:
-    """The noise kinds (``NoiseSpec.kind``) a training noise spec covers: what a model is meant for."""
-    kinds = []
-    for spec in parse_alternatives(training_noise):
-        kind = spec.kind
-        if kind != "clean" and kind not in kinds:
-            kinds.append(kind)
-    return tuple(kinds)
-
-
 def recommended_model(kinds: dict[str, tuple[str, ...]], kind: str) -> str | None:
-    """The model to use for a noise kind: the most specialised one trained for it (fewest kinds; first on a tie)."""
+    """The model to use for a noise kind: the most specialised one trained for it (fewest kinds; first on a tie),
+    else the most general one, as the default model is what a user gets for noise no model was trained on."""
+    if not kinds:
+        return None
     fitting = [name for name, covered in kinds.items() if kind in covered]
-    return min(fitting, key=lambda name: len(kinds[name])) if fitting else None
+    if not fitting:
+        return max(kinds, key=lambda name: len(kinds[name]))
+    return min(fitting, key=lambda name: len(kinds[name]))
 
 
 def evaluate_model_files(model_paths: list[Path], splits: Splits, options: QualityOptions = QualityOptions()) -> Quality:
@@ -107,12 +108,17 @@ def _margin_row(condition: str, own: pd.Series, rivals: pd.DataFrame, score_on) 
             worst = (margin, rival, same_faces[faces])
     kind = noise_axis(condition).kind
     margin, rival, mine = worst
-    required = MARGIN_DB.get(kind, 0.0)
+    required = required_margin(condition)
     ssim_ok = kind != "sp" or mine["ssim"] >= rival["ssim"]
     return {"condition": condition, "model_psnr": own["psnr"], "model_ssim": own["ssim"], "rival": rival["model"],
             "rival_psnr": rival["psnr"], "rival_ssim": rival["ssim"], "model_psnr_same_faces": mine["psnr"],
             "model_ssim_same_faces": mine["ssim"], "faces": int(rival["faces"]), "margin_db": margin,
             "required_db": required, "meets_bar": bool(margin >= required and ssim_ok)}
+
+
+def required_margin(condition: str) -> float:
+    """The PSNR margin (dB) over the strongest classical filter that a model must reach at this condition."""
+    return CONDITION_MARGIN_DB.get(canonical(condition), MARGIN_DB.get(noise_axis(condition).kind, 0.0))
 
 
 def margins_markdown(margins: pd.DataFrame) -> str:

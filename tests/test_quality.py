@@ -17,9 +17,10 @@ from denoise_core.evaluate import score_images
 from denoise_core.holdout import make_holdout
 from denoise_core.model import ModelConfig
 from denoise_core.train import TrainConfig, fit
+from denoise_core.noise import trained_kinds
 from results.quality import (
     QualityOptions, card_difference, evaluate_model_files, margins_markdown, recommended_model, replace_between_markers,
-    section_between_markers, trained_kinds,
+    section_between_markers,
 )
 from results.classical import GRIDS
 from tests.synthetic import smooth_splits
@@ -51,7 +52,7 @@ def test_margins_are_measured_against_the_weakest_margin_on_the_same_faces(tiny_
         rival = rivals[rivals["model"] == row.rival].iloc[0]
         assert row.margin_db == pytest.approx(row.model_psnr_same_faces - rival["psnr"])
         assert row.faces == rival["faces"]
-        assert row.required_db == {"sp:0.3": 1.0, "gauss:25": 0.5}[row.condition]
+        assert row.required_db == {"sp:0.3": 1.5, "gauss:25": 1.0}[row.condition]  # the stronger bars at these two
         assert row.meets_bar == (row.margin_db >= row.required_db and (row.condition != "sp:0.3" or row.model_ssim_same_faces >= row.rival_ssim))
     gauss = quality.margins.set_index("condition").loc["gauss:25"]
     if gauss["rival"] == "bm3d":  # scored on 4 faces: the model is re-scored on those 4
@@ -65,7 +66,8 @@ def test_each_noise_kind_is_judged_with_the_most_specialised_model_trained_for_i
     assert trained_kinds("sp:0.05-0.5") == ("sp",)
     kinds = {"blind": ("sp", "gauss", "mixture"), "impulse": ("sp",)}
     assert [recommended_model(kinds, k) for k in ("sp", "gauss", "mixture")] == ["impulse", "blind", "blind"]
-    assert recommended_model({"impulse": ("sp",)}, "gauss") is None
+    assert recommended_model(kinds, "jpeg") == "blind"  # no model trained for it: the default, most general one
+    assert recommended_model({}, "gauss") is None
 
 
 def test_card_section_is_replaced_between_markers_only():
@@ -141,3 +143,10 @@ def test_model_card_equals_what_the_quality_bench_measures_now(fer2013_path):
                             capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "matches this run" in result.stdout
+
+
+def test_the_required_margin_is_the_kinds_unless_the_condition_has_a_stronger_one():
+    from results.quality import required_margin
+
+    assert [required_margin(c) for c in ("sp:0.1", "sp:0.3", "sp:0.9", "gauss:15", "gauss:50", "sp:0.1+gauss:10", "rv:0.2", "sp:0.1+jpeg:90")] == \
+        [1.0, 1.5, 1.0, 0.5, 1.0, 1.5, 2.0, 2.0]
