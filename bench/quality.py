@@ -1,11 +1,12 @@
 """Quality benchmark: model files against every classical filter on the fixed noisy hold-out, as tables.
 
-    python bench/quality.py [--model FILE ...] [--data PATH] [--faces N] [--card models/README.md]
+    python bench/quality.py [--model FILE ...] [--replaces FILE] [--data PATH] [--faces N] [--card models/README.md]
 
 Without ``--model`` it evaluates the shipped models (``models/fer2013-{blind,impulse,gauss}.pt``).
 Prints the bar table (at each condition, the most specialised model trained for its noise kind against its
 strongest classical rival, margins measured on the same faces) and every model's and filter's PSNR / SSIM at
-every condition. ``--card`` writes the same text into
+every condition. ``--replaces OLD.pt`` adds the first model against the file it replaced at every synthetic
+condition (a new default model may lose at most 0.3 dB there). ``--card`` writes the same text into
 the model card between its ``<!-- quality:start -->`` and ``<!-- quality:end -->`` markers, so the card
 always shows this script's output. Classical scores are cached in $FACESTUDY_CACHE/baseline-scores: the
 first run on a machine pays for NLM and BM3D (about 15 minutes on 2 cores), later runs take a minute or two.
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", help=f"FER2013 file (default: ${ENV_VAR})")
     parser.add_argument("--faces", type=int, help="hold-out faces for the model and the fast filters (default: all)")
     parser.add_argument("--slow-faces", type=int, default=QualityOptions.slow_faces, help="hold-out faces for NLM and BM3D")
+    parser.add_argument("--replaces", type=Path, help="the model file the first model replaced: also print the first model against it "
+                                                      "at every synthetic condition (the bar: at most 0.3 dB below)")
     parser.add_argument("--card", type=Path, help="also write the tables into this model card (between its markers)")
     parser.add_argument("--check-card", type=Path, help="exit 1 unless this card's tables equal this run's (to the last printed digit)")
     parser.add_argument("--figure", type=Path, help="also draw the robustness curves (PSNR and SSIM, every model and filter) into this PNG")
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> int:
         setup_logging(args.verbose)
         models = args.model or list(SHIPPED_MODELS)
-        for model in models:
+        for model in [*models, *([args.replaces] if args.replaces else [])]:
             if not model.is_file():
                 raise MissingFile(f"model file {model} does not exist; pass --model PATH (a model.pt from training or a study)")
         for card in (args.card, args.check_card):
@@ -59,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
             torch.set_num_threads(args.threads)
         splits = load_splits(resolve_data_path(args.data))
         started = time.perf_counter()
-        quality = evaluate_model_files(models, splits, QualityOptions(faces=args.faces, slow_faces=args.slow_faces))
+        quality = evaluate_model_files(models, splits, QualityOptions(faces=args.faces, slow_faces=args.slow_faces, replaces=args.replaces))
         command = " ".join(["python bench/quality.py", *(f"--model {_shown(m)}" for m in args.model or []),
+                            *([f"--replaces {_shown(args.replaces)}"] if args.replaces else []),
                             *([f"--faces {args.faces}"] if args.faces else []),
                             *([f"--slow-faces {args.slow_faces}"] if args.slow_faces != QualityOptions.slow_faces else [])])
         section = model_card_section(quality, command, len(splits.test_unique[: args.faces]))

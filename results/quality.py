@@ -21,7 +21,7 @@ import pandas as pd
 from denoise_core.checkpoint import load_model
 from denoise_core.data import Splits, default_cache_dir
 from denoise_core.errors import InputError
-from denoise_core.holdout import DEFAULT_CONDITIONS, REALISTIC_CONDITIONS, holdout_for
+from denoise_core.holdout import DEFAULT_CONDITIONS, REALISTIC_CONDITIONS, SYNTHETIC_CONDITIONS, holdout_for
 from denoise_core.noise import trained_kinds
 from denoise_core.train import resolve_device
 from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves
@@ -35,6 +35,7 @@ MARGIN_DB = {"sp": 1.0, "gauss": 0.5, "mixture": 1.5, "rv": 2.0, "jpeg": 2.0}
 # Where the learned face prior must buy more than the kind's margin: dense impulses, where known-mask inpainting
 # is strong, and the Gaussian levels where BM3D is (DRUNet's margin over BM3D on BSD68 is +0.84 to +0.97 dB).
 CONDITION_MARGIN_DB = {"sp:0.3": 1.5, "sp:0.5": 1.5, "sp:0.7": 1.5, "sp:0.9": 1.0, "gauss:10": 1.0, "gauss:25": 1.0, "gauss:50": 1.0}
+REPLACEMENT_DB = 0.3  # how far below the model it replaced a new default model may fall at a synthetic condition
 BAR_CONDITIONS = ("sp:0.05", "sp:0.1", "sp:0.2", "sp:0.3", "sp:0.5", "sp:0.7", "sp:0.9", "gauss:10", "gauss:25", "gauss:50", "sp:0.1+gauss:10",
                   *REALISTIC_CONDITIONS)
 
@@ -49,6 +50,7 @@ class QualityOptions:
     baselines: tuple[str, ...] | None = None  # None: every filter in denoise_core.baselines
     cache_dir: str | None = None  # baseline scores; None: $FACESTUDY_CACHE/baseline-scores
     device: str = "auto"
+    replaces: Path | None = None  # the model file the first model replaced: it must stay within REPLACEMENT_DB of it
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class Quality:
     scores: pd.DataFrame  # long: model, family, condition, psnr, ssim, faces, ... (curve rows), every model and filter
     margins: pd.DataFrame  # one row per (model, condition): the model against its strongest rival, and the bar
     kinds: dict[str, tuple[str, ...]]  # model name -> the noise kinds it was trained for
+    replaced: pd.DataFrame  # the first model against the file it replaced, per synthetic condition (empty if none)
 
 
 def recommended_model(kinds: dict[str, tuple[str, ...]], kind: str) -> str | None:
@@ -92,7 +95,32 @@ def evaluate_model_files(model_paths: list[Path], splits: Splits, options: Quali
             rivals = classical[classical["condition"] == condition]
             row = _margin_row(condition, own, rivals, lambda faces: score(denoise, holdout, condition, faces))
             rows.append({"model": name, **row, "recommended": recommended_model(kinds, noise_axis(condition).kind) == name})
-    return Quality(scores=pd.concat([learned, classical], ignore_index=True), margins=pd.DataFrame(rows), kinds=kinds)
+    replaced = pd.DataFrame()
+    if options.replaces is not None:
+        first = next(iter(denoisers))
+        old_model, _ = load_model(options.replaces, device)
+        kept = tuple(c for c in conditions if c in {canonical(s) for s in SYNTHETIC_CONDITIONS})
+        before = model_curves({"before": as_denoiser(for_inference(old_model, device), device)}, holdout, kept, options.faces)
+        replaced = replacement_rows(learned[learned["model"] == first], before, Path(options.replaces).name)
+    return Quality(scores=pd.concat([learned, classical], ignore_index=True), margins=pd.DataFrame(rows), kinds=kinds, replaced=replaced)
+
+
+def replacement_rows(after: pd.DataFrame, before: pd.DataFrame, before_name: str) -> pd.DataFrame:
+    """Per condition scored by both: the new model's PSNR, the replaced one's, the difference and whether it is
+    within ``REPLACEMENT_DB``."""
+    joined = after.merge(before, on="condition", suffixes=("", "_before"))
+    return pd.DataFrame({"model": joined["model"], "replaced": before_name, "condition": joined["condition"], "psnr": joined["psnr"],
+                         "psnr_before": joined["psnr_before"], "difference_db": joined["psnr"] - joined["psnr_before"],
+                         "within_bar": joined["psnr"] - joined["psnr_before"] >= -REPLACEMENT_DB})
+
+
+def replacement_markdown(replaced: pd.DataFrame) -> str:
+    lines = ["| noise | " + f"{replaced['model'].iloc[0]} | {replaced['replaced'].iloc[0]} (replaced) | difference | met (>= -{REPLACEMENT_DB} dB) |",
+             "|---|--:|--:|--:|:-:|"]
+    for row in replaced.itertuples():
+        lines.append(f"| {row.condition} | {row.psnr:.2f} | {row.psnr_before:.2f} | {row.difference_db:+.2f} dB | {'yes' if row.within_bar else 'NO'} |")
+    lines += ["", f"Within {REPLACEMENT_DB} dB of the replaced model at {int(replaced['within_bar'].sum())} of {len(replaced)} synthetic conditions."]
+    return "\n".join(lines)
 
 
 def _margin_row(condition: str, own: pd.Series, rivals: pd.DataFrame, score_on) -> dict:
@@ -159,8 +187,10 @@ def model_card_section(quality: Quality, command: str, faces_total: int) -> str:
     return "\n".join([
         f"Measured by `{command}` on the PrivateTest hold-out ({faces_total} faces not in Training; "
         "mean per-image PSNR in dB and SSIM on [0, 1]; NLM and BM3D on the first faces only, as the headers say). "
-        f"Trained for: {uses}. Each condition is judged with the most specialised model trained for its kind.",
+        f"Trained for: {uses}. Each condition is judged with the most specialised model trained for its kind "
+        "(the default, most general model where none is).",
         "", "### Against the bar", "", margins_markdown(quality.margins),
+        *(["", "### Against the model it replaced (PSNR, dB)", "", replacement_markdown(quality.replaced)] if len(quality.replaced) else []),
         "", "### Every filter at every condition (PSNR / SSIM; faces in the header)", "", scores_markdown(quality.scores),
     ])
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from denoise_core.baselines import adaptive_median, total_variation
@@ -16,10 +18,10 @@ from denoise_core.denoise import SHIPPED_GAUSS_MODEL, SHIPPED_IMPULSE_MODEL, SHI
 from denoise_core.evaluate import score_images
 from denoise_core.holdout import make_holdout
 from denoise_core.model import ModelConfig
-from denoise_core.train import TrainConfig, fit
 from denoise_core.noise import trained_kinds
+from denoise_core.train import TrainConfig, fit
 from results.quality import (
-    QualityOptions, card_difference, evaluate_model_files, margins_markdown, recommended_model, replace_between_markers,
+    QualityOptions, card_difference, evaluate_model_files, margins_markdown, model_card_section, recommended_model, replace_between_markers,
     section_between_markers,
 )
 from results.classical import GRIDS
@@ -150,3 +152,18 @@ def test_the_required_margin_is_the_kinds_unless_the_condition_has_a_stronger_on
 
     assert [required_margin(c) for c in ("sp:0.1", "sp:0.3", "sp:0.9", "gauss:15", "gauss:50", "sp:0.1+gauss:10", "rv:0.2", "sp:0.1+jpeg:90")] == \
         [1.0, 1.5, 1.0, 0.5, 1.0, 1.5, 2.0, 2.0]
+
+
+def test_a_model_is_compared_with_the_file_it_replaced_at_the_synthetic_conditions(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("FACESTUDY_CACHE", str(tmp_path / "cache"))
+    options = QualityOptions(conditions=("sp:0.3", "gauss:25", "rv:0.1"), faces=12, slow_faces=4, tune_faces=4, bm3d_conditions=(),
+                             baselines=("median3",), device="cpu", replaces=tiny_model)
+    quality = evaluate_model_files([tiny_model], smooth_splits(96, 32, 16), options)
+    replaced = quality.replaced
+    assert list(replaced["condition"]) == ["sp:0.3", "gauss:25"]  # rv:0.1 is not a synthetic condition
+    assert (replaced["difference_db"] == 0.0).all() and replaced["within_bar"].all()  # the same file: no difference
+    own = quality.scores[quality.scores["model"] == "model"].set_index("condition")["psnr"]
+    assert list(replaced["psnr"]) == [own["sp:0.3"], own["gauss:25"]]
+    section = model_card_section(quality, "python bench/quality.py", 12)
+    assert "### Against the model it replaced" in section and "Within 0.3 dB of the replaced model at 2 of 2 synthetic conditions." in section
+    assert "### Against the model it replaced" not in model_card_section(dataclasses.replace(quality, replaced=pd.DataFrame()), "x", 12)
