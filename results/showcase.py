@@ -27,8 +27,9 @@ from denoise_core.holdout import DEFAULT_SEED, make_holdout
 from results.classical import GRIDS
 from results.grids import plot_grid
 
-CONDITIONS = ("sp:0.1", "sp:0.3", "sp:0.5", "sp:0.7", "gauss:10", "gauss:25", "gauss:50", "sp:0.1+gauss:10")
-FILTERS = ("switching_median", "bm3d")  # the strongest classical filter for impulses, and for Gaussian noise
+CONDITIONS = ("sp:0.1", "sp:0.3", "sp:0.5", "sp:0.7", "gauss:10", "gauss:25", "gauss:50", "sp:0.1+gauss:10", "rv:0.1", "sp:0.1+jpeg:90")
+# the strongest classical filter for salt-and-pepper, for random-valued impulses and noise saved as JPEG, and for Gaussian noise
+FILTERS = ("biharmonic_inpaint", "median3", "bm3d")
 ASTRONAUT_BOX = (50, 145, 150)  # top, left, side of the face in skimage.data.astronaut(): FER2013's framing
 
 
