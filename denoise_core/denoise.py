@@ -28,7 +28,8 @@ log = logging.getLogger("denoise_core.denoise")
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "fer2013-blind.pt"  # every noise kind
 SHIPPED_IMPULSE_MODEL = SHIPPED_MODEL.with_name("fer2013-impulse.pt")  # pure salt-and-pepper only
 SHIPPED_GAUSS_MODEL = SHIPPED_MODEL.with_name("fer2013-gauss.pt")  # pure Gaussian noise only
-SHIPPED_MODELS = (SHIPPED_MODEL, SHIPPED_IMPULSE_MODEL, SHIPPED_GAUSS_MODEL)
+SHIPPED_REALISTIC_MODEL = SHIPPED_MODEL.with_name("fer2013-realistic.pt")  # also random-valued impulses and noise saved as JPEG
+SHIPPED_MODELS = (SHIPPED_MODEL, SHIPPED_IMPULSE_MODEL, SHIPPED_GAUSS_MODEL, SHIPPED_REALISTIC_MODEL)
 
 
 def denoise_array(model: torch.nn.Module, images: np.ndarray, device: torch.device | str = "cpu", batch_size: int = 1024) -> np.ndarray:
@@ -88,12 +89,13 @@ def fit_warning(model: torch.nn.Module, training_noise: str, images: np.ndarray,
     replaces only pixels at exactly 0 or 255, which noise saved as JPEG, random-valued impulses and Gaussian noise
     do not leave; and a model never trained on noise saved as JPEG fails on faces that were saved as JPEG."""
     config = getattr(model, "config", None)
+    saved, quality = looks_jpeg(images)
     if getattr(config, "switching", False):
         share = float(((images <= 0.0) | (images >= 1.0)).mean())
         if share < 0.005:
+            better = (shipped_model_for("jpeg") if saved else None) or SHIPPED_MODEL
             return (f"{source}: only {share:.2%} of its pixels are exactly 0 or 255, the only pixels this model (switching output) changes, "
-                    f"so it comes back almost as it was; for noise that is not pure salt-and-pepper use {_shown(SHIPPED_MODEL)}")
-    saved, quality = looks_jpeg(images)
+                    f"so it comes back almost as it was; for noise that is not pure salt-and-pepper use {_shown(better)}")
     if saved and training_noise and "jpeg" not in trained_kinds(training_noise):
         better = shipped_model_for("jpeg")
         advice = (f"use {_shown(better)}, trained on it" if better is not None else
