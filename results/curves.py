@@ -28,8 +28,8 @@ Denoiser = Callable[[np.ndarray], np.ndarray]
 CLEAN = "none"
 KINDS = ("sp", "gauss", "mixture", "rv", "jpeg")
 AXIS_LABELS = {"sp": "salt-and-pepper density", "gauss": "Gaussian sigma (of 255)", "mixture": "mixture: S&P density + Gaussian sigma",
-               "rv": "random-valued impulse density", "jpeg": "noise saved as JPEG (quality falls to the right)"}
-LABELLED_KINDS = ("mixture", "jpeg")  # kinds whose x ticks name their conditions
+               "rv": "random-valued impulse density", "jpeg": "noise, then saved as JPEG of quality Q"}
+LABELLED_KINDS = ("mixture", "jpeg")  # kinds drawn on a categorical axis, one named tick per condition in hold-out order
 COLUMNS = ("model", "family", "condition", "noise", "level", "psnr", "ssim", "noisy_psnr", "noisy_ssim", "faces", "parameter", "seconds")
 
 
@@ -139,24 +139,31 @@ def plot_curves(table: pd.DataFrame, path: Path, title: str) -> None:
     fig, axes = plt.subplots(2, len(kinds), figsize=(4.6 * len(kinds) + 0.6, 9.0), squeeze=False)
     reference = table[table["faces"] == total_faces]
     for column, kind in enumerate(kinds):
+        named = list(dict.fromkeys(table.loc[table["noise"] == kind, "condition"])) if kind in LABELLED_KINDS else []
+        position = {CLEAN: 0.0, **{condition: float(i + 1) for i, condition in enumerate(named)}}
+
+        def x_of(points: pd.DataFrame) -> pd.Series:
+            return points["condition"].map(position) if named else points["level"]
+
         for row, metric in enumerate(("psnr", "ssim")):
             ax = axes[row][column]
             if len(reference):
                 noisy = series(reference, reference["model"].iloc[0], kind, f"noisy_{metric}")
                 noisy = noisy[noisy["level"] > 0]
-                ax.plot(noisy["level"], noisy["value"], ":", color="black", linewidth=1.5, label="noisy input")
+                ax.plot(x_of(noisy), noisy["value"], ":", color="black", linewidth=1.5, label="noisy input")
             for model in models:
                 points = series(table, model, kind, metric)
                 if points.empty:
                     continue
+                if named:
+                    points = points.assign(order=x_of(points)).sort_values("order")
                 bold = model in learned
                 subset = int(table.loc[table["model"] == model, "faces"].min()) < total_faces
-                ax.plot(points["level"], points["value"], "-" if not subset else "--", marker="o" if bold else ".",
+                ax.plot(x_of(points), points["value"], "-" if not subset else "--", marker="o" if bold else ".",
                         linewidth=2.4 if bold else 1.2, markersize=5 if bold else 4, color=colors[model],
                         label=curve_label(table, model, total_faces), alpha=1.0 if bold else 0.85)
-            if kind in LABELLED_KINDS:
-                mixed = table[table["noise"] == kind].drop_duplicates("condition").sort_values("level")
-                ax.set_xticks([0.0, *mixed["level"]], ["clean", *(c.replace("+", "\n+") for c in mixed["condition"])], fontsize=7)
+            if named:
+                ax.set_xticks(range(len(named) + 1), ["clean", *(c.replace("+", "\n+") for c in named)], fontsize=7)
             ax.set_xlabel(AXIS_LABELS[kind])
             ax.set_ylabel("PSNR (dB)" if metric == "psnr" else "SSIM")
             ax.grid(True, alpha=0.3)

@@ -140,7 +140,7 @@ def test_card_check_allows_one_unit_of_the_last_digit_and_nothing_else():
 
 @pytest.mark.slow
 def test_model_card_equals_what_the_quality_bench_measures_now(fer2013_path):
-    """The whole hold-out, every filter (the first run on a machine computes NLM and BM3D: 15-30 minutes)."""
+    """The whole hold-out, every filter (the first run on a machine computes every filter: up to an hour)."""
     result = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "quality.py"), "--check-card", str(CARD), "--data", str(fer2013_path)],
                             capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
