@@ -142,24 +142,23 @@ def plot_curves(table: pd.DataFrame, path: Path, title: str) -> None:
         named = list(dict.fromkeys(table.loc[table["noise"] == kind, "condition"])) if kind in LABELLED_KINDS else []
         position = {CLEAN: 0.0, **{condition: float(i + 1) for i, condition in enumerate(named)}}
 
-        def x_of(points: pd.DataFrame) -> pd.Series:
-            return points["condition"].map(position) if named else points["level"]
+        def along_x(points: pd.DataFrame) -> pd.DataFrame:
+            """The points with their x value, in drawing order."""
+            return points.assign(x=points["condition"].map(position) if named else points["level"]).sort_values("x", kind="stable")
 
         for row, metric in enumerate(("psnr", "ssim")):
             ax = axes[row][column]
             if len(reference):
                 noisy = series(reference, reference["model"].iloc[0], kind, f"noisy_{metric}")
-                noisy = noisy[noisy["level"] > 0]
-                ax.plot(x_of(noisy), noisy["value"], ":", color="black", linewidth=1.5, label="noisy input")
+                noisy = along_x(noisy[noisy["level"] > 0])
+                ax.plot(noisy["x"], noisy["value"], ":", color="black", linewidth=1.5, label="noisy input")
             for model in models:
-                points = series(table, model, kind, metric)
+                points = along_x(series(table, model, kind, metric))
                 if points.empty:
                     continue
-                if named:
-                    points = points.assign(order=x_of(points)).sort_values("order")
                 bold = model in learned
                 subset = int(table.loc[table["model"] == model, "faces"].min()) < total_faces
-                ax.plot(x_of(points), points["value"], "-" if not subset else "--", marker="o" if bold else ".",
+                ax.plot(points["x"], points["value"], "-" if not subset else "--", marker="o" if bold else ".",
                         linewidth=2.4 if bold else 1.2, markersize=5 if bold else 4, color=colors[model],
                         label=curve_label(table, model, total_faces), alpha=1.0 if bold else 0.85)
             if named:
