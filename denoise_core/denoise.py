@@ -21,7 +21,7 @@ from denoise_core.data import IMAGE_SUFFIXES, SIDE, read_face
 from denoise_core.errors import InputError, MissingFile, OutputExists, describe
 from denoise_core.files import write_atomic
 from denoise_core.jpeg_trace import looks_jpeg
-from denoise_core.noise import trained_kinds
+from denoise_core.noise import most_specialised, trained_kinds
 from denoise_core.train import denoise_tensor, resolve_device
 
 log = logging.getLogger("denoise_core.denoise")
@@ -106,13 +106,8 @@ def fit_warning(model: torch.nn.Module, training_noise: str, images: np.ndarray,
 
 def shipped_model_for(kind: str) -> Path | None:
     """The most specialised shipped model trained for a noise kind (``NoiseSpec.kind``); None if none is."""
-    fitting = []
-    for order, path in enumerate(SHIPPED_MODELS):
-        if path.is_file():
-            kinds = trained_kinds(load_model(path, "cpu")[1]["config"]["noise"])
-            if kind in kinds:
-                fitting.append((len(kinds), order, path))
-    return min(fitting)[2] if fitting else None
+    kinds = {path: trained_kinds(load_model(path, "cpu")[1]["config"]["noise"]) for path in SHIPPED_MODELS if path.is_file()}
+    return most_specialised(kinds, kind)
 
 
 def _shown(path: Path) -> Path:

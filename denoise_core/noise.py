@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Mapping, TypeVar
 
 import torch
 
 from denoise_core.errors import InputError
+
+K = TypeVar("K")
 
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
 _COMPONENT = re.compile(rf"^(sp|gauss|rv|jpeg):{_NUMBER}(?:-{_NUMBER})?$")
@@ -147,6 +150,13 @@ def jpeg(images: torch.Tensor, quality: float | torch.Tensor) -> torch.Tensor:
 def parse_alternatives(text: str) -> tuple[NoiseSpec, ...]:
     """``A|B|C`` as its specs; a plain spec is a choice of one."""
     return tuple(NoiseSpec.parse(part) for part in str(text).split("|"))
+
+
+def most_specialised(kinds: Mapping[K, tuple[str, ...]], kind: str) -> K | None:
+    """Of models mapped to the noise kinds they were trained for, the one trained for ``kind`` with the fewest
+    other kinds (first on a tie); None if none was trained for it."""
+    fitting = [name for name, covered in kinds.items() if kind in covered]
+    return min(fitting, key=lambda name: len(kinds[name])) if fitting else None
 
 
 def trained_kinds(training_noise: str) -> tuple[str, ...]:

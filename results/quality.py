@@ -22,7 +22,7 @@ from denoise_core.checkpoint import load_model
 from denoise_core.data import Splits, default_cache_dir
 from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, REALISTIC_CONDITIONS, SYNTHETIC_CONDITIONS, holdout_for
-from denoise_core.noise import trained_kinds
+from denoise_core.noise import most_specialised, trained_kinds
 from denoise_core.train import resolve_device
 from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves
 from results.curves import canonical, model_curves, noise_axis, score
@@ -66,10 +66,7 @@ def recommended_model(kinds: dict[str, tuple[str, ...]], kind: str) -> str | Non
     else the most general one, as the default model is what a user gets for noise no model was trained on."""
     if not kinds:
         return None
-    fitting = [name for name, covered in kinds.items() if kind in covered]
-    if not fitting:
-        return max(kinds, key=lambda name: len(kinds[name]))
-    return min(fitting, key=lambda name: len(kinds[name]))
+    return most_specialised(kinds, kind) or max(kinds, key=lambda name: len(kinds[name]))
 
 
 def evaluate_model_files(model_paths: list[Path], splits: Splits, options: QualityOptions = QualityOptions()) -> Quality:
@@ -109,9 +106,9 @@ def replacement_rows(after: pd.DataFrame, before: pd.DataFrame, before_name: str
     """Per condition scored by both: the new model's PSNR, the replaced one's, the difference and whether it is
     within ``REPLACEMENT_DB``."""
     joined = after.merge(before, on="condition", suffixes=("", "_before"))
+    difference = joined["psnr"] - joined["psnr_before"]
     return pd.DataFrame({"model": joined["model"], "replaced": before_name, "condition": joined["condition"], "psnr": joined["psnr"],
-                         "psnr_before": joined["psnr_before"], "difference_db": joined["psnr"] - joined["psnr_before"],
-                         "within_bar": joined["psnr"] - joined["psnr_before"] >= -REPLACEMENT_DB})
+                         "psnr_before": joined["psnr_before"], "difference_db": difference, "within_bar": difference >= -REPLACEMENT_DB})
 
 
 def replacement_markdown(replaced: pd.DataFrame) -> str:
