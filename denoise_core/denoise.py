@@ -25,11 +25,10 @@ from denoise_core.noise import most_specialised, trained_kinds
 from denoise_core.train import denoise_tensor, resolve_device
 
 log = logging.getLogger("denoise_core.denoise")
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "fer2013-blind.pt"  # every noise kind
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "fer2013-blind.pt"  # every noise kind, JPEG and random-valued too
 SHIPPED_IMPULSE_MODEL = SHIPPED_MODEL.with_name("fer2013-impulse.pt")  # pure salt-and-pepper only
 SHIPPED_GAUSS_MODEL = SHIPPED_MODEL.with_name("fer2013-gauss.pt")  # pure Gaussian noise only
-SHIPPED_REALISTIC_MODEL = SHIPPED_MODEL.with_name("fer2013-realistic.pt")  # also random-valued impulses and noise saved as JPEG
-SHIPPED_MODELS = (SHIPPED_MODEL, SHIPPED_IMPULSE_MODEL, SHIPPED_GAUSS_MODEL, SHIPPED_REALISTIC_MODEL)
+SHIPPED_MODELS = (SHIPPED_MODEL, SHIPPED_IMPULSE_MODEL, SHIPPED_GAUSS_MODEL)
 
 
 def denoise_array(model: torch.nn.Module, images: np.ndarray, device: torch.device | str = "cpu", batch_size: int = 1024) -> np.ndarray:

@@ -212,7 +212,7 @@ def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -
         torch.manual_seed(config.seed)
         core = ConvAutoencoder(config.model).to(device)
         if config.init and resume is None:
-            _load_initial_weights(core, config)
+            load_initial_weights(core, config)
         if device.type == "cpu":  # oneDNN's convolutions run about 1.3x faster on channels-last weights
             core = core.to(memory_format=torch.channels_last)
         model = wrap_model(core) if wrap_model else core
@@ -352,7 +352,7 @@ def _best_metrics(state: dict[str, Any]) -> dict[str, float]:
     return {}
 
 
-def _load_initial_weights(core: torch.nn.Module, config: TrainConfig) -> None:
+def load_initial_weights(core: torch.nn.Module, config: TrainConfig) -> None:
     """Starts from a trained model of the same architecture, or grows it: a refinement stage added to a model
     without one (its last layer starts at zero) and ``mirror`` switched on or off change nothing it learned."""
     source = load_checkpoint(config.init)

@@ -191,7 +191,7 @@ def test_an_impulse_model_on_a_face_without_impulses_warns_and_names_the_blind_m
 
 
 def test_a_model_not_trained_on_jpeg_warns_on_faces_saved_as_jpeg_and_names_what_to_use(tmp_path, caplog):
-    from denoise_core.denoise import SHIPPED_GAUSS_MODEL, shipped_model_for
+    from denoise_core.denoise import SHIPPED_GAUSS_MODEL, SHIPPED_MODEL, shipped_model_for
     from denoise_core.noise import corrupt, make_generator
 
     faces = torch.from_numpy(smooth_faces(4, seed=2)).float() / 255.0
@@ -201,9 +201,9 @@ def test_a_model_not_trained_on_jpeg_warns_on_faces_saved_as_jpeg_and_names_what
     np.save(tmp_path / "plain.npy", plain)
     assert run_main(denoise_main, ["--model", str(SHIPPED_GAUSS_MODEL), str(tmp_path / "saved.npy"), str(tmp_path / "out.npy")]) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    better = shipped_model_for("jpeg")
-    advice = f"use models/{better.name}, trained on it" if better else "no shipped model is trained on it yet, and a 3x3 median"
-    assert len(warnings) == 1 and "saved.npy: looks saved as JPEG (about quality 8" in warnings[0] and advice in warnings[0]
+    assert shipped_model_for("jpeg") == SHIPPED_MODEL  # the default model is trained on noise saved as JPEG
+    assert len(warnings) == 1 and "saved.npy: looks saved as JPEG (about quality 8" in warnings[0]
+    assert "use models/fer2013-blind.pt, trained on it" in warnings[0]
     caplog.clear()
     assert run_main(denoise_main, ["--model", str(SHIPPED_GAUSS_MODEL), str(tmp_path / "plain.npy"), str(tmp_path / "out2.npy")]) == 0
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
