@@ -98,7 +98,7 @@ def evaluate_model_files(model_paths: list[Path], splits: Splits, options: Quali
         old_model, _ = load_model(options.replaces, device)
         kept = tuple(c for c in conditions if c in {canonical(s) for s in SYNTHETIC_CONDITIONS})
         before = model_curves({"before": as_denoiser(for_inference(old_model, device), device)}, holdout, kept, options.faces)
-        replaced = replacement_rows(learned[learned["model"] == first], before, Path(options.replaces).name)
+        replaced = replacement_rows(learned[learned["model"] == first], before, Path(options.replaces).as_posix())  # as given: the name alone may be the new file's
     return Quality(scores=pd.concat([learned, classical], ignore_index=True), margins=pd.DataFrame(rows), kinds=kinds, replaced=replaced)
 
 
