@@ -244,7 +244,7 @@ def measure_full_cost(data: Path) -> FullCost:
     from denoise_core.data import load_splits
     from denoise_core.model import ConvAutoencoder
     from denoise_core.settings import override
-    from denoise_core.train import fit
+    from denoise_core.fit import fit
     from study.config import build_config
 
     full = build_config("full")

@@ -35,7 +35,7 @@ from denoise_core.data import DataNotFound, Faces, Splits, load_fer2013, resolve
 from denoise_core.metrics import psnr, ssim  # noqa: E402
 from denoise_core.model import ConvAutoencoder, ModelConfig  # noqa: E402
 from denoise_core.noise import corrupt, make_generator  # noqa: E402
-from denoise_core.train import EpochReport, TrainConfig, fit  # noqa: E402
+from denoise_core.fit import EpochReport, TrainConfig, fit  # noqa: E402
 
 SHARED_FER2013 = REPO_ROOT.parent / "shared" / "fer2013" / "fer2013.csv.gz"
 NOISE_SPECS = ("sp:0.05-0.5", "gauss:25", "sp:0.1+gauss:10")

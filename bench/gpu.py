@@ -60,7 +60,7 @@ from denoise_core.holdout import holdout_for  # noqa: E402
 from denoise_core.model import ConvAutoencoder, ModelConfig, count_parameters, model_config_from_dict  # noqa: E402
 from denoise_core.noise import corrupt, make_generator  # noqa: E402
 from denoise_core.settings import load_yaml_file  # noqa: E402
-from denoise_core.train import LOSSES, EpochReport, TrainConfig, config_from_dict, config_to_dict, fit  # noqa: E402
+from denoise_core.fit import LOSSES, EpochReport, TrainConfig, config_from_dict, config_to_dict, fit  # noqa: E402
 
 FULL_PRESET = REPO_ROOT / "study" / "presets" / "full.yaml"
 RECIPE = REPO_ROOT / "models" / "fer2013-impulse.yaml"

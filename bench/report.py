@@ -33,7 +33,7 @@ if str(REPO_ROOT) not in sys.path:
 from denoise_core.checkpoint import save_checkpoint  # noqa: E402
 from denoise_core.data import ENV_VAR, load_splits  # noqa: E402
 from denoise_core.model import ModelConfig  # noqa: E402
-from denoise_core.train import TrainConfig, fit  # noqa: E402
+from denoise_core.fit import TrainConfig, fit  # noqa: E402
 from results.report import ReportOptions, build_report  # noqa: E402
 
 SHARED_FER2013 = REPO_ROOT.parent / "shared" / "fer2013" / "fer2013.csv.gz"

@@ -25,7 +25,7 @@ import pandas as pd
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from denoise_core.data import load_splits, resolve_data_path  # noqa: E402
-from denoise_core.train import fit  # noqa: E402
+from denoise_core.fit import fit  # noqa: E402
 from study.config import build_config  # noqa: E402
 
 QUIET = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",

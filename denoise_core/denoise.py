@@ -22,7 +22,7 @@ from denoise_core.errors import InputError, MissingFile, OutputExists, describe
 from denoise_core.files import write_atomic
 from denoise_core.jpeg_trace import looks_jpeg
 from denoise_core.noise import most_specialised, trained_kinds
-from denoise_core.train import denoise_tensor, resolve_device
+from denoise_core.inference import denoise_tensor, resolve_device
 
 log = logging.getLogger("denoise_core.denoise")
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "fer2013-blind.pt"  # every noise kind, JPEG and random-valued too

@@ -13,7 +13,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
-from denoise_core.train import EpochReport
+from denoise_core.fit import EpochReport
 
 SCALARS = ("train_loss", "val_loss", "val_psnr", "val_ssim", "noisy_psnr", "lr", "images_per_second")
 TAGS = {"train_loss": "train/loss", "lr": "train/lr", "images_per_second": "train/images_per_second", "val_loss": "val/loss",

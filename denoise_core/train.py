@@ -1,431 +1,159 @@
-"""The training loop: one flat ``fit`` that the CLI, the Ray study, the benchmarks and the tests all call.
+"""``python -m denoise_core.train``: train one model locally, with a progress bar and TensorBoard.
 
-The whole training set lives on the device as one uint8 tensor; each batch is gathered, scaled and
-corrupted there, so the hot loop has no per-sample Python and no host-to-device copy. Validation uses a
-fixed noisy copy of the validation faces (seeded, made on the CPU), so epochs and trials are comparable.
-Each epoch hands ``on_epoch`` an ``EpochReport`` with metrics and a complete checkpoint.
+The run directory gets ``config.yaml`` (the resolved settings), ``last.pt`` (the full training state,
+every epoch), ``model.pt`` (the best model so far, what ``denoise`` loads), ``history.csv`` and the
+TensorBoard event files. An existing run directory is never overwritten: ``--resume`` continues it. A run
+that failed before its first checkpoint (a bad setting, a divergence, a full disk) leaves only files that
+the next start may replace, so retrying with the same ``--out`` works.
 """
 
 from __future__ import annotations
 
-import copy
+import argparse
+import csv
 import logging
-import math
-import time
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Callable, ClassVar
+import shutil
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+import yaml
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
-from denoise_core.checkpoint import FORMAT, VERSION, load_checkpoint
-from denoise_core.data import Splits
-from denoise_core.errors import InputError, UserError
-from denoise_core.metrics import psnr, ssim
-from denoise_core.model import ConvAutoencoder, ModelConfig, count_parameters, model_config_from_dict
-from denoise_core.noise import corrupt, make_generator, parse_alternatives
-from denoise_core.settings import build, differences
+from denoise_core.checkpoint import export_model, load_checkpoint, save_checkpoint
+from denoise_core.cli import ArgumentParser, run_cli, setup_logging
+from denoise_core.data import load_splits
+from denoise_core.errors import MissingFile, OutputExists
+from denoise_core.tblog import write_epoch, write_hparams
+from denoise_core.settings import (SettingsError, add_flags, apply_assignments, build, differences, flag_assignments, load_yaml_file, merge,
+                                   parse_assignment, to_dict)
+from denoise_core.fit import RESUMABLE, EpochReport, FitResult, TrainConfig, config_from_dict, config_to_dict, fit
 
-log = logging.getLogger(__name__)
-
-EXAMPLES = 8
-RANK_SEED_STRIDE = 1_000_003  # rank r > 0 of a data-parallel run draws from seed + r * stride (rank 0 keeps the seed)
+log = logging.getLogger("denoise_core.train")
+STARTED_FILES = ("config.yaml", "tensorboard", "history.csv")  # what a run writes before its first checkpoint
 
 
-def psnr_loss(output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """Minus the mean per-image PSNR: every face counts the same in dB whatever its noise level, where MSE lets
-    the heavily corrupted faces of a blind range dominate (and the metric every table reports is per-image PSNR)."""
-    mse = (output - clean).pow(2).flatten(1).mean(1)
-    return 10.0 * torch.log10(mse + 1e-10).mean()
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    parser = ArgumentParser(
+        prog="python -m denoise_core.train", description="Train one denoising autoencoder on FER2013.",
+        epilog="Settings: TrainConfig defaults < --config FILE < flags < --set KEY=VALUE. Values are YAML (1e-3, null, true). "
+               "On --resume the run's saved config.yaml is the base and only epochs, device and num_threads may change.")
+    parser.add_argument("--data", help="FER2013 file or folder (default: $FER2013_PATH)")
+    parser.add_argument("--out", required=True, help="run directory (must not exist, unless --resume)")
+    parser.add_argument("--config", help="YAML file with training settings (flags override it)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting, e.g. --set model.dropout=0.2")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    parser.add_argument("--grid-every", type=int, default=5, help="log an image grid to TensorBoard every N epochs (default: 5)")
+    parser.add_argument("--verbose", action="store_true", help="debug logging")
+    paths = add_flags(parser, TrainConfig)
+    return parser.parse_args(argv), paths
 
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "mae": F.l1_loss, "psnr": psnr_loss}
-RESUMABLE = ("epochs", "device", "num_threads")  # what a resumed run may change: its length and where it runs
+def layers(args: argparse.Namespace, paths: list[str]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The user's layers: the ``--config`` file's mapping, then flags and ``--set`` as dotted assignments."""
+    file_values = load_yaml_file(args.config) if args.config else {}
+    return file_values, flag_assignments(args, paths) + [parse_assignment(item) for item in args.set]
 
 
-class Diverged(UserError, FloatingPointError):
-    """The loss stopped being finite: a setting (usually the learning rate) the user can change, not a bug."""
+def resolve_config(file_values: dict[str, Any], assignments: list[tuple[str, Any]], saved: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults (or a resumed run's saved config) < file < assignments; a resume may change only ``RESUMABLE``."""
+    base = to_dict(config_from_dict(saved)) if saved is not None else to_dict(TrainConfig())
+    config = build(TrainConfig, apply_assignments(merge(base, file_values), assignments))
+    if saved is not None:
+        changed = [path for path in differences(base, to_dict(config)) if path not in RESUMABLE]
+        if changed:
+            raise SettingsError(f"--resume cannot change {', '.join(changed)} (saved in the run's checkpoint); only "
+                                f"{', '.join(RESUMABLE)} may change; start a new run with another --out to change the rest")
+    return config
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    noise: str = "sp:0.05-0.5"  # training corruption; a range is drawn per image (blind training)
-    val_noise: str | None = None  # fixed validation corruption; defaults to ``noise``
-    loss: str = "mse"  # "mse", "mae" or "psnr" (minus the mean per-image PSNR)
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"  # "cosine", "plateau" or "constant"
-    patience: int = 5  # epochs without validation-loss improvement before stopping
-    min_delta: float = 0.0
-    train_size: int | None = None  # use only the first N training faces
-    val_size: int | None = None  # use only the first N validation faces
-    seed: int = 0
-    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    amp: bool = True  # mixed precision, CUDA only
-    num_threads: int | None = None  # torch CPU threads; None leaves torch's default
-    init: str | None = None  # a model file whose weights start the training (fine-tuning); None: random
+def train_run(file_values: dict[str, Any], assignments: list[tuple[str, Any]], data_path: str | None, run_dir: Path,
+              resume: bool = False, grid_every: int = 5) -> FitResult:
+    """Train into ``run_dir``; refuses to touch a non-empty directory unless resuming it."""
+    previous = None
+    if resume:
+        last = run_dir / "last.pt"
+        if not last.is_file():
+            hint = "; the run failed before its first epoch ended, so start it again without --resume" if run_dir.is_dir() else ""
+            raise MissingFile(f"nothing to resume: {last} does not exist{hint}")
+        previous = load_checkpoint(last)
+        config = resolve_config(file_values, assignments, saved=previous["config"])
+    else:
+        config = resolve_config(file_values, assignments)
+    if config.init and not resume:
+        load_checkpoint(config.init)  # a refused or damaged init file fails here, before the run directory is touched
+    if not resume:
+        _claim_run_dir(run_dir)
+    splits = load_splits(data_path)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    log.info("training %s", config)
+    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    progress = tqdm(total=config.epochs, initial=previous["epoch"] if previous else 0, desc="epochs", unit="epoch", disable=None)
 
-    HELP: ClassVar[dict[str, str]] = {  # what each setting means, for --help and the README
-        "noise": "training corruption, drawn per face: sp:0.05-0.5, gauss:5-55, sp:0.1+gauss:10, sp:0.02-0.9|gauss:5-55",
-        "val_noise": "fixed validation corruption (null: the training noise)",
-        "loss": "mse, mae or psnr (minus the mean per-image PSNR)",
-        "epochs": "epochs to train (the cosine schedule anneals over them)",
-        "batch_size": "faces per batch",
-        "lr": "AdamW learning rate",
-        "weight_decay": "AdamW weight decay",
-        "schedule": "learning-rate schedule: cosine, plateau or constant",
-        "patience": "epochs without validation improvement before early stopping",
-        "min_delta": "smallest validation-loss decrease that counts as an improvement",
-        "train_size": "use only the first N training faces (null: all)",
-        "val_size": "use only the first N validation faces (null: all)",
-        "seed": "seeds weights, batches, noise and dropout",
-        "device": "auto, cpu, cuda or cuda:N",
-        "amp": "mixed precision (CUDA only)",
-        "num_threads": "torch CPU threads (null: torch's default)",
-        "init": "a model file whose weights start the training (fine-tuning); null: random weights",
-    }
+    def on_epoch(report: EpochReport) -> None:
+        save_checkpoint(report.checkpoint, run_dir / "last.pt")
+        if report.is_best:
+            save_checkpoint(export_model(report.checkpoint), run_dir / "model.pt")
+        write_epoch(writer, report, grid_every)
+        _append_history(run_dir / "history.csv", report.metrics())
+        progress.update(1)
+        if progress.disable:  # no terminal: one log line per epoch instead of a progress bar
+            log.info("epoch %d/%d: val PSNR %.2f dB (noisy %.2f), train loss %.4f", report.epoch, config.epochs, report.val_psnr,
+                     report.noisy_psnr, report.train_loss)
+        progress.set_postfix(val_psnr=f"{report.val_psnr:.2f}", noisy=f"{report.noisy_psnr:.2f}", loss=f"{report.train_loss:.4f}")
 
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise InputError(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
-        if self.schedule not in ("cosine", "plateau", "constant"):
-            raise InputError(f"schedule must be 'cosine', 'plateau' or 'constant', got {self.schedule!r}")
-        if self.epochs < 1 or self.batch_size < 2 or self.patience < 1:
-            raise InputError("epochs must be >= 1, batch_size >= 2 and patience >= 1")
-        if self.lr <= 0 or self.weight_decay < 0:
-            raise InputError("lr must be > 0 and weight_decay >= 0")
-        if self.train_size is not None and self.train_size < 2:
-            raise InputError(f"train_size must be >= 2 faces, or null for all, got {self.train_size}")
-        if self.val_size is not None and self.val_size < 1:
-            raise InputError(f"val_size must be >= 1 face, or null for all, got {self.val_size}")
-        parse_alternatives(self.noise)
-        if self.val_noise is not None:
-            parse_alternatives(self.val_noise)
-
-    @property
-    def validation_noise(self) -> str:
-        return self.val_noise or self.noise
-
-
-@dataclass(frozen=True)
-class EpochReport:
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_psnr: float
-    val_ssim: float
-    noisy_psnr: float  # the corrupted input's PSNR: what "doing nothing" scores
-    noisy_ssim: float
-    lr: float
-    seconds: float
-    images_per_second: float
-    is_best: bool
-    should_stop: bool
-    checkpoint: dict[str, Any] = field(repr=False)
-    examples: tuple[torch.Tensor, torch.Tensor, torch.Tensor] = field(repr=False)  # noisy, denoised, clean (CPU)
-
-    def metrics(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if isinstance(getattr(self, f.name), (int, float))}
-
-
-@dataclass(frozen=True)
-class FitResult:
-    best_epoch: int
-    best: dict[str, float]
-    history: list[dict[str, float]]
-    checkpoint: dict[str, Any] = field(repr=False)
-    stopped_early: bool
-    parameters: int
-    seconds: float
-
-
-def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    return asdict(config)
-
-
-def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from nested dicts (YAML, a checkpoint); settings added since it was saved take their defaults."""
-    return build(TrainConfig, values)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
-    return device
-
-
-def fit(
-    config: TrainConfig,
-    data: Splits,
-    on_epoch: Callable[[EpochReport], bool | None] | None = None,
-    resume: dict[str, Any] | None = None,
-    *,
-    device: torch.device | None = None,
-    wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
-    rank: int = 0,
-    world_size: int = 1,
-) -> FitResult:
-    """Train an autoencoder on ``data.train``, validate on ``data.val``; never touches ``data.test``.
-
-    ``on_epoch`` may return True to stop. ``resume`` is a checkpoint from an earlier epoch of the same
-    config: training continues after it, with identical results to an uninterrupted run. For data-parallel
-    training a launcher passes the worker's ``device``, ``rank`` and ``world_size`` and a ``wrap_model``
-    (e.g. DDP); each rank then trains on every ``world_size``-th face (disjoint, equal-sized shards, so every
-    rank runs the same number of steps) with its own noise, order and dropout seed, and checkpoints hold the
-    unwrapped weights, so they load the same way as single-process ones. After each epoch's training, rank 0's
-    buffers (batch-norm running statistics) are broadcast to all ranks before validation, rather than using
-    SyncBatchNorm: that needs CUDA and adds a collective per layer per step, while DDP already syncs buffers at
-    each forward, so one broadcast per epoch leaves training unchanged and makes every rank validate the same
-    model. Rank 0 alone decides to stop (its early stopping or ``on_epoch``), so all ranks stop at one epoch.
-    """
-    device = device or resolve_device(config.device)
-    threads = torch.get_num_threads()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
     try:
-        return _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size)
+        result = fit(config, splits, on_epoch=on_epoch, resume=previous)
     finally:
-        torch.set_num_threads(threads)
+        progress.close()
+    params = {k: v for k, v in config_to_dict(config).items() if k != "model"} | {f"model_{k}": v for k, v in config_to_dict(config)["model"].items()}
+    write_hparams(writer, params, {k: result.best[k] for k in ("val_loss", "val_psnr", "val_ssim")})
+    writer.close()
+    log.info("best epoch %d: val PSNR %.2f dB (noisy %.2f), SSIM %.4f; model at %s", result.best_epoch,
+             result.best["val_psnr"], result.best["noisy_psnr"], result.best["val_ssim"], run_dir / "model.pt")
+    return result
 
 
-def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -> FitResult:
-    train = data.train[: config.train_size]
-    if rank == 0 and config.train_size is not None and config.train_size > len(data.train):
-        log.warning("train_size %d is more than the %d training faces; training on all %d", config.train_size, len(data.train), len(data.train))
-    if rank == 0 and config.val_size is not None and config.val_size > len(data.val):
-        log.warning("val_size %d is more than the %d validation faces; validating on all %d", config.val_size, len(data.val), len(data.val))
-    per_rank = len(train) // world_size
-    train_u8 = _to_device(train[rank::world_size][:per_rank], device)
-    if len(train_u8) < 2:
-        raise InputError(f"need at least 2 training faces, got {len(train_u8)}")
-    val_clean, val_noisy = _validation_set(data.val[: config.val_size], config, device)
-    use_amp = config.amp and device.type == "cuda"
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(config.seed)
-        core = ConvAutoencoder(config.model).to(device)
-        if config.init and resume is None:
-            load_initial_weights(core, config)
-        if device.type == "cpu":  # oneDNN's convolutions run about 1.3x faster on channels-last weights
-            core = core.to(memory_format=torch.channels_last)
-        model = wrap_model(core) if wrap_model else core
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        scheduler = _scheduler(optimizer, config)
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        if rank:  # distinct dropout masks per rank; the model's initial weights above are the same on every rank
-            torch.manual_seed(_rank_seed(config.seed, rank))
-        generator = make_generator(_rank_seed(config.seed, rank), device)
-        state = {"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": [], "initial": None}
-        best_model_state = copy.deepcopy(core.state_dict())
-        if resume is not None:
-            _check_resume(resume, config)
-            core.load_state_dict(resume["model_state"])
-            optimizer.load_state_dict(resume["optimizer_state"])
-            scheduler.load_state_dict(resume["scheduler_state"])
-            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
-                scheduler.T_max = config.epochs  # resumed with another --epochs: anneal from here to the new end
-            scaler.load_state_dict(resume["scaler_state"])
-            torch.set_rng_state(resume["rng_state"].cpu())
-            if device.type == "cuda" and "cuda_rng_state" in resume:  # absent in checkpoints written before it was saved
-                torch.cuda.set_rng_state(resume["cuda_rng_state"].cpu(), device)
-            generator.set_state(resume["generator_state"].to(generator.get_state().device))
-            best_model_state = resume["best_model_state"]
-            state = {k: copy.deepcopy(resume.get(k, v)) for k, v in state.items()}
-            if rank:  # the checkpoint holds rank 0's random states: the other ranks draw afresh, apart from it and each other
-                torch.manual_seed(_rank_seed(config.seed, rank) + state["epoch"])
-                generator.manual_seed(_rank_seed(config.seed, rank) + state["epoch"])
-        noisy_psnr, noisy_ssim = _quality(val_noisy, val_clean)
-        loss_fn = LOSSES[config.loss]
-        if config.init and resume is None:  # a warm start is scored before training, and stays the best until beaten
-            started = time.perf_counter()
-            init_loss, init_psnr, init_ssim, _ = _validate(core, val_noisy, val_clean, loss_fn, use_amp)
-            state["initial"] = {"epoch": 0, "train_loss": math.nan, "val_loss": init_loss, "val_psnr": init_psnr, "val_ssim": init_ssim,
-                                "noisy_psnr": noisy_psnr, "noisy_ssim": noisy_ssim, "lr": config.lr,
-                                "seconds": time.perf_counter() - started, "images_per_second": 0.0}
-            state["best_val_loss"] = init_loss
-        batches = max(1, len(train_u8) // config.batch_size)
-        batch_size = min(config.batch_size, len(train_u8))
-        parameters = count_parameters(core)
-        started = time.perf_counter()
-        stopped_early = False
-        checkpoint = resume
-        for epoch in range(state["epoch"] + 1, config.epochs + 1):
-            epoch_start = time.perf_counter()
-            model.train()
-            order = torch.randperm(len(train_u8), generator=generator, device=device)
-            total = torch.zeros((), device=device)
-            for step in range(batches):
-                clean = train_u8[order[step * batch_size:(step + 1) * batch_size]].float().div_(255.0)
-                noisy = corrupt(clean, config.noise, generator)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    output = model(noisy)
-                loss = loss_fn(output.float(), clean)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                total += loss.detach()
-            train_loss = float(total) / batches  # synchronises the device before the clock is read
-            train_seconds = time.perf_counter() - epoch_start
-            _broadcast_buffers(core, world_size)
-            val_loss, val_psnr, val_ssim, examples = _validate(core, val_noisy, val_clean, loss_fn, use_amp)
-            if not math.isfinite(train_loss) or not math.isfinite(val_loss):
-                raise Diverged(f"training diverged at epoch {epoch}: the loss is not finite (train {train_loss}, val {val_loss}); "
-                               "lower the learning rate (lr)")
-            lr = optimizer.param_groups[0]["lr"]
-            if config.schedule == "plateau":
-                scheduler.step(val_loss)
-            else:
-                scheduler.step()
-            is_best = val_loss < state["best_val_loss"] - config.min_delta
-            if is_best:
-                state.update(best_val_loss=val_loss, best_epoch=epoch, bad_epochs=0)
-                best_model_state = copy.deepcopy(core.state_dict())
-            else:
-                state["bad_epochs"] += 1
-            should_stop = _from_rank_zero(state["bad_epochs"] >= config.patience, device, world_size)
-            metrics = {
-                "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_psnr": val_psnr, "val_ssim": val_ssim,
-                "noisy_psnr": noisy_psnr, "noisy_ssim": noisy_ssim, "lr": lr, "seconds": time.perf_counter() - epoch_start,
-                "images_per_second": batches * batch_size / train_seconds,
-            }
-            state["history"].append(metrics)
-            state["epoch"] = epoch
-            checkpoint = {
-                "format": FORMAT, "version": VERSION, "config": config_to_dict(config), "parameters": parameters,
-                "metrics": metrics, "best_metrics": _best_metrics(state), **copy.deepcopy(state),
-                "model_state": copy.deepcopy(core.state_dict()), "best_model_state": best_model_state,
-                "optimizer_state": copy.deepcopy(optimizer.state_dict()), "scheduler_state": scheduler.state_dict(),
-                "scaler_state": scaler.state_dict(), "rng_state": torch.get_rng_state(), "generator_state": generator.get_state(),
-                **({"cuda_rng_state": torch.cuda.get_rng_state(device)} if device.type == "cuda" else {}),
-            }
-            report = EpochReport(**metrics, is_best=is_best, should_stop=should_stop, checkpoint=checkpoint, examples=examples)
-            wants_stop = _from_rank_zero(bool(on_epoch(report)) if on_epoch else False, device, world_size)
-            if should_stop or wants_stop:
-                stopped_early = should_stop
-                break
-    return FitResult(
-        best_epoch=state["best_epoch"], best=_best_metrics(state), history=state["history"], checkpoint=checkpoint,
-        stopped_early=stopped_early, parameters=parameters, seconds=time.perf_counter() - started,
-    )
+def _claim_run_dir(run_dir: Path) -> None:
+    """Refuse a directory holding a run or anything else; clear what a run that failed before its first checkpoint left."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputExists(f"--out {run_dir} is a file; choose a directory path for the run")
+    entries = sorted(run_dir.iterdir()) if run_dir.is_dir() else []
+    if not entries:
+        return
+    if (run_dir / "last.pt").exists() or (run_dir / "model.pt").exists():
+        raise OutputExists(f"run directory {run_dir} already holds a run; choose a new --out or pass --resume")
+    foreign = [entry.name for entry in entries if entry.name not in STARTED_FILES]
+    if foreign:
+        raise OutputExists(f"run directory {run_dir} holds other files ({', '.join(foreign[:3])}); choose an empty or new --out")
+    log.warning("%s holds what a run that failed before its first checkpoint left (%s); replacing it", run_dir, ", ".join(e.name for e in entries))
+    for entry in entries:
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
-def _rank_seed(seed: int, rank: int) -> int:
-    """Rank 0 keeps the seed, so a single-process run draws what it always drew."""
-    return seed + RANK_SEED_STRIDE * rank
+def _append_history(path: Path, metrics: dict[str, float]) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(metrics))
+        if new:
+            writer.writeheader()
+        writer.writerow(metrics)
 
 
-def _distributed(world_size: int) -> bool:
-    return world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized()
+def main(argv: list[str] | None = None) -> None:
+    args, paths = parse_args(argv)
+    setup_logging(args.verbose)
 
+    def run() -> None:
+        file_values, assignments = layers(args, paths)
+        train_run(file_values, assignments, args.data, Path(args.out), args.resume, args.grid_every)
 
-def _broadcast_buffers(core: torch.nn.Module, world_size: int) -> None:
-    """Rank 0's batch-norm statistics on every rank: each rank's last steps left its own, and validation,
-    early stopping and the checkpoint must see one model."""
-    if _distributed(world_size):
-        for buffer in core.buffers():
-            torch.distributed.broadcast(buffer, src=0)
-
-
-def _from_rank_zero(decision: bool, device: torch.device, world_size: int) -> bool:
-    """Rank 0's stop decision on every rank: a rank that stopped alone would leave the others waiting in a collective."""
-    if not _distributed(world_size):
-        return decision
-    flag = torch.tensor([decision], dtype=torch.uint8, device=device)
-    torch.distributed.broadcast(flag, src=0)
-    return bool(flag)
-
-
-def _best_metrics(state: dict[str, Any]) -> dict[str, float]:
-    if state["best_epoch"] == 0 and state.get("initial"):
-        return dict(state["initial"])
-    for metrics in state["history"]:
-        if metrics["epoch"] == state["best_epoch"]:
-            return dict(metrics)
-    return {}
-
-
-def load_initial_weights(core: torch.nn.Module, config: TrainConfig) -> None:
-    """Starts from a trained model of the same architecture, or grows it: a refinement stage added to a model
-    without one (its last layer starts at zero) and ``mirror`` switched on or off change nothing it learned."""
-    source = load_checkpoint(config.init)
-    trained = model_config_from_dict(source["config"]["model"])
-    adds_refiner = trained.refine == 0 and config.model.refine > 0
-    grown_from = replace(config.model, mirror=trained.mirror)
-    if adds_refiner:
-        grown_from = replace(grown_from, refine=0, refine_width=trained.refine_width)
-    if grown_from != trained:
-        raise InputError(f"init model {config.init} has another architecture than this training's model settings; use the same model: block "
-                         "(adding refine layers to a model without them, and mirror, are the changes allowed)")
-    missing, unexpected = core.load_state_dict(source.get("best_model_state", source.get("model_state")), strict=not adds_refiner)
-    if unexpected or any(not key.startswith("refiner.") for key in missing):
-        raise InputError(f"init model {config.init} does not fit this architecture: missing {missing}, unexpected {unexpected}")
-
-
-def _check_resume(resume: dict[str, Any], config: TrainConfig) -> None:
-    saved = config_to_dict(config_from_dict(resume.get("config", {})))  # settings added since the checkpoint take their defaults
-    differing = [k for k in differences(saved, config_to_dict(config)) if k not in RESUMABLE]
-    if differing:
-        raise InputError(f"cannot resume: the checkpoint was trained with different settings for {differing}")
-
-
-def _to_device(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
-    if device.type == "cuda":
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
-
-
-def _validation_set(val: np.ndarray, config: TrainConfig, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validation faces and one fixed 8-bit noisy copy, made on the CPU so every device sees the same."""
-    if len(val) == 0:
-        raise InputError("the validation split is empty: FER2013's PublicTest rows are needed for early stopping")
-    clean = torch.from_numpy(np.ascontiguousarray(val)).unsqueeze(1).float().div_(255.0)
-    noisy = corrupt(clean, config.validation_noise, make_generator(config.seed + 1))
-    noisy = noisy.mul(255.0).round_().div_(255.0)
-    return clean.to(device), noisy.to(device)
-
-
-def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.lr * 0.01)
-    if config.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=max(1, config.patience // 2))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-
-
-@torch.no_grad()
-def _quality(pred: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
-    return float(psnr(pred, clean).mean()), float(ssim(pred, clean).mean())
-
-
-@torch.no_grad()
-def denoise_tensor(model: torch.nn.Module, noisy: torch.Tensor, batch_size: int = 1024, amp: bool = False) -> torch.Tensor:
-    """Run the model over (N, 1, 48, 48) images in batches, on the images' device."""
-    model.eval()
-    outputs = []
-    for start in range(0, len(noisy), batch_size):
-        with torch.autocast(noisy.device.type, dtype=torch.float16, enabled=amp and noisy.device.type == "cuda"):
-            outputs.append(model(noisy[start:start + batch_size]).float())
-    return torch.cat(outputs)
-
-
-def _validate(model, val_noisy, val_clean, loss_fn, use_amp) -> tuple[float, float, float, tuple[torch.Tensor, ...]]:
-    denoised = denoise_tensor(model, val_noisy, amp=use_amp)
-    val_loss = float(loss_fn(denoised, val_clean))
-    val_psnr, val_ssim = _quality(denoised, val_clean)
-    examples = tuple(t[:EXAMPLES].detach().cpu() for t in (val_noisy, denoised, val_clean))
-    return val_loss, val_psnr, val_ssim, examples
+    run_cli(run, "denoise_core.train")
 
 
 if __name__ == "__main__":
-    from denoise_core.train_cli import main
-
     main()

@@ -20,7 +20,7 @@ import pandas as pd
 
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.errors import InputError
-from denoise_core.train import resolve_device
+from denoise_core.inference import resolve_device
 from results.classical import baseline_curves
 from results.curves import COLUMNS, curve_conditions, model_curves, plot_curves, sp_conditions, write_tensorboard
 from results.html import Figure, Section, Table, Text, render_html, render_markdown

@@ -23,7 +23,7 @@ from denoise_core.data import Splits, default_cache_dir
 from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, REALISTIC_CONDITIONS, SYNTHETIC_CONDITIONS, holdout_for
 from denoise_core.noise import most_specialised, trained_kinds
-from denoise_core.train import resolve_device
+from denoise_core.inference import resolve_device
 from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves
 from results.curves import canonical, model_curves, noise_axis, score
 from results.models import as_denoiser, for_inference

@@ -28,7 +28,7 @@ from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import Splits, default_cache_dir, load_fer2013, split_faces
 from denoise_core.errors import InputError
 from denoise_core.holdout import Holdout, holdout_for
-from denoise_core.train import resolve_device
+from denoise_core.inference import resolve_device
 from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves, best_baseline
 from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_curves, with_clean_point, write_tensorboard
 from results.html import Section, Table, render_html, render_markdown

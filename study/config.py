@@ -21,7 +21,7 @@ from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, validate_conditions
 from denoise_core.noise import parse_alternatives
 from denoise_core.settings import SettingsError, apply_assignments, build, differences, field_paths, load_yaml, load_yaml_file, merge, to_dict
-from denoise_core.train import TrainConfig
+from denoise_core.fit import TrainConfig
 from study import space as search_space
 
 PRESETS = ("smoke", "local", "workstation", "full")

@@ -23,7 +23,7 @@ if not __package__:  # run as a script: the checkout, not study/, goes first, so
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging  # noqa: E402
 from denoise_core.errors import MissingFile  # noqa: E402
 from denoise_core.settings import add_flags, flag_assignments, parse_assignment  # noqa: E402
-from denoise_core.train import TrainConfig  # noqa: E402
+from denoise_core.fit import TrainConfig  # noqa: E402
 from study.config import PRESETS, QUICK_REPORT, StudyConfig, build_config, resume_config, storage_root, to_yaml  # noqa: E402
 
 STUDY_FLAGS = ("data", "name", "storage", "optuna_storage", "num_samples", "max_concurrent", "train_workers", "cpus_per_worker", "gpus_per_trial",

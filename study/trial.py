@@ -24,7 +24,7 @@ import numpy as np
 from denoise_core.checkpoint import load_checkpoint, save_checkpoint
 from denoise_core.data import load_splits
 from denoise_core.tblog import image_grid
-from denoise_core.train import EpochReport, fit
+from denoise_core.fit import EpochReport, fit
 from study.config import trial_config
 from study.space import assignments
 

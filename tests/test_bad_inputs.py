@@ -25,8 +25,8 @@ from denoise_core.cli import run_cli
 from denoise_core.data import USAGES
 from denoise_core.denoise import main as denoise_main
 from denoise_core.model import ModelConfig
-from denoise_core.train import TrainConfig, fit
-from denoise_core.train_cli import main as train_main
+from denoise_core.fit import TrainConfig, fit
+from denoise_core.train import main as train_main
 from results.compare import main as compare_main
 from results.report import main as report_main
 from results.showcase import main as showcase_main

@@ -10,8 +10,8 @@ from denoise_core.checkpoint import export_model, load_model, save_checkpoint
 from denoise_core.data import write_csv
 from denoise_core.denoise import denoise_array, main as denoise_main
 from denoise_core.model import ModelConfig
-from denoise_core.train import TrainConfig, fit
-from denoise_core.train_cli import main as train_main
+from denoise_core.fit import TrainConfig, fit
+from denoise_core.train import main as train_main
 from synthetic import smooth_faces, smooth_splits, smooth_usage
 
 
@@ -142,7 +142,7 @@ def test_denoise_cli_rejects_a_foreign_model_file(tmp_path, capsys):
     assert "not a facestudy checkpoint" in capsys.readouterr().err
 
 
-CLI_MAINS = {"facestudy-train": "denoise_core.train_cli", "facestudy-denoise": "denoise_core.denoise", "facestudy-study": "study.run",
+CLI_MAINS = {"facestudy-train": "denoise_core.train", "facestudy-denoise": "denoise_core.denoise", "facestudy-study": "study.run",
              "facestudy-report": "results.report", "facestudy-compare": "results.compare", "results.showcase": "results.showcase",
              "facestudy-dashboard": "study.dashboard"}
 

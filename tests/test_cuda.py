@@ -20,7 +20,7 @@ from denoise_core.denoise import main as denoise_main
 from denoise_core.metrics import batched_quality, psnr, ssim
 from denoise_core.model import ModelConfig
 from denoise_core.noise import corrupt, make_generator
-from denoise_core.train import TrainConfig, fit
+from denoise_core.fit import TrainConfig, fit
 from synthetic import smooth_faces, smooth_splits
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

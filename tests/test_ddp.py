@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from denoise_core.data import Splits
 from denoise_core.model import ModelConfig
-from denoise_core.train import TrainConfig, fit
+from denoise_core.fit import TrainConfig, fit
 from synthetic import smooth_splits
 
 WORLD_SIZE = 2

@@ -19,7 +19,7 @@ from denoise_core.evaluate import score_images
 from denoise_core.holdout import make_holdout
 from denoise_core.model import ModelConfig
 from denoise_core.noise import trained_kinds
-from denoise_core.train import TrainConfig, fit
+from denoise_core.fit import TrainConfig, fit
 from results.quality import (
     QualityOptions, card_difference, evaluate_model_files, margins_markdown, model_card_section, recommended_model, replace_between_markers,
     section_between_markers,

@@ -21,7 +21,7 @@ from denoise_core.data import load_splits, read_csv_head
 from denoise_core.holdout import DEFAULT_CONDITIONS
 from denoise_core.metrics import PSNR_CAP
 from denoise_core.model import ModelConfig, count_parameters
-from denoise_core.train import TrainConfig, fit
+from denoise_core.fit import TrainConfig, fit
 from results.compare import build_comparison
 from results.curves import noise_axis
 from results.importance import param_importance

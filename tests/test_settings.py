@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from denoise_core.settings import SettingsError, apply_assignments, build, differences, load_yaml, merge, override, parse_assignment, to_dict
-from denoise_core.train import TrainConfig
-from denoise_core.train_cli import main as train_main, resolve_config
+from denoise_core.fit import TrainConfig
+from denoise_core.train import main as train_main, resolve_config
 from study.config import StudyConfigError, build_config, resume_config, to_yaml
 
 

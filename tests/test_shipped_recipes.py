@@ -9,8 +9,8 @@ import pytest
 from denoise_core.checkpoint import load_checkpoint
 from denoise_core.model import ConvAutoencoder, model_config_from_dict
 from denoise_core.settings import load_yaml_file
-from denoise_core.train import load_initial_weights
-from denoise_core.train_cli import resolve_config
+from denoise_core.fit import load_initial_weights
+from denoise_core.train import resolve_config
 from study.config import build_config
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from denoise_core.settings import to_dict
-from denoise_core.train import fit
+from denoise_core.fit import fit
 from study.config import StudyConfigError, build_config, searchable_settings, trial_config
 from study.space import SearchSpaceError, assignments, branches, check_space, parameters, sampler_for, searched_settings
 from synthetic import smooth_splits

@@ -5,7 +5,7 @@ from denoise_core.checkpoint import CheckpointError, export_model, load_checkpoi
 from denoise_core.data import Faces, parse_csv_bytes, split_faces
 from denoise_core.model import ModelConfig
 from denoise_core.settings import override
-from denoise_core.train import TrainConfig, config_from_dict, config_to_dict, fit, psnr_loss
+from denoise_core.fit import TrainConfig, config_from_dict, config_to_dict, fit, psnr_loss
 from synthetic import smooth_splits
 
 TINY = TrainConfig(model=ModelConfig(base_width=4, bottleneck_size=8), noise="sp:0.2", epochs=2, batch_size=16, lr=3e-3, seed=0)
