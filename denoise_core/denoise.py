@@ -113,6 +113,22 @@ def _shown(path: Path) -> Path:
     return path.relative_to(SHIPPED_MODEL.parents[1])
 
 
+def check_target(source: Path, target: Path, overwrite: bool) -> None:
+    """``--overwrite`` replaces earlier outputs, never the input: OUTPUT may not be INPUT, lie inside an input folder
+    (a second run would denoise its own outputs again) or be of another kind than INPUT."""
+    if target.resolve() == source.resolve():
+        raise InputError(f"output {target} is the input itself; write the restored faces to another path")
+    if source.is_dir() and source.resolve() in target.resolve().parents:
+        raise InputError(f"output {target} lies inside the input folder {source}; choose a folder outside it")
+    if not target.exists():
+        return
+    if not overwrite:
+        raise OutputExists(f"output {target} exists; choose another path or pass --overwrite")
+    if source.is_dir() != target.is_dir():
+        wanted, found = ("a folder", "a file") if source.is_dir() else ("a file", "a folder")
+        raise OutputExists(f"output {target} is {found}, but input {source} needs {wanted} as OUTPUT; choose another path")
+
+
 def denoise_path(model: torch.nn.Module, source: Path, target: Path, overwrite: bool = False, device: str | torch.device = "cpu",
                  training_noise: str = "") -> int:
     """Denoise a file, folder or .npy into the same form; returns the number of faces written. ``training_noise``
@@ -126,8 +142,7 @@ def denoise_path(model: torch.nn.Module, source: Path, target: Path, overwrite: 
 
     if not source.exists():
         raise MissingFile(f"input {source} does not exist")
-    if target.exists() and not overwrite:
-        raise OutputExists(f"output {target} exists; choose another path or pass --overwrite")
+    check_target(source, target, overwrite)
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:

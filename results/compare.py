@@ -79,7 +79,7 @@ def build_comparison(study_dirs: list[Path], out: Path, data: str | None = None,
     if len(study_dirs) == 1 and options.top == 1:
         raise InputError(f"one study with --top 1 has one model, nothing to compare it with: give two or more studies, --top N for "
                          f"the study's N best trials, or run python -m results.report {study_dirs[0]}")
-    check_output(out, options.overwrite)
+    check_output(out, options.overwrite, "comparison", tuple(study_dirs))
     studies = [read_study(d) for d in study_dirs]
     labels = unique_names(studies)
     clock = Stopwatch()
@@ -95,7 +95,7 @@ def build_comparison(study_dirs: list[Path], out: Path, data: str | None = None,
     curves = pd.concat([f for f in (model_rows, baseline_rows) if len(f)], ignore_index=True)
     clock.lap("curves")
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = scratch_dir(out)
+    work = scratch_dir(out, "comparison")
     try:
         table = comparison_table(learned, curves)
         table.to_csv(work / "compare.csv", index=False)
@@ -119,7 +119,7 @@ def build_comparison(study_dirs: list[Path], out: Path, data: str | None = None,
         subtitle = f"{len(studies)} studies: {', '.join(str(s.path) for s in studies)} - generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
         (work / "index.html").write_text(render_html("Study comparison", subtitle, sections, work))
         (work / "summary.md").write_text(render_markdown("Study comparison", subtitle, sections))
-        publish(work, out, options.overwrite)
+        publish(work, out, options.overwrite, "comparison")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.info("comparison written to %s", out)

@@ -182,6 +182,12 @@ CASES = [
     ("denoise-input-type", denoise_main, D + " {ws}/inputs/notes.txt {ws}/outputs/{case}.txt", r"unsupported type"),
     ("denoise-empty-folder", denoise_main, D + " {ws}/inputs/empty-folder {ws}/outputs/{case}", r"holds no \.png"),
     ("denoise-npy-to-png", denoise_main, D + " {ws}/inputs/faces.npy {ws}/outputs/{case}.png", r"must end in \.npy"),
+    # --overwrite replaces earlier outputs only: never the input, a folder of the user's, or a path of another kind
+    ("denoise-npy-onto-itself", denoise_main, D + " {ws}/inputs/faces.npy {ws}/inputs/faces.npy --overwrite", r"is the input itself"),
+    ("denoise-folder-onto-itself", denoise_main, D + " {ws}/inputs {ws}/inputs --overwrite", r"is the input itself"),
+    ("denoise-output-inside-input", denoise_main, D + " {ws}/data/images {ws}/data/images/clean", r"lies inside the input folder"),
+    ("denoise-folder-onto-a-file", denoise_main, D + " {ws}/data/images/train {ws}/outputs/existing.png --overwrite", r"is a file, but input"),
+    ("denoise-file-onto-a-folder", denoise_main, D + " {ws}/inputs/face.png {ws}/outputs --overwrite", r"is a folder, but input"),
     # the study, before Ray starts
     ("study-search-list", study_main, STUDY + " --set search=[1,2]", r"search: expected a mapping, got \[1, 2\]"),
     ("study-config-search-list", study_main, STUDY + " --config {ws}/configs/search-list.yaml", r"search: expected a mapping"),
@@ -198,6 +204,11 @@ CASES = [
     ("report-not-a-study", report_main, "{ws}/not-a-study", r"not a study directory"),
     ("report-negative-faces", report_main, "{ws}/not-a-study --faces -1", r"--faces"),
     ("compare-one-study", compare_main, "{ws}/not-a-study --out {ws}/outputs/{case}", r"nothing to compare it with"),
+    ("compare-overwrite-a-run", compare_main, "{ws}/not-a-study {ws}/studies --out {ws}/runs/done --overwrite", r"was not written by this program"),
+    ("compare-overwrite-user-folder", compare_main, "{ws}/not-a-study {ws}/studies --out {ws}/inputs --overwrite", r"was not written by this program"),
+    ("compare-out-is-an-input", compare_main, "{ws}/not-a-study {ws}/studies --out {ws}/not-a-study --overwrite", r"holds the input"),
+    ("compare-out-holds-an-input", compare_main, "{ws}/not-a-study {ws}/studies --out {ws} --overwrite", r"holds the input"),
+    ("compare-overwrite-a-file", compare_main, "{ws}/not-a-study {ws}/studies --out {ws}/a-file --overwrite", r"a-file is a file"),
     ("showcase-box-without-image", showcase_main, "--box 1,2,3 --out {ws}/outputs/{case}.png", r"--box needs --image"),
 ]
 
