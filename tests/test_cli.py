@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,3 +208,12 @@ def test_a_model_not_trained_on_jpeg_warns_on_faces_saved_as_jpeg_and_names_what
     caplog.clear()
     assert run_main(denoise_main, ["--model", str(SHIPPED_GAUSS_MODEL), str(tmp_path / "plain.npy"), str(tmp_path / "out2.npy")]) == 0
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_the_readme_names_every_console_command():
+    from importlib.metadata import entry_points
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    paragraph = readme[readme.index("**Commands.**"):].split("\n\n", 1)[0]
+    scripts = {ep.name for ep in entry_points(group="console_scripts") if ep.value.split(".")[0] in ("denoise_core", "study", "results")}
+    assert scripts and not [name for name in sorted(scripts) if f"`{name}`" not in paragraph]
