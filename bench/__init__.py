@@ -1,0 +1,1 @@
+"""Benchmarks, each run as a script (`python bench/NAME.py --help`), and the parts they share."""
