@@ -24,11 +24,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,127 +39,19 @@ if str(REPO_ROOT) not in sys.path:
 
 import pandas as pd  # noqa: E402
 
+from bench.full_cost import (FULL_GRACE, FULL_MAX_EPOCHS, FULL_REDUCTION, FULL_TRAIN_FACES, FULL_TRIALS, FULL_VAL_FACES,  # noqa: E402
+                             G5_XLARGE_PER_HOUR, M5_XLARGE_PER_HOUR, TRIALS_PER_GPU, FullCost, asha_epochs, full_estimate, hours,
+                             measure_full_cost, this_machine_estimate)
+from bench.ray_nodes import PYTHON, LocalRayNodes  # noqa: E402
+from bench.tables import markdown_table  # noqa: E402
 from denoise_core.data import read_csv_head, resolve_data_path  # noqa: E402
 
 SHARED_FER2013 = REPO_ROOT.parent / "shared" / "fer2013" / "fer2013.csv.gz"
-PYTHON = str(Path(sys.executable).absolute())
-RAY_CLI = str(Path(sys.executable).absolute().with_name("ray"))
-QUIET_RAY = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
-             "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
-FULL_TRAIN_FACES, FULL_VAL_FACES = 28_698, 3_589  # FER2013 Training (blank faces dropped) and PublicTest
-FULL_TRIALS, FULL_MAX_EPOCHS, FULL_GRACE, FULL_REDUCTION = 64, 60, 5, 3  # presets/full.yaml
-TRIALS_PER_GPU = 4  # gpus_per_trial 0.25
-G5_XLARGE_PER_HOUR, M5_XLARGE_PER_HOUR = 1.006, 0.192  # USD, us-east-1 on-demand list prices (1x A10G worker; CPU head)
-CPU_TIMING_TRAIN, CPU_TIMING_VAL = 384, 256  # faces in the one timed CPU epoch
+LAYOUTS = (("1 node x 2 CPUs", 1, 2), ("2 nodes x 1 CPU", 2, 1))  # label, nodes, CPUs per node
 
 
 def progress(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- local Ray nodes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def process_table() -> dict[int, tuple[int, int, str]]:
-    """pid -> (parent pid, process group, state), from /proc."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            table[int(entry)] = (int(fields[1]), int(fields[2]), fields[0])
-    return table
-
-
-class LocalNodes:
-    """`ray start --block` nodes on this machine, each in its own process group and temp dir; stop() ends
-    exactly them and everything they started."""
-
-    def __init__(self, nodes: int, cpus: int, env: dict[str, str]):
-        self.count, self.cpus = nodes, cpus
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="fsbench-", dir="/tmp"))  # Ray socket paths must stay short
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | QUIET_RAY | env
-        self.popens: list[subprocess.Popen] = []
-
-    def __enter__(self) -> "LocalNodes":
-        try:
-            self._launch([RAY_CLI, "start", "--head", "--port", str(self.port), "--num-cpus", str(self.cpus), "--num-gpus", "0",
-                          "--temp-dir", str(self.temp_dir / "head"), "--include-dashboard", "false",
-                          "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-                          "--disable-usage-stats", "--block"], "head")
-            self._wait(1)
-            for index in range(1, self.count):
-                self._launch([RAY_CLI, "start", "--address", self.address, "--num-cpus", str(self.cpus), "--num-gpus", "0",
-                              "--node-ip-address", f"127.0.0.{index + 1}", "--temp-dir", str(self.temp_dir / f"node{index}"),
-                              "--dashboard-agent-listen-port", str(free_port()), "--disable-usage-stats", "--block"], f"node{index}")
-            self._wait(self.count)
-            return self
-        except BaseException:
-            self.__exit__()
-            raise
-
-    def _launch(self, command: list[str], name: str) -> None:
-        with open(self.temp_dir / f"{name}.log", "wb") as log:
-            self.popens.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
-
-    def _wait(self, count: int, timeout: float = 180) -> None:
-        script = (f"import ray; ray.init(address={self.address!r}, log_to_driver=False, logging_level='ERROR');"
-                  "print(sum(1 for n in ray.nodes() if n['Alive']))")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(p.poll() is not None for p in self.popens):
-                raise RuntimeError(f"a Ray node exited early; see {self.temp_dir}/*.log")
-            result = subprocess.run([PYTHON, "-c", script], env=self.env, capture_output=True, text=True, timeout=60)
-            if result.returncode == 0 and int(result.stdout.split()[-1]) >= count:
-                return
-            time.sleep(1)
-        raise TimeoutError(f"{count} Ray node(s) not alive after {timeout:.0f} s")
-
-    def processes(self) -> set[int]:
-        table = process_table()
-        groups = {p.pid for p in self.popens}
-        found = groups | {pid for pid, (_, pgid, _) in table.items() if pgid in groups}
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _) in table.items():
-            children.setdefault(ppid, []).append(pid)
-        stack = list(found)
-        while stack:
-            for child in children.get(stack.pop(), []):
-                if child not in found:
-                    found.add(child)
-                    stack.append(child)
-        return {pid for pid in found if pid in table and table[pid][2] != "Z"}
-
-    def __exit__(self, *exc) -> None:
-        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-            targets = self.processes()
-            for pid in targets:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and targets & self.processes():
-                time.sleep(0.3)
-        for popen in self.popens:
-            try:
-                popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-
-# ---------------------------------------------------------------- the study on 1 vs 2 nodes
 
 
 @dataclass(frozen=True)
@@ -184,7 +73,7 @@ class StudyRun:
         return self.trials / seconds * 3600
 
 
-def run_study(layout: str, cluster: LocalNodes, name: str, data: Path, workdir: Path, trials: int, epochs: int) -> StudyRun:
+def run_study(layout: str, cluster: LocalRayNodes, name: str, data: Path, workdir: Path, trials: int, epochs: int) -> StudyRun:
     command = [PYTHON, str(REPO_ROOT / "study" / "run.py"), "--preset", "smoke", "--data", str(data), "--storage", str(workdir / "studies"),
                "--name", name, "--num-samples", str(trials), "--max-concurrent", "2", "--epochs", str(epochs),
                "--set", "scheduler=none", "--set", "holdout_faces=32"]
@@ -222,83 +111,10 @@ def pooled(runs: list[StudyRun]) -> StudyRun:
                     load=(max(r.load[0] for r in runs), max(r.load[1] for r in runs)))
 
 
-# ---------------------------------------------------------------- the full preset's per-trial cost
+# ---------------------------------------------------------------- the command line
 
 
-@dataclass(frozen=True)
-class FullCost:
-    flops_per_image: dict[int, float]  # base_width -> fwd+bwd FLOPs per 48x48 image (batch 128)
-    cpu_train_ips: float  # base_width 32, 1 thread
-    cpu_val_s_per_image: float
-    cpu_flops_per_s: float
-
-    @property
-    def mean_flops(self) -> float:  # the search draws base_width uniformly from the full preset's choices
-        return sum(self.flops_per_image.values()) / len(self.flops_per_image)
-
-
-def measure_full_cost(data: Path) -> FullCost:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from denoise_core.data import load_splits
-    from denoise_core.model import ConvAutoencoder
-    from denoise_core.settings import override
-    from denoise_core.fit import fit
-    from study.config import build_config
-
-    full = build_config("full")
-    widths = full.search["model.base_width"]["choice"]
-    flops = {}
-    for width in widths:
-        model_config = override(full.train, {"model.base_width": width}).model
-        model = ConvAutoencoder(model_config)
-        batch = torch.rand(128, 1, 48, 48)
-        with FlopCounterMode(display=False) as counter:
-            model(batch).float().mean().backward()
-        flops[width] = counter.get_total_flops() / 128
-    progress("timing one CPU epoch of the full preset's default model (base_width 32), 1 thread")
-    config = override(full.train, {"epochs": 1, "train_size": CPU_TIMING_TRAIN, "val_size": CPU_TIMING_VAL, "device": "cpu", "num_threads": 1})
-    reports = []
-    fit(config, load_splits(data), on_epoch=reports.append)
-    report = reports[0]
-    train_s = CPU_TIMING_TRAIN // config.batch_size * config.batch_size / report.images_per_second
-    val_s = max(report.seconds - train_s, 1e-6) / CPU_TIMING_VAL
-    return FullCost(flops_per_image=flops, cpu_train_ips=report.images_per_second, cpu_val_s_per_image=val_s,
-                    cpu_flops_per_s=flops[32] * report.images_per_second)
-
-
-def asha_epochs(trials: int) -> list[int]:
-    """Epochs each trial runs under ASHA (grace 5, reduction 3, max 60): a third of the trials goes on at each rung."""
-    rungs = [FULL_GRACE]
-    while rungs[-1] * FULL_REDUCTION < FULL_MAX_EPOCHS:
-        rungs.append(rungs[-1] * FULL_REDUCTION)
-    epochs, left = [], trials
-    for index, rung in enumerate(rungs):
-        going_on = round(trials / FULL_REDUCTION ** (index + 1))
-        epochs += [rung] * (left - going_on)
-        left = going_on
-    return epochs + [FULL_MAX_EPOCHS] * left
-
-
-def full_estimate(cost: FullCost, gpus: int, gpu_tflops: float, overhead_s: float, epochs: list[int]) -> tuple[float, float]:
-    """Wall seconds and USD for the full preset on `gpus` GPUs, 4 trials per GPU sharing it."""
-    gpu_flops = gpu_tflops * 1e12
-    epoch_flops = FULL_TRAIN_FACES * cost.mean_flops + FULL_VAL_FACES * cost.mean_flops / 3  # validation: forward only
-    slots = min(len(epochs), gpus * TRIALS_PER_GPU)
-    work = sum(epochs) * epoch_flops / gpu_flops  # GPU-seconds of training
-    longest = max(epochs) * epoch_flops / (gpu_flops / TRIALS_PER_GPU) + overhead_s  # a trial sharing its GPU with 3 others
-    waves = math.ceil(len(epochs) / slots)
-    wall = max(work / gpus + waves * overhead_s, longest)
-    dollars = wall / 3600 * (gpus * G5_XLARGE_PER_HOUR + M5_XLARGE_PER_HOUR)
-    return wall, dollars
-
-
-def hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
-
-
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", help="FER2013 (default: $FER2013_PATH, else ../shared/fer2013/fer2013.csv.gz)")
     parser.add_argument("--trials", type=int, default=4, help="trials per study (default 4)")
@@ -308,50 +124,42 @@ def main(argv: list[str] | None = None) -> None:
                         help="ASSUMED effective training throughput of one A10G on these small conv nets, TFLOP/s (default 15)")
     parser.add_argument("--trainer-overhead", type=float, default=25.0,
                         help="ASSUMED start-up + tear-down seconds of one TorchTrainer trial (default 25; RAY_NOTES measured 18-36 s)")
-    args = parser.parse_args(argv)
-    data = Path(args.data or os.environ.get("FER2013_PATH") or (SHARED_FER2013 if SHARED_FER2013.exists() else ""))
-    data = resolve_data_path(str(data) if str(data) not in ("", ".") else None)
+    return parser.parse_args(argv)
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
-    try:
-        slice_path = workdir / "fer2013-slice.csv"
-        slice_path.write_bytes(read_csv_head(data, 600))
-        began = time.perf_counter()
-        layouts = [("1 node x 2 CPUs", 1, 2), ("2 nodes x 1 CPU", 2, 1)]
-        by_layout: list[list[StudyRun]] = [[], []]
-        with contextlib.ExitStack() as stack:
-            # Both clusters stay up side by side (idle Ray costs ~1% CPU) and the studies alternate A B B A ...,
-            # so a change in the machine's load hits both layouts alike.
-            clusters = []
-            for label, nodes, cpus in layouts:
-                progress(f"{label}: starting {nodes} Ray node(s) x {cpus} CPU")
-                clusters.append(stack.enter_context(LocalNodes(nodes, cpus, {"FACESTUDY_CACHE": str(workdir / "cache")})))
-            for round_index in range(args.rounds):
-                for index in ((0, 1) if round_index % 2 == 0 else (1, 0)):
-                    by_layout[index].append(run_study(layouts[index][0], clusters[index], f"bench-{index}-{round_index}", slice_path,
-                                                      workdir, args.trials, args.epochs))
-        runs = [pooled(r) for r in by_layout]
-        cost = measure_full_cost(slice_path)
-        elapsed = time.perf_counter() - began
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
 
-    one, two = runs
+def data_path(given: str | None) -> Path:
+    data = Path(given or os.environ.get("FER2013_PATH") or (SHARED_FER2013 if SHARED_FER2013.exists() else ""))
+    return resolve_data_path(str(data) if str(data) not in ("", ".") else None)
+
+
+def study_layouts(data: Path, workdir: Path, args: argparse.Namespace) -> list[list[StudyRun]]:
+    """``args.rounds`` studies on each layout. Both clusters stay up side by side (idle Ray costs ~1% CPU) and the
+    studies alternate A B B A ..., so a change in the machine's load hits both layouts alike."""
+    by_layout: list[list[StudyRun]] = [[] for _ in LAYOUTS]
+    with contextlib.ExitStack() as stack:
+        clusters = []
+        for label, nodes, cpus in LAYOUTS:
+            progress(f"{label}: starting {nodes} Ray node(s) x {cpus} CPU")
+            clusters.append(stack.enter_context(LocalRayNodes(nodes, cpus, {"FACESTUDY_CACHE": str(workdir / "cache")})))
+        for round_index in range(args.rounds):
+            for index in ((0, 1) if round_index % 2 == 0 else (1, 0)):
+                by_layout[index].append(run_study(LAYOUTS[index][0], clusters[index], f"bench-{index}-{round_index}", data, workdir,
+                                                  args.trials, args.epochs))
+    return by_layout
+
+
+def print_throughput(by_layout: list[list[StudyRun]], args: argparse.Namespace) -> None:
+    one, two = runs = [pooled(r) for r in by_layout]
     print(f"\nStudy throughput on this machine ({os.cpu_count()} cores): smoke model and search, {args.rounds} studies per layout"
           f" (alternating) of {args.trials} trials x {args.epochs} epochs, 2 at a time, no early stopping, through RAY_ADDRESS\n")
-    header = ["layout", "trials/h (end to end)", "trials/h (trial phase)", "s per trial", "of which training", "Ray/Tune overhead",
-              "trials per node IP", "load avg start/end"]
-    rows = [[r.layout, f"{r.per_hour(r.end_to_end_s):.0f}", f"{r.per_hour(r.trial_phase_s):.0f}", f"{r.trial_s:.1f}",
-             f"{r.training_s:.1f}", f"{r.overhead_s:.1f}", ", ".join(f"{k}: {v}" for k, v in r.node_ips.items()),
-             f"{r.load[0]:.1f} / {r.load[1]:.1f}"] for r in runs]
-    rows.append(["ratio 2 nodes / 1 node", f"{two.per_hour(two.end_to_end_s) / one.per_hour(one.end_to_end_s):.2f}",
-                 f"{two.per_hour(two.trial_phase_s) / one.per_hour(one.trial_phase_s):.2f}", f"{two.trial_s / one.trial_s:.2f}",
-                 f"{two.training_s / one.training_s:.2f}", f"{two.overhead_s / max(one.overhead_s, 1e-9):.2f}", "", ""])
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for index, row in enumerate([header, *rows]):
-        print("| " + " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + " |")
-        if index == 0:
-            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    rows = [{"layout": r.layout, "trials/h (end to end)": f"{r.per_hour(r.end_to_end_s):.0f}", "trials/h (trial phase)": f"{r.per_hour(r.trial_phase_s):.0f}",
+             "s per trial": f"{r.trial_s:.1f}", "of which training": f"{r.training_s:.1f}", "Ray/Tune overhead": f"{r.overhead_s:.1f}",
+             "trials per node IP": ", ".join(f"{k}: {v}" for k, v in r.node_ips.items()), "load avg start/end": f"{r.load[0]:.1f} / {r.load[1]:.1f}"}
+            for r in runs]
+    ratios = [two.per_hour(two.end_to_end_s) / one.per_hour(one.end_to_end_s), two.per_hour(two.trial_phase_s) / one.per_hour(one.trial_phase_s),
+              two.trial_s / one.trial_s, two.training_s / one.training_s, two.overhead_s / max(one.overhead_s, 1e-9)]
+    rows.append(dict(zip(rows[0], ["ratio 2 nodes / 1 node", *(f"{r:.2f}" for r in ratios), "", ""])))
+    print("\n".join(markdown_table(rows)))
     print("\n(end to end: `study/run.py` start to exit, including connecting, the best-model export and hold-out scoring;"
           "\n trial phase: first trial start to last trial end, from the trials' result.json timestamps;"
           "\n training: the core's epochs inside a trial; both layouts give each trial 1 CPU and 1 torch thread.)")
@@ -361,8 +169,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"WARNING: the load average exceeded the {os.cpu_count()} cores during the runs: other work shared the CPUs, and"
               " differences between the layouts within that noise are not the layouts'.")
 
+
+def print_full_estimate(cost: FullCost, measured_overhead_s: float, args: argparse.Namespace) -> None:
     epochs_asha = asha_epochs(FULL_TRIALS)
-    overhead = max(args.trainer_overhead, one.overhead_s)
+    overhead = max(args.trainer_overhead, measured_overhead_s)
     print(f"\nEstimated wall time of the `full` preset ({FULL_TRIALS} trials, up to {FULL_MAX_EPOCHS} epochs of {FULL_TRAIN_FACES:,} faces,"
           f" validation on {FULL_VAL_FACES:,}), {TRIALS_PER_GPU} trials per GPU:\n")
     print("measured here:")
@@ -370,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
           + ", ".join(f"{w}: {f / 1e9:.2f} GFLOP" for w, f in cost.flops_per_image.items()) + f"; mean {cost.mean_flops / 1e9:.2f} GFLOP")
     print(f"  this CPU, 1 thread, base_width 32: {cost.cpu_train_ips:.0f} training images/s ({cost.cpu_flops_per_s / 1e9:.0f} GFLOP/s effective),"
           f" {cost.cpu_val_s_per_image * 1000:.1f} ms per validation image (with PSNR/SSIM)")
-    print(f"  per-trial Ray/Tune overhead of an in-process trial: {one.overhead_s:.1f} s (above)")
+    print(f"  per-trial Ray/Tune overhead of an in-process trial: {measured_overhead_s:.1f} s (above)")
     print("assumed:")
     print(f"  one A10G (g5.xlarge) trains at {args.gpu_tflops:g} TFLOP/s effective with AMP (--gpu-tflops; ~12% of its fp16 tensor peak,"
           " ~half its fp32 peak),\n  shared evenly by the 4 trials on it; data corruption runs on the GPU and is not counted")
@@ -378,22 +188,35 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  epochs per trial: no early stopping = {FULL_MAX_EPOCHS} each; ASHA (grace {FULL_GRACE}, reduction {FULL_REDUCTION}) ="
           f" a third of the trials goes on at each rung: {sum(epochs_asha)} epochs in all ({sum(epochs_asha) / FULL_TRIALS:.1f} per trial)")
     print("  excluded: booting GPU nodes and their setup (~5-10 min after `ray up`/scale-up), the final hold-out scoring on the head\n")
-    header = ["GPUs (g5.xlarge)", "concurrent trials", "wall, ASHA", "cost, ASHA", "wall, all 60 epochs", "cost, all 60 epochs"]
     rows = []
     for gpus in (1, 4, 16):
         asha_wall, asha_cost = full_estimate(cost, gpus, args.gpu_tflops, overhead, epochs_asha)
         full_wall, full_cost = full_estimate(cost, gpus, args.gpu_tflops, overhead, [FULL_MAX_EPOCHS] * FULL_TRIALS)
-        rows.append([str(gpus), str(min(FULL_TRIALS, gpus * TRIALS_PER_GPU)), hours(asha_wall), f"${asha_cost:.0f}", hours(full_wall), f"${full_cost:.0f}"])
-    cpu_epoch_s = FULL_TRAIN_FACES / cost.cpu_train_ips * cost.mean_flops / cost.flops_per_image[32] + FULL_VAL_FACES * cost.cpu_val_s_per_image
-    cpu_wall = sum(epochs_asha) * cpu_epoch_s / 2 + math.ceil(FULL_TRIALS / 2) * overhead
-    rows.append(["this machine, 2 CPUs", "2", hours(cpu_wall), "-", hours(FULL_MAX_EPOCHS * FULL_TRIALS * cpu_epoch_s / 2), "-"])
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    for index, row in enumerate([header, *rows]):
-        print("| " + " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths)) + " |")
-        if index == 0:
-            print("|" + "|".join("-" * (width + 2) for width in widths) + "|")
+        rows.append({"GPUs (g5.xlarge)": str(gpus), "concurrent trials": str(min(FULL_TRIALS, gpus * TRIALS_PER_GPU)), "wall, ASHA": hours(asha_wall),
+                     "cost, ASHA": f"${asha_cost:.0f}", "wall, all 60 epochs": hours(full_wall), "cost, all 60 epochs": f"${full_cost:.0f}"})
+    cpu_asha, cpu_all = this_machine_estimate(cost, overhead, epochs_asha)
+    rows.append(dict(zip(rows[0], ["this machine, 2 CPUs", "2", hours(cpu_asha), "-", hours(cpu_all), "-"])))
+    print("\n".join(markdown_table(rows)))
     print(f"\n(cost: on-demand list prices, g5.xlarge ${G5_XLARGE_PER_HOUR}/h per GPU + m5.xlarge head ${M5_XLARGE_PER_HOUR}/h;"
           " spot workers cost ~60% less.)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    data = data_path(args.data)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    try:
+        slice_path = workdir / "fer2013-slice.csv"
+        slice_path.write_bytes(read_csv_head(data, 600))
+        began = time.perf_counter()
+        by_layout = study_layouts(slice_path, workdir, args)
+        progress("counting FLOPs of the full search's models, then timing one CPU epoch of its default model (base_width 32), 1 thread")
+        cost = measure_full_cost(slice_path)
+        elapsed = time.perf_counter() - began
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_throughput(by_layout, args)
+    print_full_estimate(cost, pooled(by_layout[0]).overhead_s, args)
     print(f"\nbenchmark time: {elapsed:.0f} s")
 
 

@@ -1,4 +1,4 @@
-"""Error analysis (results/analysis.py) on tiny generated aligned faces, with denoisers whose behaviour is
+"""Error analysis (results/analysis/) on tiny generated aligned faces, with denoisers whose behaviour is
 known: identity (returns the noisy input), the switching median, a deliberate blur and an oracle."""
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ carries what the study needs on every node: the project installed, FER2013 at on
 environment reaching every Ray process, shared study storage.
 
 Slow: a head (``ray start --head``, its own ports and temp dir) and a second node joined to it, 1 CPU each,
-each in its own process group. The second node advertises 127.0.0.2 (any 127.x address is this machine on
+each in its own process group (``bench/ray_nodes.py``, which ``bench/cluster.py`` uses too). The second node advertises 127.0.0.2 (any 127.x address is this machine on
 Linux), so Tune's per-trial ``node_ip`` tells the nodes apart as on a real cluster; node ids from Ray's state
 API confirm it. The smoke study is run through ``RAY_ADDRESS`` and through ``ray job submit``; both must
 finish, with trials on both nodes and every trial's files in the shared storage. Exactly the processes the
@@ -18,27 +18,22 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
+
+from bench.ray_nodes import PYTHON, RAY_CLI, LocalRayNodes, alive, descendants
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_DIR = REPO / "cluster"
 CLUSTER_YAMLS = sorted(CLUSTER_DIR.glob("*.yaml"))
-PYTHON = str(Path(sys.executable).absolute())  # `ray job submit` needs the environment's python by absolute path
-RAY_CLI = str(Path(sys.executable).absolute().with_name("ray"))
-QUIET_RAY = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0",
-             "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
-SECOND_NODE_IP = "127.0.0.2"
 
 # Keys Ray passes through unchecked (its schema allows anything under provider / node_config): a typo there
 # would only fail at `ray up`, in the cloud. These are the ones these configs may use.
@@ -210,147 +205,31 @@ def test_every_placeholder_is_marked_change_me(path):
             assert any("CHANGE ME" in n for n in nearby), f"{path.name}:{number + 1} needs a '# CHANGE ME': {line.strip()}"
 
 
+def test_descendants_finds_a_process_tree_and_its_group_and_nothing_else(tmp_path):
+    """What LocalRayNodes stops: the leader, its children, a grandchild left behind in the leader's process group."""
+    script = "sleep 60 & (sleep 61 &) ; echo ready; wait"
+    leader = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    other = subprocess.Popen(["sleep", "62"], start_new_session=True)
+    try:
+        assert leader.stdout.readline().strip() == "ready"
+        found = descendants({leader.pid})
+        commands = sorted(" ".join(psutil.Process(pid).cmdline()) for pid in found - {leader.pid})
+        assert leader.pid in found and other.pid not in found
+        assert commands == ["sleep 60", "sleep 61"]
+    finally:
+        for pid in descendants({leader.pid}):
+            os.kill(pid, signal.SIGKILL)
+        other.kill()
+        leader.wait(timeout=10)
+        other.wait(timeout=10)
+    assert not alive(found)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The slow test: a real two-node cluster on this machine.
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class TwoNodeCluster:
-    """A head and one joined node started with `ray start --block`, each in its own process group."""
-
-    def __init__(self, cpus_per_node: int = 1, nodes: int = 2, dashboard: bool = True, env: dict[str, str] | None = None):
-        # Ray's socket paths must stay under 107 characters: a short temp dir, not pytest's tmp_path.
-        self.temp_dir = Path(tempfile.mkdtemp(prefix="fsray-", dir="/tmp"))
-        self.port, self.dashboard_port = free_port(), free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
-        self.cpus, self.count, self.dashboard = cpus_per_node, nodes, dashboard
-        self.env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | QUIET_RAY | (env or {})
-        self.nodes: list[subprocess.Popen] = []
-
-    def start(self, timeout: float = 180) -> "TwoNodeCluster":
-        head = [RAY_CLI, "start", "--head", "--port", str(self.port), "--num-cpus", str(self.cpus), "--num-gpus", "0",
-                "--temp-dir", str(self.temp_dir / "ray"), "--include-dashboard", str(self.dashboard).lower(),
-                "--dashboard-host", "127.0.0.1", "--dashboard-port", str(self.dashboard_port),
-                "--ray-client-server-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port()),
-                "--disable-usage-stats", "--block"]
-        self._launch(head, "head")
-        self._wait(1, timeout)
-        for index in range(1, self.count):
-            # Its own temp dir, as a real node has its own disk: with the head's, both nodes' runtime-env agents
-            # would manage one working_dir copy, and a job driver's working directory vanished under it.
-            worker = [RAY_CLI, "start", "--address", self.address, "--num-cpus", str(self.cpus), "--num-gpus", "0",
-                      "--node-ip-address", f"127.0.0.{index + 1}", "--temp-dir", str(self.temp_dir / f"ray-node{index}"),
-                      "--dashboard-agent-listen-port", str(free_port()), "--disable-usage-stats", "--block"]
-            self._launch(worker, f"node{index}")
-        self._wait(self.count, timeout)
-        return self
-
-    def _launch(self, command: list[str], name: str) -> None:
-        log = open(self.temp_dir / f"{name}.log", "wb")
-        self.nodes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
-        log.close()
-
-    def alive_nodes(self) -> list[dict]:
-        script = ("import json, ray; ray.init(address=%r, log_to_driver=False, logging_level='ERROR');"
-                  "print(json.dumps([{'id': n['NodeID'], 'ip': n['NodeManagerAddress'], 'cpu': n['Resources'].get('CPU', 0)}"
-                  " for n in ray.nodes() if n['Alive']]))") % self.address
-        result = subprocess.run([PYTHON, "-c", script], env=self.env, capture_output=True, text=True, timeout=60)
-        if result.returncode:
-            return []
-        return json.loads(result.stdout.strip().splitlines()[-1])
-
-    def _wait(self, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for node in self.nodes:
-                if node.poll() is not None:
-                    raise RuntimeError(f"a Ray node exited with {node.returncode}: {self.logs()}")
-            if len(self.alive_nodes()) >= count:
-                return
-            time.sleep(1)
-        raise TimeoutError(f"{count} Ray node(s) not alive after {timeout:.0f} s: {self.logs()}")
-
-    def logs(self) -> str:
-        return " | ".join(p.read_text(errors="replace")[-1500:] for p in sorted(self.temp_dir.glob("*.log")))
-
-    def processes(self) -> set[int]:
-        """Every live process this cluster started: the nodes' process groups and all their descendants
-        (Ray workers and `ray job` drivers run in process groups of their own)."""
-        table = process_table()
-        found = {node.pid for node in self.nodes} | {pid for pid, (_, pgid, _) in table.items() if pgid in {n.pid for n in self.nodes}}
-        children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _) in table.items():
-            children.setdefault(ppid, []).append(pid)
-        stack = list(found)
-        while stack:
-            for child in children.get(stack.pop(), []):
-                if child not in found:
-                    found.add(child)
-                    stack.append(child)
-        return {pid for pid in found if pid in table and table[pid][2] != "Z"}
-
-    def stop(self) -> None:
-        """Stop exactly what this cluster started (never `ray stop`, which stops every Ray on the machine)."""
-        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
-            targets = self.processes()
-            for pid in targets:
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and alive(targets):
-                time.sleep(0.3)
-        for node in self.nodes:
-            try:
-                node.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def cleanup(self) -> None:
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-    def __enter__(self) -> "TwoNodeCluster":
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        try:
-            self.stop()
-        finally:
-            self.cleanup()
-
-
-def process_table() -> dict[int, tuple[int, int, str]]:
-    """pid -> (parent pid, process group, state) for every process, from /proc (no psutil here)."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rpartition(")")[2].split()
-            table[int(entry)] = (int(fields[1]), int(fields[2]), fields[0])
-    return table
-
-
-def alive(pids: set[int]) -> set[int]:
-    table = process_table()
-    return {pid for pid in pids if pid in table and table[pid][2] != "Z"}
-
-
-def trial_nodes_from_state_api(cluster: TwoNodeCluster, pids: set[int]) -> dict[int, str]:
+def trial_nodes_from_state_api(cluster: LocalRayNodes, pids: set[int]) -> dict[int, str]:
     """Trial process id -> node id, from Ray's state API (dead actors included)."""
     from ray.util.state import list_actors
 
@@ -358,7 +237,7 @@ def trial_nodes_from_state_api(cluster: TwoNodeCluster, pids: set[int]) -> dict[
     return {a.pid: a.node_id for a in actors if a.pid in pids}
 
 
-def check_two_node_study(study_dir: Path, cluster: TwoNodeCluster, nodes: list[dict], trials_expected: int) -> pd.DataFrame:
+def check_two_node_study(study_dir: Path, cluster: LocalRayNodes, nodes: list[dict], trials_expected: int) -> pd.DataFrame:
     trials = pd.read_csv(study_dir / "trials.csv")
     assert len(trials) == trials_expected
     assert set(trials["status"]) <= {"completed", "stopped by ASHA"}, trials["status"].tolist()
@@ -391,7 +270,7 @@ def test_smoke_study_spreads_over_a_real_two_node_cluster(tmp_path, fer2013_path
     study_args = ["--preset", "smoke", "--data", str(data), "--storage", str(storage), "--set", "max_concurrent=2",
                   "--set", "holdout_faces=32"]
     # Every node, trial and job driver gets the same environment, as cluster.yaml's ~/.facestudy_env gives them.
-    cluster = TwoNodeCluster(cpus_per_node=1, nodes=2, env={"FACESTUDY_CACHE": str(tmp_path / "cache")})
+    cluster = LocalRayNodes(nodes=2, cpus=1, env={"FACESTUDY_CACHE": str(tmp_path / "cache")}, dashboard=True)
     started = time.monotonic()
     with cluster:
         nodes = cluster.alive_nodes()
