@@ -30,6 +30,7 @@ from denoise_core.evaluate import Denoiser, score_images
 from denoise_core.holdout import Holdout
 from denoise_core.metrics import WINDOW, psnr, ssim_map
 from denoise_core.noise import NoiseSpec, corrupt, make_generator
+from denoise_core.study_files import COMPLETED, STOPPED_BY_ASHA
 
 SIDE = 48
 REGION_NAMES = ("border/hair", "forehead", "cheeks", "jaw", "brows", "eyes", "nose", "mouth")
@@ -489,7 +490,7 @@ def filled_in_artefacts(trial_models: Sequence[tuple[Mapping, Denoiser]], holdou
             restored = _restore(denoiser, _floats(holdout.noisy_for(condition)))
             rows.append({"trial_id": str(row.get("trial_id", f"trial {index}")), "bottleneck_size": float(row.get(bottleneck_key, math.nan) or math.nan),
                          "status": str(row.get("status", "")), "epochs_run": row.get("epochs_run"), "best_epoch": row.get("best_epoch"),
-                         "stopped_early": row.get("status") == "stopped by ASHA", "condition": condition, "density": impulse_density(condition),
+                         "stopped_early": row.get("status") == STOPPED_BY_ASHA, "condition": condition, "density": impulse_density(condition),
                          "pull": float(np.nanmean(template_pull(restored, clean, template))), "lowfreq_share": lowfreq_share(restored, clean),
                          "psnr": _mean_psnr(restored, clean)})
     table = pd.DataFrame(rows)
@@ -497,7 +498,7 @@ def filled_in_artefacts(trial_models: Sequence[tuple[Mapping, Denoiser]], holdou
                                                       stopped_early=("stopped_early", "first"), status=("status", "first"))
     sized = trials[trials.bottleneck_size.notna()]
     rho = _spearman(sized.bottleneck_size, sized.pull) if sized.bottleneck_size.nunique() >= 2 else math.nan
-    stopped, completed = trials[trials.stopped_early].pull, trials[trials.status == "completed"].pull
+    stopped, completed = trials[trials.stopped_early].pull, trials[trials.status == COMPLETED].pull
     evidence, clauses = [], []
     if not math.isnan(rho):
         evidence.append(rho < 0)
