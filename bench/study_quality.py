@@ -37,6 +37,8 @@ from denoise_core.baselines import switching_median  # noqa: E402
 from denoise_core.checkpoint import load_model  # noqa: E402
 from denoise_core.data import default_cache_dir, load_splits, resolve_data_path  # noqa: E402
 from denoise_core.holdout import DEFAULT_CONDITIONS, holdout_for  # noqa: E402
+from denoise_core.settings import load_yaml_file  # noqa: E402
+from denoise_core.study_files import BEST_MODEL, STUDY_CONFIG  # noqa: E402
 from results.curves import model_curves  # noqa: E402
 from results.models import as_denoiser  # noqa: E402
 
@@ -66,7 +68,7 @@ def scores(model_file: Path, holdout, conditions: tuple[str, ...], faces: int | 
 def local_table(study: Path, splits, faces: int) -> pd.DataFrame:
     conditions = tuple(LOCAL_BAR)
     holdout = holdout_for(splits.test_unique, default_cache_dir(), conditions)
-    model = scores(study / "best" / "model.pt", holdout, conditions, faces)
+    model = scores(study / BEST_MODEL, holdout, conditions, faces)
     median = model_curves({"switching_median": switching_median}, holdout, conditions, faces).set_index("condition")
     rows = []
     for condition, needed in LOCAL_BAR.items():
@@ -79,7 +81,7 @@ def local_table(study: Path, splits, faces: int) -> pd.DataFrame:
 
 def workstation_table(study: Path, against: Path, splits, faces: int | None) -> pd.DataFrame:
     holdout = holdout_for(splits.test_unique, default_cache_dir(), DEFAULT_CONDITIONS)
-    model = scores(study / "best" / "model.pt", holdout, DEFAULT_CONDITIONS, faces)
+    model = scores(study / BEST_MODEL, holdout, DEFAULT_CONDITIONS, faces)
     shipped = scores(against, holdout, DEFAULT_CONDITIONS, faces)
     rows = []
     for condition in DEFAULT_CONDITIONS:
@@ -92,11 +94,9 @@ def workstation_table(study: Path, against: Path, splits, faces: int | None) -> 
 
 def replacement_table(study: Path, shipped: Path, splits) -> pd.DataFrame:
     """The study's best model against ``shipped`` at every condition the study scored its best model on."""
-    import yaml
-
-    conditions = tuple(yaml.safe_load((study / "study.yaml").read_text())["holdout_conditions"])
+    conditions = tuple(load_yaml_file(study / STUDY_CONFIG, "study file")["holdout_conditions"])
     holdout = holdout_for(splits.test_unique, default_cache_dir(), conditions)
-    model, current = scores(study / "best" / "model.pt", holdout, conditions, None), scores(shipped, holdout, conditions, None)
+    model, current = scores(study / BEST_MODEL, holdout, conditions, None), scores(shipped, holdout, conditions, None)
     rows = []
     for condition in conditions:
         difference = model.at[condition, "psnr"] - current.at[condition, "psnr"]

@@ -18,8 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from results.study_dir import Study, is_usable
-from study.space import parameters
+from denoise_core.space import parameters
+from denoise_core.study_files import COMPLETED, usable_rows
+from results.study_dir import Study
 
 MIN_TRIALS = 2
 FANOVA_TRIALS = 10  # a forest on fewer trials fits noise
@@ -85,7 +86,7 @@ def optuna_study(study: Study, short_names: bool = False):
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     specs = parameters(study.config.get("search") or {})
-    completed = study.trials[study.trials.apply(lambda row: is_usable(row, study.metric) and row["status"] == "completed", axis=1)]
+    completed = study.trials[usable_rows(study.trials, study.metric) & (study.trials["status"] == COMPLETED)]
     names = [c[len("param_"):] for c in study.param_columns]
     dists = {name: distribution(specs.get(name), completed[f"param_{name}"].dropna()) for name in names
              if completed[f"param_{name}"].notna().any()} if len(completed) else {}

@@ -19,13 +19,13 @@ from typing import Any
 
 import pandas as pd
 
-from results.study_dir import Study, is_usable, ranked_trials
-from study.space import possible_values
+from denoise_core.space import possible_values
+from denoise_core.study_files import COMPLETED, FAILED, INTERRUPTED, RESULT_FILE, STOPPED_BY_ASHA, trial_dirname, usable_rows
+from results.study_dir import Study, ranked_trials
 
-RESULT_FILE = "result.json"
 VAL_IMAGES = re.compile(r'"val_images":\s*\[[-0-9.,\s\[\]eE+]*\]\s*,?\s*')
-KINDS = ("completed", "stopped by ASHA", "interrupted", "failed")
-COLOURS = {"completed": "#4c72b0", "stopped by ASHA": "#dd8452", "interrupted": "#8c8c8c", "failed": "#c44e52"}
+KINDS = (COMPLETED, STOPPED_BY_ASHA, INTERRUPTED, FAILED)
+COLOURS = {COMPLETED: "#4c72b0", STOPPED_BY_ASHA: "#dd8452", INTERRUPTED: "#8c8c8c", FAILED: "#c44e52"}
 EPOCH_COLUMNS = ("trial_id", "epoch", "value", "timestamp", "time_this_iter_s", "iterations_since_restore", "node")
 LABELLED = 3  # best trials named at the end of their learning curve
 
@@ -38,12 +38,12 @@ class Histories:
 
 def status_kind(status: Any) -> str:
     """The four kinds the figures tell apart; every ``failed: ...`` and ``error: ...`` status is one kind."""
-    return status if status in KINDS[:3] else "failed"
+    return status if status in KINDS[:3] else FAILED
 
 
 def trial_dir(study: Study, row: pd.Series) -> Path:
     """``trial_<id>`` under the study directory, else the recorded path's name under it (a copy), else the recorded path."""
-    here = study.path / f"trial_{row['trial_id']}"
+    here = study.path / trial_dirname(row["trial_id"])
     recorded = row.get("path")
     if here.is_dir() or not isinstance(recorded, str) or not recorded:
         return here
@@ -119,7 +119,7 @@ def read_histories(study: Study) -> Histories:
 def optimization_history(study: Study, epochs: pd.DataFrame) -> pd.DataFrame:
     """Trials in the order they finished (their last result), their selection metric, and the best so far among usable trials.
 
-    Usable is what model selection uses: completed or stopped by ASHA, with a finite metric (``is_usable``).
+    Usable is what model selection uses: completed or stopped by ASHA, with a finite metric (``usable_rows``).
     """
     columns = ["order", "trial_id", "status", "finished", study.metric, "best_so_far"]
     finished = epochs.dropna(subset=["timestamp"]).groupby("trial_id")["timestamp"].max()
@@ -129,7 +129,7 @@ def optimization_history(study: Study, epochs: pd.DataFrame) -> pd.DataFrame:
     trials["finished"] = trials["trial_id"].map(finished)
     trials = trials.sort_values(["finished", "trial_id"], kind="stable").reset_index(drop=True)
     values = pd.to_numeric(trials[study.metric], errors="coerce") if study.metric in trials else pd.Series(math.nan, index=trials.index)
-    counted = values.where(trials.apply(lambda row: is_usable(row, study.metric), axis=1))
+    counted = values.where(usable_rows(trials, study.metric))
     best = (counted.cummax() if study.mode == "max" else counted.cummin()).ffill()
     return pd.DataFrame({"order": range(1, len(trials) + 1), "trial_id": trials["trial_id"], "status": trials["status"],
                          "finished": trials["finished"], study.metric: values, "best_so_far": best})[columns]
@@ -144,7 +144,7 @@ def learning_curves(study: Study, epochs: pd.DataFrame) -> pd.DataFrame:
     curves = pd.DataFrame({"trial_id": curves["trial_id"], "status": curves["trial_id"].map(status), "epoch": curves["epoch"].astype(int),
                            metric: curves["value"]})
     last = curves.groupby("trial_id")["epoch"].transform("max") if len(curves) else curves["epoch"]
-    curves["cut"] = (curves["status"] == "stopped by ASHA") & (curves["epoch"] == last)
+    curves["cut"] = (curves["status"] == STOPPED_BY_ASHA) & (curves["epoch"] == last)
     return curves
 
 
@@ -227,10 +227,10 @@ def plot_history(history: pd.DataFrame, metric: str, mode: str, path: Path) -> N
     fig, ax = plt.subplots(figsize=(8, 4.2))
     kinds = history["status"].map(status_kind)
     values = pd.to_numeric(history[metric], errors="coerce")
-    styles = {"completed": dict(marker="o", color=COLOURS["completed"]),
-              "stopped by ASHA": dict(marker="o", facecolors="none", edgecolors=COLOURS["stopped by ASHA"], linewidths=1.4),
-              "interrupted": dict(marker="s", color=COLOURS["interrupted"]),
-              "failed": dict(marker="x", color=COLOURS["failed"], linewidths=1.8)}
+    styles = {COMPLETED: dict(marker="o", color=COLOURS[COMPLETED]),
+              STOPPED_BY_ASHA: dict(marker="o", facecolors="none", edgecolors=COLOURS[STOPPED_BY_ASHA], linewidths=1.4),
+              INTERRUPTED: dict(marker="s", color=COLOURS[INTERRUPTED]),
+              FAILED: dict(marker="x", color=COLOURS[FAILED], linewidths=1.8)}
     for kind in KINDS:
         scored = history[(kinds == kind) & values.notna()]
         if len(scored):
@@ -238,7 +238,7 @@ def plot_history(history: pd.DataFrame, metric: str, mode: str, path: Path) -> N
     unscored = history[values.isna()]
     if len(unscored):  # failed before a score: marked at the bottom edge, at their finishing position
         ax.scatter(unscored["order"], [0.03] * len(unscored), transform=ax.get_xaxis_transform(), s=36, zorder=3, clip_on=False,
-                   label="no score (at the bottom)", **{**styles["failed"], "color": "#7f1d1d"})
+                   label="no score (at the bottom)", **{**styles[FAILED], "color": "#7f1d1d"})
     ax.step(history["order"], history["best_so_far"], where="post", color="black", lw=1.3, zorder=2,
             label=f"best so far ({'highest' if mode == 'max' else 'lowest'}, completed or stopped by ASHA)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -263,7 +263,7 @@ def plot_learning_curves(curves: pd.DataFrame, rungs: list[int], metric: str, be
     for trial_id, rows in curves.groupby("trial_id", sort=False):
         kind = status_kind(rows["status"].iloc[0])
         kinds.add(kind)
-        strong = kind == "completed"
+        strong = kind == COMPLETED
         ax.plot(rows["epoch"], rows[metric], color=COLOURS[kind], lw=1.8 if strong else 1.0, alpha=0.95 if strong else 0.7,
                 marker=".", ms=4, zorder=3 if strong else 2)
         if trial_id in best:

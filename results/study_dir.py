@@ -2,25 +2,24 @@
 
 A study directory is read the same way whether a local run wrote it or it was copied back from a cluster:
 trial tables hold absolute checkpoint paths of the machine that ran the trial, so a path that does not exist
-here is looked up again under the study directory (``trial_<id>/checkpoint_*/checkpoint.pt``).
+here is looked up again under the study directory (``trial_<id>/checkpoint_*/checkpoint.pt``). What the
+directory holds, and which trials are usable, is ``denoise_core.study_files``.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from denoise_core.data import DOWNLOAD_HINT, ENV_VAR, DataNotFound, resolve_data_path
 from denoise_core.errors import MissingFile
-
-CHECKPOINT_FILE = "checkpoint.pt"
-USABLE_STATUSES = ("completed", "stopped by ASHA")  # trials whose best weights are a fair model
+from denoise_core.settings import load_yaml_file
+from denoise_core.study_files import (CHECKPOINT_FILE, DEFAULT_METRIC, METRIC_MODES, STUDY_CONFIG, TRIALS_CSV, TRIALS_PARQUET, selection_column,
+                                      trial_dirname, usable_rows)
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class Study:
 
     path: Path
     config: dict[str, Any]  # study.yaml
-    trials: pd.DataFrame  # trials.csv (or .parquet)
+    trials: pd.DataFrame  # trials.csv (or trials.parquet)
 
     @property
     def name(self) -> str:
@@ -37,17 +36,18 @@ class Study:
 
     @property
     def metric(self) -> str:
-        """The trial-table column that selected models (validation only), e.g. ``best_val_loss``."""
-        return f"best_{self.epoch_metric}"
+        """The trial-table column that selected models (validation only), e.g. ``best_val_psnr``."""
+        return selection_column(self.epoch_metric)
 
     @property
     def epoch_metric(self) -> str:
-        """The same metric as each epoch reported it to Tune (a key of result.json), e.g. ``val_loss``."""
-        return str(self.config.get("metric", "val_loss"))
+        """The same metric as each epoch reported it to Tune (a key of result.json), e.g. ``val_psnr``."""
+        return str(self.config.get("metric", DEFAULT_METRIC))
 
     @property
     def mode(self) -> str:
-        return str(self.config.get("mode", "min"))
+        """``min`` or ``max``: the saved mode, else the direction of the metric."""
+        return str(self.config.get("mode", METRIC_MODES.get(self.epoch_metric, "max")))
 
     @property
     def conditions(self) -> tuple[str, ...]:
@@ -59,18 +59,18 @@ class Study:
 
 
 def read_study(path: str | os.PathLike) -> Study:
-    """Load ``study.yaml`` and the trial table, or fail in one line naming what is missing."""
+    """Load ``study.yaml`` and the trial table, or fail in one line naming what is missing or damaged."""
     path = Path(path)
-    config_file = path / "study.yaml"
+    config_file = path / STUDY_CONFIG
     if not config_file.is_file():
-        raise MissingFile(f"{path} is not a study directory: no study.yaml (run python study/run.py first)")
-    config = yaml.safe_load(config_file.read_text()) or {}
-    if (path / "trials.csv").is_file():
-        trials = pd.read_csv(path / "trials.csv")
-    elif (path / "trials.parquet").is_file():
-        trials = pd.read_parquet(path / "trials.parquet")
+        raise MissingFile(f"{path} is not a study directory: no {STUDY_CONFIG} (run python study/run.py first)")
+    config = load_yaml_file(config_file, "study file")
+    if (path / TRIALS_CSV).is_file():
+        trials = pd.read_csv(path / TRIALS_CSV)
+    elif (path / TRIALS_PARQUET).is_file():
+        trials = pd.read_parquet(path / TRIALS_PARQUET)
     else:
-        raise MissingFile(f"{path} has no trials.csv or trials.parquet: the study has not finished (resume it with --resume)")
+        raise MissingFile(f"{path} has no {TRIALS_CSV} or {TRIALS_PARQUET}: the study has not finished (resume it with --resume)")
     trials["trial_id"] = trials["trial_id"].astype(str)
     return Study(path=path, config=config, trials=trials)
 
@@ -82,24 +82,15 @@ def study_data_path(study: Study, cli_value: str | os.PathLike | None) -> Path:
     path = Path(str(study.config["data"])).expanduser()
     if not path.exists():
         raise DataNotFound(
-            f"FER2013 not found at {path} (from {study.path / 'study.yaml'}): pass --data PATH or set {ENV_VAR} "
+            f"FER2013 not found at {path} (from {study.path / STUDY_CONFIG}): pass --data PATH or set {ENV_VAR} "
             f"(download: {DOWNLOAD_HINT})"
         )
     return path
 
 
-def is_usable(row: pd.Series, metric: str) -> bool:
-    """A finished (or ASHA-stopped) trial with a finite validation metric."""
-    try:
-        value = float(row.get(metric))
-    except (TypeError, ValueError):
-        return False
-    return row.get("status") in USABLE_STATUSES and math.isfinite(value)
-
-
 def ranked_trials(study: Study) -> pd.DataFrame:
-    """Finished trials with a finite validation metric, best first: the order model selection uses."""
-    usable = study.trials[study.trials.apply(lambda row: is_usable(row, study.metric), axis=1)]
+    """Usable trials (``denoise_core.study_files``), best first: the order model selection uses."""
+    usable = study.trials[usable_rows(study.trials, study.metric)]
     return usable.sort_values(study.metric, ascending=study.mode == "min", kind="stable")
 
 
@@ -113,7 +104,7 @@ def checkpoint_file(study: Study, row: pd.Series) -> Path | None:
         moved = study.path / Path(recorded).parent.name / Path(recorded).name / CHECKPOINT_FILE
         if moved.is_file():
             return moved
-    found = sorted(study.path.glob(f"trial_{row['trial_id']}*/checkpoint_*/{CHECKPOINT_FILE}"))
+    found = sorted(study.path.glob(f"{trial_dirname(row['trial_id'])}*/checkpoint_*/{CHECKPOINT_FILE}"))
     return found[-1] if found else None
 
 

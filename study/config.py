@@ -17,12 +17,13 @@ from typing import Any
 
 import yaml
 
+from denoise_core import space as search_space
 from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, validate_conditions
 from denoise_core.noise import parse_alternatives
 from denoise_core.settings import SettingsError, apply_assignments, build, differences, field_paths, load_yaml, load_yaml_file, merge, to_dict
 from denoise_core.fit import TrainConfig
-from study import space as search_space
+from denoise_core.study_files import DEFAULT_METRIC, DEFAULT_MODE, METRIC_MODES
 
 PRESETS = ("smoke", "local", "workstation", "full")
 REPORT_SIZES = ("top", "faces", "bm3d_faces", "tune_faces", "analysis_faces", "bm3d_conditions")  # results.report.ReportOptions
@@ -49,8 +50,8 @@ class StudyConfig:
     cpus_per_worker: float = 1.0
     gpus_per_trial: float | None = None  # None: 0.25 when the cluster has GPUs, else 0
     max_failures: int = 2  # restarts of a failed trial / worker group, from its last checkpoint
-    metric: str = "val_psnr"  # validation only, and the same for every loss: trials with mse and mae compare fairly
-    mode: str = "max"
+    metric: str = DEFAULT_METRIC  # validation only, and the same for every loss: trials with mse and mae compare fairly
+    mode: str = DEFAULT_MODE
     scheduler: str = "asha"  # "asha" or "none"
     grace_period: int = 2  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 3
@@ -62,7 +63,7 @@ class StudyConfig:
     report_options: dict[str, Any] = field(default_factory=dict)  # that report's sizes, over QUICK_REPORT (ReportOptions fields)
     verbose: int = 1
     train: TrainConfig = field(default_factory=TrainConfig)  # fixed training settings for every trial
-    search: dict[str, Any] = field(default_factory=dict)  # the search space (study.space)
+    search: dict[str, Any] = field(default_factory=dict)  # the search space (denoise_core.space)
 
     def __post_init__(self) -> None:
         checks = [
@@ -73,7 +74,7 @@ class StudyConfig:
             (self.gpus_per_trial is None or 0 <= self.gpus_per_trial, "gpus_per_trial must be >= 0"),
             (self.max_failures >= 0, "max_failures must be >= 0"),
             (self.mode in ("min", "max"), "mode must be 'min' or 'max'"),
-            (self.metric in ("val_loss", "val_psnr", "val_ssim"), "metric must be val_loss, val_psnr or val_ssim"),
+            (self.metric in METRIC_MODES, f"metric must be one of {', '.join(METRIC_MODES)}"),
             (self.scheduler in ("asha", "none"), "scheduler must be 'asha' or 'none'"),
             (self.grace_period >= 1 and self.reduction_factor >= 2, "grace_period must be >= 1 and reduction_factor >= 2"),
             (self.grid_every >= 0, "grid_every must be >= 0 (0: no image grids)"),
@@ -81,7 +82,7 @@ class StudyConfig:
             (self.optuna_storage is None or "://" in self.optuna_storage,
              "optuna_storage must be a database URL, e.g. postgresql://optuna@HEAD_IP/optuna or sqlite:///PATH/optuna.db"),
             (bool(self.name) and "/" not in self.name and self.name not in (".", ".."), "name must be a non-empty directory name"),
-            ((self.mode == "min") == (self.metric == "val_loss"), f"mode for {self.metric} must be {'min' if self.metric == 'val_loss' else 'max'}"),
+            (self.mode == METRIC_MODES.get(self.metric, self.mode), f"mode for {self.metric} must be {METRIC_MODES.get(self.metric)}"),
         ]
         for ok, message in checks:
             if not ok:

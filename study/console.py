@@ -7,8 +7,8 @@ from typing import Any
 
 from ray import tune
 
+from denoise_core.study_files import trial_status
 from study.config import StudyConfig
-from study.study import trial_status
 
 
 def describe(sampled: dict[str, Any]) -> str:
@@ -44,7 +44,7 @@ class ConsoleReporter(tune.Callback):
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.finished += 1
         result = trial.last_result or {}
-        status = trial_status(None, result, "TERMINATED", self.config)
+        status = trial_status(None, result, ended=True, planned_epochs=self.config.train.epochs, asha=self.config.scheduler == "asha")
         print(f"[{self._clock()}] trial {trial.trial_id} {status} after {result.get('epoch', 0)} epochs: best "
               f"{self.metric} {result.get(f'best_{self.metric}', float('nan')):.2f} | {describe(trial.config)}", flush=True)
 

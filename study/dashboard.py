@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
 from denoise_core.cli import ArgumentParser, run_cli
-from denoise_core.errors import MissingFile
+from denoise_core.errors import InputError, MissingFile
+from denoise_core.settings import load_yaml
+from denoise_core.study_files import OPTUNA_ARTIFACTS, OPTUNA_DB, STUDY_CONFIG
 from study import storage
 from study.config import storage_root
-from study.optuna_db import ARTIFACT_DIR, DB_FILE, StudyArtifactStore, has_study, open_storage
+from study.optuna_db import StudyArtifactStore, has_study, open_storage
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,10 +31,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def study_database(study_uri: str) -> str:
     """The Optuna database URL the study was started with, once it holds the study."""
-    if not storage.exists(f"{study_uri}/study.yaml"):
-        raise MissingFile(f"{study_uri} is not a study directory: no study.yaml (start one with python study/run.py)")
-    saved = yaml.safe_load(storage.read_bytes(f"{study_uri}/study.yaml")) or {}
-    url = saved.get("optuna_storage") or f"sqlite:///{study_uri}/{DB_FILE}"
+    config_uri = f"{study_uri}/{STUDY_CONFIG}"
+    if not storage.exists(config_uri):
+        raise MissingFile(f"{study_uri} is not a study directory: no {STUDY_CONFIG} (start one with python study/run.py)")
+    saved = load_yaml(storage.read_bytes(config_uri).decode(), config_uri) or {}
+    if not isinstance(saved, dict):
+        raise InputError(f"{config_uri} must hold a mapping of settings, not a {type(saved).__name__}: the study directory is damaged")
+    url = saved.get("optuna_storage") or f"sqlite:///{study_uri}/{OPTUNA_DB}"
     if not has_study(url, str(saved.get("name"))):
         raise MissingFile(f"{url} holds no Optuna study '{saved.get('name')}': the study was started before studies kept one")
     return url
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         url = study_database(study_uri)
         print(f"optuna-dashboard on {url}: http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
         optuna_dashboard.run_server(open_storage(url), host=args.host, port=args.port,
-                                    artifact_store=StudyArtifactStore(f"{study_uri}/{ARTIFACT_DIR}"))
+                                    artifact_store=StudyArtifactStore(f"{study_uri}/{OPTUNA_ARTIFACTS}"))
 
     run_cli(run, "python -m study.dashboard")
 

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from denoise_core.errors import OutputExists
+from denoise_core.study_files import OPTUNA_ARTIFACTS, OPTUNA_DB
 from study import storage
 from study.config import StudyConfig, StudyConfigError
 
-DB_FILE = "optuna.db"
-ARTIFACT_DIR = "optuna-artifacts"
 TUNE_TRIAL_ID = "tune_trial_id"
 
 
@@ -29,11 +28,11 @@ def storage_url(config: StudyConfig) -> str:
         raise StudyConfigError(f"storage {config.storage} is not a local directory, so the Optuna study cannot be a SQLite file in it; "
                                "pass --optuna-storage URL (a database server, e.g. postgresql://optuna@HEAD_IP/optuna; "
                                "cluster/cluster.yaml starts one on the head node)")
-    return f"sqlite:///{config.study_uri}/{DB_FILE}"
+    return f"sqlite:///{config.study_uri}/{OPTUNA_DB}"
 
 
 def artifact_uri(config: StudyConfig) -> str:
-    return f"{config.study_uri}/{ARTIFACT_DIR}"
+    return f"{config.study_uri}/{OPTUNA_ARTIFACTS}"
 
 
 def open_storage(url: str):

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from ray.tune.search.optuna import OptunaSearch
 
+from denoise_core.space import assignments
+from denoise_core.study_files import COMPLETED, FAILED, STOPPED_BY_ASHA, trial_status
 from study import space
 from study.config import StudyConfig
 from study.optuna_db import TUNE_TRIAL_ID, StudyArtifactStore, artifact_uri, open_storage
@@ -29,7 +31,7 @@ def optuna_state(status: str):
     """The Optuna state for a trial-table status."""
     from optuna.trial import TrialState
 
-    return {"completed": TrialState.COMPLETE, "stopped by ASHA": TrialState.PRUNED}.get(status, TrialState.FAIL)
+    return {COMPLETED: TrialState.COMPLETE, STOPPED_BY_ASHA: TrialState.PRUNED}.get(status, TrialState.FAIL)
 
 
 class RecordingSearch(OptunaSearch):
@@ -61,14 +63,13 @@ class RecordingSearch(OptunaSearch):
             self._record_epoch(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        from study.study import trial_status
-
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is None or trial_id in self._completed_trials:
             return
         metrics = result or {}
         self._record_epoch(trial_id, metrics)  # Tune hands the result that ends a trial to this method only
-        status = trial_status("raised" if error else None, metrics, "TERMINATED", self._config)
+        status = trial_status("raised" if error else None, metrics, ended=True, planned_epochs=self._config.train.epochs,
+                              asha=self._config.scheduler == "asha")
         ot_trial.set_user_attr("status", status)
         ot_trial.set_user_attr("epochs", metrics.get("epoch"))
         for name in VALIDATION_ATTRS:
@@ -76,11 +77,11 @@ class RecordingSearch(OptunaSearch):
                 ot_trial.set_user_attr(name, metrics[name])
         if metrics.get("train_node_ip", metrics.get("node_ip")):
             ot_trial.set_user_attr("node", metrics.get("train_node_ip", metrics.get("node_ip")))
-        ot_trial.set_user_attr("settings", dict(space.assignments(self._config.search, ot_trial.params)))
+        ot_trial.set_user_attr("settings", dict(assignments(self._config.search, ot_trial.params)))
         state = optuna_state(status)
         value = metrics.get(f"best_{self.metric}")
         if state.name == "COMPLETE" and not (isinstance(value, (int, float)) and math.isfinite(value)):
-            state, value = optuna_state("failed"), None
+            state, value = optuna_state(FAILED), None
         self._ot_study.tell(ot_trial, float(value) if state.name == "COMPLETE" else None, state=state)
         self._completed_trials.add(trial_id)
 

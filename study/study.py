@@ -3,7 +3,8 @@
 The study lives in ``STORAGE/NAME``: Tune's trial directories (TensorBoard files included), ``study.yaml``
 (the resolved configuration), ``trials.csv`` / ``trials.parquet`` (one row per trial), ``best/model.pt``
 (the best trial by validation metric, self-contained), ``best/holdout.csv`` (its scores on the fixed
-noisy hold-out) and, by default, the Optuna study in ``optuna.db`` (``study.optuna_db``). An existing study
+noisy hold-out) and, by default, the Optuna study in ``optuna.db`` (``study.optuna_db``); ``denoise_core.study_files``
+names every file and the trial statuses. An existing study
 is never overwritten: it can only be resumed, and only until it has finished (has ``best/``). Ctrl-C or SIGTERM stops it the way Tune saves state for a resume; such a study
 exports nothing, and its unfinished trials are labelled ``interrupted``.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
 import os
 import signal
 import tempfile
@@ -32,10 +32,13 @@ from denoise_core.errors import MissingFile, OutputExists
 from denoise_core.evaluate import evaluate_on_holdout, model_denoiser
 from denoise_core.holdout import holdout_for
 from denoise_core.model import ConvAutoencoder, model_config_from_dict
+from denoise_core import space
 from denoise_core.settings import to_dict
-from study import optuna_db, space, storage
+from denoise_core.study_files import (BEST_HOLDOUT, BEST_MODEL, BEST_RECIPE, BEST_TRIAL, CHECKPOINT_FILE, STUDY_CONFIG, TRAIN_RUNS, TRIAL_DIR_PREFIX,
+                                      TRIALS_CSV, TRIALS_PARQUET, selection_column, trial_dirname, trial_status, usable_rows)
+from study import optuna_db, storage
 from study.config import StudyConfig, StudyConfigError, storage_root, to_yaml
-from study.trial import CHECKPOINT_FILE, tune_trial, tune_trial_with_trainer
+from study.trial import tune_trial, tune_trial_with_trainer
 
 log = logging.getLogger("study")
 DRIVER_CPU = 0.01
@@ -105,10 +108,10 @@ def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) 
         for parent in [Path(study_uri), *Path(study_uri).parents]:
             if parent.exists() and not parent.is_dir():
                 raise StudyConfigError(f"storage: {parent} is a file, not a directory; pass --storage DIRECTORY")
-    if resume and not storage.exists(f"{study_uri}/study.yaml"):
+    if resume and not storage.exists(f"{study_uri}/{STUDY_CONFIG}"):
         raise MissingFile(f"nothing to resume: no study at {study_uri}; start it without --resume")
-    if resume and storage.exists(f"{study_uri}/best/model.pt"):
-        raise OutputExists(f"study '{config.name}' has finished (its best model is {study_uri}/best/model.pt), so there is nothing to "
+    if resume and storage.exists(f"{study_uri}/{BEST_MODEL}"):
+        raise OutputExists(f"study '{config.name}' has finished (its best model is {study_uri}/{BEST_MODEL}), so there is nothing to "
                            "resume; start another study with a new --name")
     if not resume and storage.exists(study_uri):
         raise OutputExists(f"study '{config.name}' already exists at {study_uri}; pass --resume to continue it or choose another --name")
@@ -143,7 +146,7 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
 
     study_uri = config.study_uri
     data_path = preflight(config, resume, joining=True)
-    yaml_uri = f"{study_uri}/study.yaml"
+    yaml_uri = f"{study_uri}/{STUDY_CONFIG}"
     import ray
 
     resources = plan_resources(config, ray.cluster_resources())
@@ -152,7 +155,7 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
         train_settings["device"] = "cuda" if resources.gpu > 0 else "cpu"
     settings = {  # the same for every trial; a trial's config holds only its sampled parameters
         "train": train_settings, "search": config.search, "data": data_path, "grid_every": config.grid_every,
-        "max_failures": config.max_failures, "train_storage": f"{study_uri}/train_runs",
+        "max_failures": config.max_failures, "train_storage": f"{study_uri}/{TRAIN_RUNS}",
         "resources": {"workers": resources.workers, "cpu": resources.cpu, "gpu": resources.gpu},
     }
     trainable = tune.with_parameters(tune_trial_with_trainer if resources.workers else tune_trial, settings=settings)
@@ -180,17 +183,17 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
             trainable, run_config=run_config,
             tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=config.num_samples,
                                         max_concurrent_trials=resources.concurrent, metric=config.metric, mode=config.mode,
-                                        trial_dirname_creator=trial_dirname),
+                                        trial_dirname_creator=tune_trial_dirname),
         )
     with stop_signals() as received:
         results = tuner.fit()
     statuses = saved_statuses(study_uri)
     trials = trial_table(results, config, statuses)
-    for suffix, write in (("csv", lambda df, buf: df.to_csv(buf, index=False)), ("parquet", lambda df, buf: df.to_parquet(buf, index=False))):
-        buffer = io.BytesIO() if suffix == "parquet" else io.StringIO()
+    for name, write in ((TRIALS_CSV, lambda df, buf: df.to_csv(buf, index=False)), (TRIALS_PARQUET, lambda df, buf: df.to_parquet(buf, index=False))):
+        buffer = io.BytesIO() if name == TRIALS_PARQUET else io.StringIO()
         write(trials, buffer)
         value = buffer.getvalue()
-        storage.write_bytes(f"{study_uri}/trials.{suffix}", value if isinstance(value, bytes) else value.encode())
+        storage.write_bytes(f"{study_uri}/{name}", value if isinstance(value, bytes) else value.encode())
     if received or interrupted(statuses, config):
         log.warning("study interrupted: resume it with --name %s --storage %s --resume", config.name, config.storage)
         return StudySummary(study_uri=study_uri, trials=trials, best_trial=None, best_model=None, holdout=None, interrupted=True,
@@ -252,8 +255,8 @@ def interrupted(statuses: dict[str, str], config: StudyConfig) -> bool:
     return len(statuses) < config.num_samples or any(status not in ("TERMINATED", "ERROR") for status in statuses.values())
 
 
-def trial_dirname(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
+def tune_trial_dirname(trial: Any) -> str:
+    return trial_dirname(trial.trial_id)
 
 
 def trial_table(results: Any, config: StudyConfig, statuses: dict[str, str]) -> pd.DataFrame:
@@ -262,9 +265,11 @@ def trial_table(results: Any, config: StudyConfig, statuses: dict[str, str]) -> 
     for result in results:
         metrics = result.metrics or {}
         params = result.config or {}
-        trial_id = str(metrics.get("trial_id") or Path(str(result.path)).name.removeprefix("trial_"))
+        trial_id = str(metrics.get("trial_id") or Path(str(result.path)).name.removeprefix(TRIAL_DIR_PREFIX))
+        ended = statuses.get(trial_id, "TERMINATED") == "TERMINATED"
         rows.append({
-            "trial_id": trial_id, "status": trial_status(result.error, metrics, statuses.get(trial_id, "TERMINATED"), config),
+            "trial_id": trial_id,
+            "status": trial_status(result.error, metrics, ended=ended, planned_epochs=config.train.epochs, asha=config.scheduler == "asha"),
             **{f"param_{k}": v for k, v in params.items()},
             "best_epoch": metrics.get("best_epoch"), "epochs_run": metrics.get("epoch"),
             "best_val_loss": metrics.get("best_val_loss"), "best_val_psnr": metrics.get("best_val_psnr"),
@@ -280,21 +285,8 @@ def trial_table(results: Any, config: StudyConfig, statuses: dict[str, str]) -> 
             table[column] = table[column].astype("Int64")
     if len(table):
         ascending = config.mode == "min"
-        table = table.sort_values(f"best_{config.metric}", ascending=ascending, na_position="last").reset_index(drop=True)
+        table = table.sort_values(selection_column(config.metric), ascending=ascending, na_position="last").reset_index(drop=True)
     return table
-
-
-def trial_status(error: Any, metrics: dict[str, Any], saved_status: str, config: StudyConfig) -> str:
-    """What happened to a trial, in words: completed, stopped by ASHA, interrupted, failed (diverged) or error."""
-    if error is not None:
-        return f"error: {str(error).strip().splitlines()[-1][:200]}"
-    if metrics.get("diverged"):
-        return f"failed: {metrics.get('error', 'loss diverged')}"
-    if saved_status != "TERMINATED":
-        return "interrupted"
-    if metrics.get("epoch", 0) >= metrics.get("epochs_planned", config.train.epochs) or metrics.get("stopped_early"):
-        return "completed"
-    return "stopped by ASHA" if config.scheduler == "asha" else "interrupted"
 
 
 def _checkpoint_uri(result: Any) -> str | None:
@@ -305,19 +297,18 @@ def _checkpoint_uri(result: Any) -> str | None:
 
 
 def export_best(results: Any, trials: pd.DataFrame, config: StudyConfig, data_path: str) -> tuple[str | None, str | None, pd.DataFrame | None]:
-    """Copy the best trial's best weights to ``best/model.pt``, its settings to ``best/train.yaml``, and score it on the hold-out.
+    """Copy the best usable trial's best weights to ``best/model.pt``, its settings to ``best/train.yaml``, and score it on the hold-out.
 
     ``best/model.pt`` is written last, so its presence means the export is complete (and the study finished).
     """
-    metric = f"best_{config.metric}"
-    usable = trials[trials["status"].isin(["completed", "stopped by ASHA"]) & trials[metric].map(lambda v: v is not None and math.isfinite(v))]
+    usable = trials[usable_rows(trials, selection_column(config.metric))]
     usable = usable[usable["checkpoint"].notna()]
     if usable.empty:
         log.warning("no trial finished with a usable checkpoint; nothing exported")
         return None, None, None
     best = usable.iloc[0]
     checkpoint = _read_checkpoint(best["checkpoint"], config)
-    model_uri = f"{config.study_uri}/best/model.pt"
+    model_uri = f"{config.study_uri}/{BEST_MODEL}"
     model = ConvAutoencoder(model_config_from_dict(checkpoint["config"]["model"]))
     model.load_state_dict(checkpoint["best_model_state"])
     splits = load_splits(data_path)
@@ -325,10 +316,10 @@ def export_best(results: Any, trials: pd.DataFrame, config: StudyConfig, data_pa
     device = "cuda" if torch.cuda.is_available() else "cpu"
     table = evaluate_on_holdout(model_denoiser(model.to(device).eval(), device), holdout, faces=config.holdout_faces)
     table.insert(0, "trial_id", best["trial_id"])
-    storage.write_bytes(f"{config.study_uri}/best/holdout.csv", table.to_csv(index=False).encode())
-    recipe = "# The winning trial's training settings: python -m denoise_core.train --config best/train.yaml --out RUN replays it.\n"
-    storage.write_bytes(f"{config.study_uri}/best/train.yaml", (recipe + yaml.safe_dump(checkpoint["config"], sort_keys=False)).encode())
-    storage.write_bytes(f"{config.study_uri}/best/trial.yaml", yaml.safe_dump({k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}, sort_keys=False).encode())
+    storage.write_bytes(f"{config.study_uri}/{BEST_HOLDOUT}", table.to_csv(index=False).encode())
+    recipe = f"# The winning trial's training settings: python -m denoise_core.train --config {BEST_RECIPE} --out RUN replays it.\n"
+    storage.write_bytes(f"{config.study_uri}/{BEST_RECIPE}", (recipe + yaml.safe_dump(checkpoint["config"], sort_keys=False)).encode())
+    storage.write_bytes(f"{config.study_uri}/{BEST_TRIAL}", yaml.safe_dump({k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}, sort_keys=False).encode())
     optuna_db.record_best(optuna_db.storage_url(config), config.name, str(best["trial_id"]), table)
     storage.write_bytes(model_uri, checkpoint_bytes(export_model(checkpoint)), overwrite=False)
     return str(best["trial_id"]), model_uri, table

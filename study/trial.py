@@ -25,10 +25,10 @@ from denoise_core.checkpoint import load_checkpoint, save_checkpoint
 from denoise_core.data import load_splits
 from denoise_core.tblog import image_grid
 from denoise_core.fit import EpochReport, fit
+from denoise_core.space import assignments
+from denoise_core.study_files import CHECKPOINT_FILE
 from study.config import trial_config
-from study.space import assignments
 
-CHECKPOINT_FILE = "checkpoint.pt"
 IMAGES = "val_images"  # noisy | denoised | clean grid, (1, H, W) uint8
 FAULT_ENV = "FACESTUDY_INJECT_WORKER_FAULT"  # tests: a marker-file path; the first worker to see it dies once
 

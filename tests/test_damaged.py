@@ -231,6 +231,29 @@ def test_an_unreadable_score_cache_entry_is_a_miss_with_a_notice_and_is_rewritte
     assert [p.name for p in (tmp_path / "scores").iterdir()] == [entry.name]
 
 
+# ---------------------------------------------------------------------------------- study directories
+
+
+DAMAGED_STUDY_YAML = {
+    "unclosed-mapping": "name: broken\nsearch: {lr: {loguniform: [1e-4, 1e-2]}\n",
+    "tab-indented": "name: broken\ntrain:\n\tepochs: 3\n",
+    "a-list": "- name: broken\n- metric: val_psnr\n",
+}
+
+
+@pytest.mark.parametrize("reader", ["results.study_dir", "study.dashboard"])
+@pytest.mark.parametrize("content", list(DAMAGED_STUDY_YAML))
+def test_a_damaged_study_yaml_is_one_input_error_naming_it(tmp_path, reader, content):
+    from results.study_dir import read_study
+    from study.dashboard import study_database
+
+    (tmp_path / "study.yaml").write_text(DAMAGED_STUDY_YAML[content])
+    (tmp_path / "trials.csv").write_text("trial_id,status\na,completed\n")
+    with pytest.raises(InputError) as error:
+        read_study(tmp_path) if reader == "results.study_dir" else study_database(str(tmp_path))
+    one_line_naming(error.value, tmp_path / "study.yaml")
+
+
 # ------------------------------------------------------------------------------------------ full disk
 
 

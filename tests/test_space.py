@@ -3,10 +3,11 @@
 import optuna
 import pytest
 
-from denoise_core.settings import to_dict
 from denoise_core.fit import fit
+from denoise_core.settings import to_dict
+from denoise_core.space import SearchSpaceError, assignments, branches, check_space, parameters, searched_settings
 from study.config import StudyConfigError, build_config, searchable_settings, trial_config
-from study.space import SearchSpaceError, assignments, branches, check_space, parameters, sampler_for, searched_settings
+from study.space import sampler_for
 from synthetic import smooth_splits
 
 SPACE = {

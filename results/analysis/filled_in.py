@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from denoise_core.errors import InputError
 from denoise_core.evaluate import Denoiser
 from denoise_core.holdout import Holdout
+from denoise_core.study_files import COMPLETED, STOPPED_BY_ASHA
 from results.analysis.common import Finding, canonical, floats, impulse_conditions, impulse_density, restore, save_figure
 from results.analysis.measures import mean_psnr, smooth, spearman
 
@@ -77,7 +78,7 @@ def filled_in_artefacts(trial_models: Sequence[tuple[Mapping, Denoiser]], holdou
             restored = restore(denoiser, floats(holdout.noisy_for(condition)))
             rows.append({"trial_id": str(row.get("trial_id", f"trial {index}")), "bottleneck_size": float(row.get(bottleneck_key, math.nan) or math.nan),
                          "status": str(row.get("status", "")), "epochs_run": row.get("epochs_run"), "best_epoch": row.get("best_epoch"),
-                         "stopped_early": row.get("status") == "stopped by ASHA", "condition": condition, "density": impulse_density(condition),
+                         "stopped_early": row.get("status") == STOPPED_BY_ASHA, "condition": condition, "density": impulse_density(condition),
                          "pull": float(np.nanmean(template_pull(restored, clean, template))), "lowfreq_share": lowfreq_share(restored, clean),
                          "psnr": mean_psnr(restored, clean)})
     table = pd.DataFrame(rows)
@@ -85,7 +86,7 @@ def filled_in_artefacts(trial_models: Sequence[tuple[Mapping, Denoiser]], holdou
                                                       stopped_early=("stopped_early", "first"), status=("status", "first"))
     sized = trials[trials.bottleneck_size.notna()]
     rho = spearman(sized.bottleneck_size, sized.pull) if sized.bottleneck_size.nunique() >= 2 else math.nan
-    stopped, completed = trials[trials.stopped_early].pull, trials[trials.status == "completed"].pull
+    stopped, completed = trials[trials.stopped_early].pull, trials[trials.status == COMPLETED].pull
     evidence, clauses = [], []
     if not math.isnan(rho):
         evidence.append(rho < 0)
