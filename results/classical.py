@@ -22,7 +22,7 @@ import pandas as pd
 from denoise_core.baselines import BASELINES, TUNABLE, tune_parameter
 from denoise_core.data import to_float
 from denoise_core.holdout import DEFAULT_SEED, Holdout, make_holdout
-from results.curves import COLUMNS, Denoiser, canonical, curve_row, noise_axis, score
+from results.curves import COLUMNS, SCORES, Denoiser, canonical, curve_row, noise_axis, score
 from results.score_cache import ScoreCache
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def baseline_curves(holdout: Holdout, val: np.ndarray, conditions: tuple[str, ..
             key = {"kind": "score", "name": name, "value": value, "condition": condition, "faces": faces,
                    "slab": slab_hash(holdout, condition, faces)}
             scores = cache.get(key)
-            if scores is None:
+            if scores is None or not set(SCORES) <= set(scores):
                 scores = score(baseline_denoiser(name, value), holdout, condition, faces)
                 cache.put(key, scores)
             rows.append(curve_row(name, "classical", condition, scores, parameter))

@@ -198,6 +198,8 @@ def robustness_section(curves: pd.DataFrame, best: str, tune_faces: int, holdout
         Figure("robustness.png", "robustness curves: PSNR (top) and SSIM (bottom); the dotted black line is the noisy input"),
         Table(pivot(curves, "psnr", SUMMARY_CONDITIONS), "PSNR (dB) at selected conditions (all conditions in curves.csv)"),
         Table(pivot(curves, "ssim", SUMMARY_CONDITIONS), "SSIM at selected conditions"),
+        Table(pivot(curves, "ssim_gauss", SUMMARY_CONDITIONS), "Gaussian-window SSIM (11x11, sigma 1.5: the window of Wang et al. 2004 "
+              "and BasicSR, for comparing with published tables; the SSIM above is scikit-image's 7x7 uniform window) at selected conditions"),
         *(Text(line, "warning") for line in harm_warnings(curves, models)),
         Text(f"Best baseline (highest mean PSNR over the S&P conditions): {best}. The same curves are in TensorBoard: "
              "tensorboard --logdir report/tensorboard (Custom Scalars overlays the models; steps are density x 100 or sigma).", "note"),
