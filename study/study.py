@@ -116,8 +116,8 @@ def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) 
         optuna_db.check_new(url, config.name)
     data_path = str(resolve_data_path(config.data).absolute())
     splits = load_splits(data_path)
-    empty = [name for name, faces in (("Training", splits.train), ("PublicTest", splits.validation(config.train.val_unique)),
-                                                 ("PrivateTest", splits.test_unique)) if not len(faces)]
+    validation = splits.validation(config.train.val_unique)
+    empty = [name for name, faces in (("Training", splits.train), ("PublicTest", validation), ("PrivateTest", splits.test_unique)) if not len(faces)]
     if empty:
         raise StudyConfigError(f"{data_path} has no {' and no '.join(empty)} faces: a study trains on Training, selects on PublicTest "
                                "faces and scores its best model on PrivateTest faces, leaving out copies of Training faces (in PublicTest "
