@@ -68,11 +68,23 @@ class Splits:
     val: np.ndarray
     test: np.ndarray
     test_in_training: np.ndarray  # bool, (len(test),): exact duplicates of a Training face
+    val_in_training: np.ndarray  # bool, (len(val),): exact duplicates of a Training face
 
     @property
     def test_unique(self) -> np.ndarray:
         """Test faces that do not also occur in Training: what honest test metrics use."""
         return self.test[~self.test_in_training]
+
+    @property
+    def val_unique(self) -> np.ndarray:
+        """Validation faces that do not also occur in Training: early stopping and model selection must not
+        score faces the model trained on."""
+        return self.val[~self.val_in_training]
+
+    def validation(self, unique: bool) -> np.ndarray:
+        """The validation faces a run uses: ``val_unique``, or every PublicTest face (``unique=False``), as the
+        recipes trained before the copies of Training faces were removed from validation need to replay."""
+        return self.val_unique if unique else self.val
 
 
 def resolve_data_path(cli_value: str | os.PathLike | None) -> Path:
@@ -135,17 +147,22 @@ def source_key(path: Path) -> str:
 
 
 def split_faces(faces: Faces) -> Splits:
-    """Split by Usage and flag test faces that are exact copies of a Training face."""
+    """Split by Usage and flag validation and test faces that are exact copies of a Training face."""
     train = faces.images[faces.usage == TRAINING]
     val = faces.images[faces.usage == PUBLIC_TEST]
     test = faces.images[faces.usage == PRIVATE_TEST]
     training_bytes = {image.tobytes() for image in train}
-    in_training = np.fromiter((image.tobytes() in training_bytes for image in test), dtype=bool, count=len(test))
+    val_in_training, test_in_training = (in_faces(part, training_bytes) for part in (val, test))
     log.info(
-        "splits: %d train, %d val, %d test (%d test faces also occur in Training and are left out of test metrics)",
-        len(train), len(val), len(test), int(in_training.sum()),
+        "splits: %d train, %d val, %d test (%d val and %d test faces also occur in Training and are left out of "
+        "validation and test metrics)", len(train), len(val), len(test), int(val_in_training.sum()), int(test_in_training.sum()),
     )
-    return Splits(train=train, val=val, test=test, test_in_training=in_training)
+    return Splits(train=train, val=val, test=test, test_in_training=test_in_training, val_in_training=val_in_training)
+
+
+def in_faces(images: np.ndarray, known: set[bytes]) -> np.ndarray:
+    """Which of ``images`` are byte-for-byte one of the ``known`` faces (bool, (len(images),))."""
+    return np.fromiter((image.tobytes() in known for image in images), dtype=bool, count=len(images))
 
 
 def load_splits(path: str | os.PathLike | None, cache_dir: str | os.PathLike | None = None) -> Splits:

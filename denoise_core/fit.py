@@ -42,7 +42,8 @@ def psnr_loss(output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "mae": F.l1_loss, "psnr": psnr_loss}
-RESUMABLE = ("epochs", "device", "num_threads")  # what a resumed run may change: its length and where it runs
+RESUMABLE = ("epochs", "device", "num_threads")
+SAVED_BEFORE = {"val_unique": False}  # a config saved before val_unique existed validated on every PublicTest face  # what a resumed run may change: its length and where it runs
 
 
 class Diverged(UserError, FloatingPointError):
@@ -64,6 +65,7 @@ class TrainConfig:
     min_delta: float = 0.0
     train_size: int | None = None  # use only the first N training faces
     val_size: int | None = None  # use only the first N validation faces
+    val_unique: bool = True  # validate on the PublicTest faces not in Training; false: on all (recipes trained before)
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # mixed precision, CUDA only
@@ -83,6 +85,7 @@ class TrainConfig:
         "min_delta": "smallest validation-loss decrease that counts as an improvement",
         "train_size": "use only the first N training faces (null: all)",
         "val_size": "use only the first N validation faces (null: all)",
+        "val_unique": "validate on the PublicTest faces that are not copies of Training faces (false: on all of them)",
         "seed": "seeds weights, batches, noise and dropout",
         "device": "auto, cpu, cuda or cuda:N",
         "amp": "mixed precision (CUDA only)",
@@ -149,8 +152,9 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from nested dicts (YAML, a checkpoint); settings added since it was saved take their defaults."""
-    return build(TrainConfig, values)
+    """A TrainConfig from nested dicts (YAML, a checkpoint); settings added since it was saved take their defaults,
+    except those in ``SAVED_BEFORE``, which take the value that reproduces what such a run did."""
+    return build(TrainConfig, {**SAVED_BEFORE, **values})
 
 
 
@@ -165,7 +169,7 @@ def fit(
     rank: int = 0,
     world_size: int = 1,
 ) -> FitResult:
-    """Train an autoencoder on ``data.train``, validate on ``data.val``; never touches ``data.test``.
+    """Train an autoencoder on ``data.train``, validate on ``data.validation(config.val_unique)``; never touches ``data.test``.
 
     ``on_epoch`` may return True to stop. ``resume`` is a checkpoint from an earlier epoch of the same
     config: training continues after it, with identical results to an uninterrupted run. For data-parallel
@@ -192,13 +196,14 @@ def _fit(config, data, on_epoch, resume, device, wrap_model, rank, world_size) -
     train = data.train[: config.train_size]
     if rank == 0 and config.train_size is not None and config.train_size > len(data.train):
         log.warning("train_size %d is more than the %d training faces; training on all %d", config.train_size, len(data.train), len(data.train))
-    if rank == 0 and config.val_size is not None and config.val_size > len(data.val):
-        log.warning("val_size %d is more than the %d validation faces; validating on all %d", config.val_size, len(data.val), len(data.val))
+    val = data.validation(config.val_unique)
+    if rank == 0 and config.val_size is not None and config.val_size > len(val):
+        log.warning("val_size %d is more than the %d validation faces; validating on all %d", config.val_size, len(val), len(val))
     per_rank = len(train) // world_size
     train_u8 = _to_device(train[rank::world_size][:per_rank], device)
     if len(train_u8) < 2:
         raise InputError(f"need at least 2 training faces, got {len(train_u8)}")
-    val_clean, val_noisy = _validation_set(data.val[: config.val_size], config, device)
+    val_clean, val_noisy = _validation_set(val[: config.val_size], config, device)
     use_amp = config.amp and device.type == "cuda"
     rng_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=rng_devices):

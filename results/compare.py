@@ -91,7 +91,7 @@ def build_comparison(study_dirs: list[Path], out: Path, data: str | None = None,
     learned, notes = best_models(studies, labels, options.top, device)
     clock.lap("models")
     model_rows = model_curves({m.name: m.denoise for _, _, m in learned}, holdout, conditions, options.faces)
-    baseline_rows = baseline_curves(holdout, splits.val, conditions, baseline_plan(options), score_cache(options))[0] if baselines else pd.DataFrame(columns=list(COLUMNS))
+    baseline_rows = baseline_curves(holdout, splits.val_unique, conditions, baseline_plan(options), score_cache(options))[0] if baselines else pd.DataFrame(columns=list(COLUMNS))
     curves = pd.concat([f for f in (model_rows, baseline_rows) if len(f)], ignore_index=True)
     clock.lap("curves")
     out.parent.mkdir(parents=True, exist_ok=True)

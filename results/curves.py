@@ -20,7 +20,7 @@ import pandas as pd
 
 from denoise_core.data import to_float
 from denoise_core.errors import InputError
-from denoise_core.evaluate import score_images
+from denoise_core.evaluate import score_images, score_ssim_gaussian
 from denoise_core.holdout import DEFAULT_CONDITIONS, Holdout
 from denoise_core.noise import NoiseSpec
 
@@ -30,7 +30,9 @@ KINDS = ("sp", "gauss", "mixture", "rv", "jpeg")
 AXIS_LABELS = {"sp": "salt-and-pepper density", "gauss": "Gaussian sigma (of 255)", "mixture": "mixture: S&P density + Gaussian sigma",
                "rv": "random-valued impulse density", "jpeg": "noise, then saved as JPEG of quality Q"}
 LABELLED_KINDS = ("mixture", "jpeg")  # kinds drawn on a categorical axis, one named tick per condition in hold-out order
-COLUMNS = ("model", "family", "condition", "noise", "level", "psnr", "ssim", "noisy_psnr", "noisy_ssim", "faces", "parameter", "seconds")
+COLUMNS = ("model", "family", "condition", "noise", "level", "psnr", "ssim", "noisy_psnr", "noisy_ssim", "faces", "parameter", "seconds",
+           "ssim_gauss", "noisy_ssim_gauss")  # ssim_gauss: the Gaussian-window SSIM of the literature (denoise_core.metrics.ssim_gaussian)
+SCORES = ("psnr", "ssim", "ssim_gauss")  # what a cached score holds: an entry without one of them is scored again
 
 
 @dataclass(frozen=True)
@@ -79,19 +81,21 @@ def sp_conditions(conditions: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def input_scores(holdout: Holdout, condition: str, faces: int | None) -> dict[str, float]:
-    """Mean capped PSNR and SSIM of the noisy input itself: what doing nothing scores."""
-    psnr, ssim = score_images(to_float(holdout.noisy_for(condition)[:faces]), to_float(holdout.clean[:faces]))
-    return {"noisy_psnr": float(psnr.mean()), "noisy_ssim": float(ssim.mean())}
+    """Mean capped PSNR, SSIM and Gaussian-window SSIM of the noisy input itself: what doing nothing scores."""
+    noisy, clean = to_float(holdout.noisy_for(condition)[:faces]), to_float(holdout.clean[:faces])
+    psnr, ssim = score_images(noisy, clean)
+    return {"noisy_psnr": float(psnr.mean()), "noisy_ssim": float(ssim.mean()), "noisy_ssim_gauss": float(score_ssim_gaussian(noisy, clean).mean())}
 
 
 def score(denoiser: Denoiser, holdout: Holdout, condition: str, faces: int | None, noisy: dict[str, float] | None = None) -> dict[str, float]:
-    """Mean capped PSNR and SSIM of the denoiser (and of its noisy input, unless given) on the first ``faces`` hold-out faces."""
+    """Mean capped PSNR, SSIM and Gaussian-window SSIM of the denoiser (and of its noisy input, unless given) on the first
+    ``faces`` hold-out faces."""
     clean = to_float(holdout.clean[:faces])
     start = time.perf_counter()
     restored = denoiser(to_float(holdout.noisy_for(condition)[:faces]))
     seconds = time.perf_counter() - start
     psnr, ssim = score_images(restored, clean)
-    return {"psnr": float(psnr.mean()), "ssim": float(ssim.mean()),
+    return {"psnr": float(psnr.mean()), "ssim": float(ssim.mean()), "ssim_gauss": float(score_ssim_gaussian(restored, clean).mean()),
             **(noisy or input_scores(holdout, condition, faces)), "faces": len(clean), "seconds": seconds}
 
 

@@ -161,9 +161,10 @@ def margins_markdown(margins: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def scores_markdown(scores: pd.DataFrame) -> str:
-    """Every denoiser at every condition, PSNR / SSIM (faces per cell in the column header where not all)."""
-    table = scores.assign(cell=[f"{p:.2f} / {s:.3f}" for p, s in zip(scores["psnr"], scores["ssim"])])
+def scores_markdown(scores: pd.DataFrame, metrics: tuple[str, ...] = ("psnr", "ssim")) -> str:
+    """Every denoiser at every condition, its ``metrics`` joined by ' / ' (PSNR to 2 decimals, an SSIM to 3; faces per
+    cell in the column header where not all)."""
+    table = scores.assign(cell=[cell(row, metrics) for _, row in scores.iterrows()])
     wide = table.pivot(index="condition", columns="model", values="cell")
     order = list(dict.fromkeys(scores["condition"]))
     names = list(dict.fromkeys(scores["model"]))
@@ -174,8 +175,13 @@ def scores_markdown(scores: pd.DataFrame) -> str:
     for condition in order:
         cells = [wide.loc[condition].get(name, np.nan) for name in names]
         cells = ["-" if isinstance(c, float) else c for c in cells]
-        lines.append(f"| {condition} | {noisy.loc[condition, 'noisy_psnr']:.2f} / {noisy.loc[condition, 'noisy_ssim']:.3f} | " + " | ".join(cells) + " |")
+        noisy_input = cell(noisy.loc[condition], tuple(f"noisy_{metric}" for metric in metrics))
+        lines.append(f"| {condition} | {noisy_input} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def cell(row: pd.Series, metrics: tuple[str, ...]) -> str:
+    return " / ".join(f"{row[metric]:.2f}" if metric.endswith("psnr") else f"{row[metric]:.3f}" for metric in metrics)
 
 
 def model_card_section(quality: Quality, command: str, faces_total: int) -> str:
@@ -189,6 +195,9 @@ def model_card_section(quality: Quality, command: str, faces_total: int) -> str:
         "", "### Against the bar", "", margins_markdown(quality.margins),
         *(["", "### Against the model it replaced (PSNR, dB)", "", replacement_markdown(quality.replaced)] if len(quality.replaced) else []),
         "", "### Every filter at every condition (PSNR / SSIM; faces in the header)", "", scores_markdown(quality.scores),
+        "", "### Every filter at every condition, Gaussian-window SSIM (11x11, sigma 1.5, as published tables use)", "",
+        "SSIM above is scikit-image's default (7x7 uniform window); this one is Wang et al. 2004's and BasicSR's, for comparing "
+        "with the literature (`denoise_core.metrics.ssim_gaussian`).", "", scores_markdown(quality.scores, ("ssim_gauss",)),
     ])
 
 

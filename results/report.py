@@ -29,7 +29,7 @@ from denoise_core.data import Splits, default_cache_dir, load_fer2013, split_fac
 from denoise_core.errors import InputError
 from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.inference import resolve_device
-from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves, best_baseline
+from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves, best_baseline, reference_baselines, validation_scores
 from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_curves, with_clean_point, write_tensorboard
 from results.html import Section, Table, render_html, render_markdown
 from results.leaderboard import leaderboard, test_conditions, trial_test_rows
@@ -163,15 +163,18 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
                for rank, row in enumerate(top_trials(study, options.top).itertuples(), start=1) if row.trial_id in by_id]
     model_rows = learned_curves(learned, holdout, conditions, options.faces, test_rows)
     clock.lap("curves: learned models")
-    baseline_rows, tuning = baseline_curves(holdout, splits.val, conditions, baseline_plan(options), score_cache(options))
+    baseline_rows, tuning = baseline_curves(holdout, splits.val_unique, conditions, baseline_plan(options), score_cache(options))
+    validation = validation_scores(splits.val_unique, conditions, baseline_plan(options), tuning, score_cache(options))
     clock.lap("curves: baselines")
     curves = pd.concat([f for f in (model_rows, baseline_rows) if len(f)], ignore_index=True)
     curves.to_csv(work / "curves.csv", index=False)
     tuning.to_csv(work / "baseline_tuning.csv", index=False)
     plot_curves(curves, work / "robustness.png", f"{study.name}: robustness on the fixed noisy hold-out (test faces not in Training)")
     write_tensorboard(curves, work / "tensorboard")
-    best = best_baseline(curves)
-    robust = robustness_section(curves, best, options.tune_faces, holdout, [model.name for model in learned])
+    best = best_baseline(validation)
+    references = reference_baselines(validation, curves)
+    references.to_csv(work / "reference_baselines.csv", index=False)
+    robust = robustness_section(curves, best, references, options.tune_faces, holdout, [model.name for model in learned])
     clock.lap("curves: plots")
 
     grid_section = grids_section(learned, best, tuning, holdout, work)

@@ -184,8 +184,9 @@ def harm_warnings(curves: pd.DataFrame, models: list[str]) -> list[str]:
     return lines
 
 
-def robustness_section(curves: pd.DataFrame, best: str, tune_faces: int, holdout: Holdout, models: list[str]) -> Section:
-    """The curves figure, PSNR and SSIM tables at selected conditions, what was computed on subsets, and where a model harms."""
+def robustness_section(curves: pd.DataFrame, best: str, references: pd.DataFrame, tune_faces: int, holdout: Holdout, models: list[str]) -> Section:
+    """The curves figure, PSNR and SSIM tables at selected conditions, the reference filter per condition (chosen on
+    validation), what was computed on subsets, and where a model harms."""
     total = int(curves["faces"].max())
     slow = ", ".join(f"{name} on the first {int(curves.loc[curves['model'] == name, 'faces'].min())} faces" for name in SLOW if name in set(curves["model"]))
     bm3d_at = ", ".join(curves.loc[curves["model"] == "bm3d", "condition"])
@@ -198,8 +199,15 @@ def robustness_section(curves: pd.DataFrame, best: str, tune_faces: int, holdout
         Figure("robustness.png", "robustness curves: PSNR (top) and SSIM (bottom); the dotted black line is the noisy input"),
         Table(pivot(curves, "psnr", SUMMARY_CONDITIONS), "PSNR (dB) at selected conditions (all conditions in curves.csv)"),
         Table(pivot(curves, "ssim", SUMMARY_CONDITIONS), "SSIM at selected conditions"),
+        Table(pivot(curves, "ssim_gauss", SUMMARY_CONDITIONS), "Gaussian-window SSIM (11x11, sigma 1.5: the window of Wang et al. 2004 "
+              "and BasicSR, for comparing with published tables; the SSIM above is scikit-image's 7x7 uniform window) at selected conditions"),
         *(Text(line, "warning") for line in harm_warnings(curves, models)),
-        Text(f"Best baseline (highest mean PSNR over the S&P conditions): {best}. The same curves are in TensorBoard: "
+        Text("The reference classical filter of each condition is chosen on validation, never on the test faces it is then scored "
+             "on: the filter with the highest mean PSNR on the validation faces (PublicTest, copies of Training faces removed) "
+             "corrupted with that condition's validation noise, every filter on the same faces; its test scores stand beside it "
+             "(reference_baselines.csv)."),
+        Table(references.round(4), "reference filter per condition: chosen by validation PSNR, then scored on the test faces", markdown_rows=40),
+        Text(f"Best baseline (highest mean validation PSNR over the S&P conditions, chosen on validation): {best}. The same curves are in TensorBoard: "
              "tensorboard --logdir report/tensorboard (Custom Scalars overlays the models; steps are density x 100 or sigma).", "note"),
     ]
     return Section("Robustness curves", blocks)

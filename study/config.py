@@ -147,6 +147,10 @@ def _check_search(config: StudyConfig) -> None:
                                "noise and ranked on a different problem; set train.val_noise (e.g. to the hold-out's mix)")
     if "val_noise" in searched:
         raise StudyConfigError("search varies val_noise: trials would be ranked on different validation problems; fix it under train:")
+    validation_setters = sorted(searched & {"seed", "val_size", "val_unique"})  # train.seed also draws the validation noise
+    if validation_setters:
+        raise StudyConfigError(f"search varies {', '.join(validation_setters)}: that changes the validation faces or their noise, so "
+                               "trials would be ranked on different validation problems; fix it under train:")
     if config.metric == "val_loss" and "loss" in searched:
         raise StudyConfigError("metric val_loss compares mse with mae when loss is searched; use val_psnr or val_ssim")
     if config.scheduler == "asha" and config.grace_period > config.max_epochs:

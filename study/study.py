@@ -119,10 +119,12 @@ def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) 
         optuna_db.check_new(url, config.name)
     data_path = str(resolve_data_path(config.data).absolute())
     splits = load_splits(data_path)
-    empty = [name for name, faces in (("Training", splits.train), ("PublicTest", splits.val), ("PrivateTest", splits.test_unique)) if not len(faces)]
+    validation = splits.validation(config.train.val_unique)
+    empty = [name for name, faces in (("Training", splits.train), ("PublicTest", validation), ("PrivateTest", splits.test_unique)) if not len(faces)]
     if empty:
         raise StudyConfigError(f"{data_path} has no {' and no '.join(empty)} faces: a study trains on Training, selects on PublicTest "
-                               "and scores its best model on PrivateTest faces that are not in Training")
+                               "faces and scores its best model on PrivateTest faces, leaving out copies of Training faces (in PublicTest "
+                               "unless train.val_unique is false)")
     for init in sorted({value for value in [config.train.init, *space.possible_values(config.search, "init")] if value}):
         if not Path(init).is_file():
             raise MissingFile(f"train.init: model file {init} does not exist")

@@ -30,7 +30,8 @@ def smooth_usage(train: int, val: int, test: int) -> np.ndarray:
 
 def smooth_splits(train: int = 96, val: int = 32, test: int = 16, seed: int = 0) -> Splits:
     faces = smooth_faces(train + val + test, seed)
-    return Splits(train=faces[:train], val=faces[train:train + val], test=faces[train + val:], test_in_training=np.zeros(test, dtype=bool))
+    return Splits(train=faces[:train], val=faces[train:train + val], test=faces[train + val:], test_in_training=np.zeros(test, dtype=bool),
+                  val_in_training=np.zeros(val, dtype=bool))
 
 
 class Payload:

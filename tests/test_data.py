@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import logging
 import os
@@ -590,7 +591,7 @@ def test_split_faces_by_usage_and_flags_test_faces_copied_from_training():
         pool[2],  # PrivateTest  copy of a PublicTest face   -> not flagged
         pool[4],  # Training
         pool[1],  # PrivateTest  copy of Training            -> flagged
-        pool[4],  # PublicTest   copy of Training (val is not flagged)
+        pool[4],  # PublicTest   copy of Training                -> flagged
         pool[5],  # PrivateTest  unique
     ])
     usage = np.array([T, T, V, P, P, P, P, T, P, V, P], dtype=np.int8)
@@ -601,6 +602,24 @@ def test_split_faces_by_usage_and_flags_test_faces_copied_from_training():
     assert splits.test_in_training.dtype == bool
     assert splits.test_in_training.tolist() == [True, False, False, False, True, False]
     np.testing.assert_array_equal(splits.test_unique, images[[4, 5, 6, 10]])
+    assert splits.val_in_training.tolist() == [False, True]
+    np.testing.assert_array_equal(splits.val_unique, images[[2]])
+
+
+def test_validation_leaves_out_the_faces_copied_from_training_and_logs_how_many(caplog):
+    pool = random_faces(2025, 12)
+    one_pixel_off = pool[0].copy()
+    one_pixel_off[0, 0] ^= 1
+    images = np.concatenate([pool[:6], pool[[0, 6, 3, 7, 5]], one_pixel_off[None], pool[8:12]])
+    usage = np.array([T] * 6 + [V] * 6 + [P] * 4, dtype=np.int8)
+    with caplog.at_level(logging.INFO, logger="denoise_core.data"):
+        splits = split_faces(Faces(images=images, usage=usage, source="memory", dropped_constant=0))
+    assert splits.val_in_training.tolist() == [True, False, True, False, True, False]
+    np.testing.assert_array_equal(splits.val_unique, np.stack([pool[6], pool[7], one_pixel_off]))
+    np.testing.assert_array_equal(splits.validation(unique=True), splits.val_unique)
+    np.testing.assert_array_equal(splits.validation(unique=False), images[usage == V])
+    assert not any(face.tobytes() in {t.tobytes() for t in splits.train} for face in splits.val_unique)
+    assert "6 val, 4 test (3 val and 0 test faces also occur in Training" in caplog.text
 
 
 def test_split_faces_with_no_test_faces():
@@ -609,6 +628,7 @@ def test_split_faces_with_no_test_faces():
     assert splits.test.shape == (0, 48, 48)
     assert splits.test_in_training.shape == (0,)
     assert splits.test_unique.shape == (0, 48, 48)
+    assert splits.val_in_training.tolist() == [False] and splits.val_unique.shape == (1, 48, 48)
 
 
 def test_load_splits_resolves_loads_and_splits(tmp_path, monkeypatch, faces):
@@ -883,3 +903,25 @@ def test_real_fer2013_slice_parses_like_pandas(fer2013_path, tmp_path):
     np.testing.assert_array_equal(faces.images, expected)
     codes = {name: index for index, name in enumerate(USAGES)}
     assert faces.usage.tolist() == [codes[u] for u in frame["Usage"]]
+
+
+# sha256 of the real FER2013 splits' bytes (fer2013.csv.gz from Kaggle): the test faces are those every report
+# and the model card have scored; validation lost its 279 copies of Training faces.
+REAL_TEST_UNIQUE_SHA256 = "31b6df7730fa007fd775755dcdeb6e115b29f689e4a4f44356690cb5a002cef7"
+REAL_VAL_SHA256 = "33f6c07b32acfbdc6d6f862c2bb6ecd02376176ff9e4fe02dc9e3114cb31dfdc"
+REAL_VAL_UNIQUE_SHA256 = "f321e6f7c1ae75b69e601828d1f69c6edf074191dec3d115875f7247764a5771"
+
+
+def digest(images: np.ndarray) -> str:
+    return hashlib.sha256(images.tobytes()).hexdigest()
+
+
+def test_real_fer2013_test_faces_stay_pinned_and_validation_drops_its_279_copies_of_training(fer2013_path):
+    if fer2013_path.name.lower() not in ("fer2013.csv", "fer2013.csv.gz"):
+        pytest.skip(f"the pinned checksums are of Kaggle's fer2013.csv(.gz), got {fer2013_path}")
+    splits = split_faces(load_fer2013(fer2013_path, use_cache=False))
+    assert (len(splits.test), len(splits.test_unique)) == (3589, 3301)
+    assert digest(splits.test_unique) == REAL_TEST_UNIQUE_SHA256
+    assert (len(splits.val), int(splits.val_in_training.sum()), len(splits.val_unique)) == (3588, 279, 3309)
+    assert digest(splits.val) == REAL_VAL_SHA256
+    assert digest(splits.val_unique) == REAL_VAL_UNIQUE_SHA256

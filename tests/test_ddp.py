@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,7 +26,7 @@ def twin_shards() -> Splits:
     """Every training face twice in a row, so that both ranks' shards hold the same faces: only their noise and
     order can make their losses differ."""
     splits = smooth_splits(train=16, val=8, test=2)
-    return Splits(train=np.repeat(splits.train, WORLD_SIZE, axis=0), val=splits.val, test=splits.test, test_in_training=splits.test_in_training)
+    return replace(splits, train=np.repeat(splits.train, WORLD_SIZE, axis=0))
 
 
 def train_rank(rank: int, store: str, out: str, rank_zero_stops_at: int | None) -> None:

@@ -365,3 +365,65 @@ def test_realistic_conditions_have_their_own_curves():
     assert (noise_axis("rv:0.2").kind, noise_axis("rv:0.2").level) == ("rv", 0.2)
     assert (noise_axis("sp:0.1+jpeg:90").kind, noise_axis("sp:0.1+jpeg:90").level) == ("jpeg", 10.0)
     assert noise_axis("sp:0.1+gauss:10").kind == "mixture" and noise_axis("sp:0.5").kind == "sp"
+
+
+# ------------------------------------------------------------------------------- the reference filter, chosen on validation
+
+
+def validation_rows(scores: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"baseline": name, "condition": condition, "faces": len(face_psnr), "face_psnr": face_psnr}
+                         for (name, condition), face_psnr in scores.items()])
+
+
+def test_the_reference_filter_is_the_best_on_validation_even_where_another_is_better_on_test():
+    from results.classical import best_baseline, reference_baselines
+
+    validation = validation_rows({("median3", "sp:0.1"): [30.0, 30.0, 30.0, 30.0], ("switching_median", "sp:0.1"): [29.0, 29.0, 29.0, 29.0],
+                                  ("median3", "sp:0.5"): [20.0, 20.0, 20.0, 20.0], ("switching_median", "sp:0.5"): [19.0, 19.0, 19.0, 19.0],
+                                  ("nlm", "gauss:25"): [26.0, 20.0], ("gaussian_blur", "gauss:25"): [25.0, 25.0, 25.0, 25.0]})
+    curves = pd.DataFrame({"model": ["median3", "switching_median"] * 2 + ["nlm", "gaussian_blur"], "family": "classical",
+                           "condition": ["sp:0.1", "sp:0.1", "sp:0.5", "sp:0.5", "gauss:25", "gauss:25"],
+                           "psnr": [31.0, 35.0, 21.0, 28.0, 27.0, 24.0], "ssim": 0.5, "ssim_gauss": 0.6, "faces": [24] * 4 + [4, 24]})
+    assert best_baseline(validation) == "median3"  # switching_median wins on the test faces at both densities
+    references = reference_baselines(validation, curves).set_index("condition")
+    assert references.loc["sp:0.1", "baseline"] == "median3" and references.loc["sp:0.1", "test_psnr"] == 31.0
+    assert references.loc["sp:0.5", ["baseline", "test_psnr", "val_psnr", "val_faces"]].tolist() == ["median3", 21.0, 20.0, 4]
+    # NLM saw 2 validation faces: both filters are compared on those 2 (NLM 23.0 < 25.0), not NLM's 2 against blur's 4
+    assert references.loc["gauss:25", ["baseline", "val_faces", "test_psnr", "test_faces"]].tolist() == ["gaussian_blur", 2, 24.0, 24]
+
+
+def test_validation_scores_are_the_tuning_scores_of_each_filter_at_its_tuned_setting(tmp_path):
+    from denoise_core.data import to_float
+    from denoise_core.holdout import make_holdout
+    from results.classical import VAL_SEED, BaselinePlan, baseline_curves, validation_scores
+    from results.score_cache import ScoreCache
+    from synthetic import smooth_faces
+
+    faces = smooth_faces(20, seed=5)
+    plan = BaselinePlan(faces=8, tune_faces=6, names=("median3", "gaussian_blur"), bm3d_conditions=())
+    conditions = ("sp:0.3", "gauss:25")
+    holdout = make_holdout(faces[12:], conditions, seed=3)
+    cache = ScoreCache(tmp_path / "cache")
+    _, tuning = baseline_curves(holdout, faces[:12], conditions, plan, cache)
+    validation = validation_scores(faces[:12], conditions, plan, tuning, cache).set_index(["baseline", "condition"])
+    assert (validation["faces"] == 6).all() and len(validation) == 4
+    for row in tuning.itertuples():
+        assert np.mean(validation.loc[(row.baseline, row.condition), "face_psnr"]) == pytest.approx(row.val_psnr, abs=1e-9)
+    noisy = to_float(make_holdout(faces[:6], ("sp:0.3",), VAL_SEED).noisy[0])
+    median = BASELINES["median3"](noisy)
+    expected = [float(10 * np.log10(1 / np.mean((m.astype(np.float64) - c) ** 2))) for m, c in zip(median, to_float(faces[:6]).astype(np.float64))]
+    assert validation.loc[("median3", "sp:0.3"), "face_psnr"] == pytest.approx(expected, abs=1e-9)
+    again = validation_scores(faces[:12], conditions, plan, tuning, cache)  # from the cache: the same numbers
+    assert again.set_index(["baseline", "condition"])["face_psnr"].to_dict() == validation["face_psnr"].to_dict()
+
+
+def test_the_report_chooses_its_reference_filters_on_validation_and_says_so(env, report):
+    references = pd.read_csv(report / "reference_baselines.csv")
+    curves = curves_of(report)
+    classical = curves[curves["family"] == "classical"].set_index(["model", "condition"])
+    assert set(references["condition"]) == set(classical.index.get_level_values("condition"))
+    for row in references.itertuples():
+        assert row.test_psnr == pytest.approx(classical.loc[(row.baseline, row.condition), "psnr"])
+    assert (references["val_faces"] >= 1).all()
+    summary = (report / "summary.md").read_text()
+    assert "chosen on validation" in summary and "Gaussian-window SSIM" in summary

@@ -47,7 +47,13 @@ def test_study_file_builds_over_the_workstation_preset_and_its_recipe_is_one_of_
     monkeypatch.chdir(ROOT)
     study = build_config("workstation", str(study_file))
     recipe = resolve_config(load_yaml_file(study_file.with_name(study_file.name.replace(".study", ""))), [])
-    for setting in ("noise", "val_noise", "loss", "epochs", "train_size", "val_size", "init"):
+    for setting in ("noise", "val_noise", "loss", "epochs", "train_size", "val_size", "val_unique", "init"):
         if setting not in study.search:
             assert getattr(recipe, setting) == getattr(study.train, setting) or (
                 setting == "init" and (ROOT / recipe.init).resolve() == Path(study.train.init)), setting
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=name)
+def test_every_shipped_recipe_validates_on_the_faces_it_was_trained_with(recipe):
+    """Trained before the copies of Training faces left validation: a replay must validate on every PublicTest face."""
+    assert load_yaml_file(recipe)["val_unique"] is False

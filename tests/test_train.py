@@ -1,3 +1,6 @@
+from dataclasses import replace
+
+import numpy as np
 import pytest
 import torch
 
@@ -89,6 +92,25 @@ def test_resume_accepts_a_checkpoint_from_before_a_setting_existed(tiny_data):
     older = {**checkpoint, "config": {**checkpoint["config"], "model": dict(checkpoint["config"]["model"])}}
     del older["config"]["model"]["switching"]  # written by a version without this option (default off)
     assert fit(TINY, tiny_data, resume=older).history[-1]["epoch"] == TINY.epochs
+
+
+def test_fit_validates_on_the_validation_faces_not_in_training_unless_told_to_use_all(tiny_data):
+    copies = np.concatenate([tiny_data.train[:6], tiny_data.val])  # 6 validation faces the model trains on
+    with_copies = replace(tiny_data, val=copies, val_in_training=np.arange(len(copies)) < 6)
+    one_epoch = replace(TINY, epochs=1)
+    honest, everything = (fit(replace(one_epoch, val_unique=unique), with_copies).best for unique in (True, False))
+    reference = fit(one_epoch, tiny_data).best
+    for metric in ("train_loss", "val_loss", "val_psnr", "val_ssim", "noisy_psnr", "noisy_ssim"):
+        assert honest[metric] == pytest.approx(reference[metric], rel=1e-6), metric
+    every_face = replace(tiny_data, val=copies, val_in_training=np.zeros(len(copies), dtype=bool))
+    assert everything["noisy_psnr"] == pytest.approx(fit(one_epoch, every_face).best["noisy_psnr"])
+    assert everything["noisy_psnr"] != pytest.approx(honest["noisy_psnr"])
+
+
+def test_a_config_saved_before_val_unique_existed_keeps_validating_on_every_face():
+    saved = config_to_dict(TINY)
+    del saved["val_unique"]
+    assert config_from_dict(saved).val_unique is False and TrainConfig().val_unique is True
 
 
 def test_psnr_loss_is_minus_the_mean_per_image_psnr():

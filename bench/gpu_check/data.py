@@ -82,5 +82,5 @@ def smooth_faces(count: int, seed: int = 0) -> np.ndarray:
 
 
 def synthetic_splits(train: np.ndarray, val: np.ndarray) -> Splits:
-    return Splits(train=train, val=val, test=val[:0], test_in_training=np.zeros(0, dtype=bool))
+    return Splits(train=train, val=val, test=val[:0], test_in_training=np.zeros(0, dtype=bool), val_in_training=np.zeros(len(val), dtype=bool))
 
