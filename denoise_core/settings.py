@@ -252,11 +252,13 @@ def field_paths(cls: type, prefix: str = "", instance: Any = None) -> dict[str, 
 
 @dataclasses.dataclass(frozen=True)
 class Flag:
-    """A generated flag: the dotted setting it sets (its argparse destination), the setting's type and its name."""
+    """A generated flag: the dotted setting it sets (its argparse destination), the setting's type, its name and the
+    default its help states."""
 
     path: str
     kind: Any
     name: str
+    default: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,12 +300,13 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "", skip
         if path in skip or path.split(".")[0] in skip:
             continue
         name = flag_name(path) if flag_name(path) not in taken else flag_name(prefix + path)
-        text = f"{setting_help(cls, path) or path} (default: {(shown or {}).get(path, _shown(default))})".replace("%", "%%")
+        stated = (shown or {}).get(path, _shown(default))
+        text = f"{setting_help(cls, path) or path} (default: {stated})".replace("%", "%%")
         if kind is bool:
             parser.add_argument(name, "--no-" + name[2:], dest=prefix + path, default=None, nargs="?", metavar="BOOL", action=_Switch, help=text)
         else:
             parser.add_argument(name, dest=prefix + path, default=None, metavar="TEXT" if _is_text(kind) else "VALUE", help=text)
-        flags.append(Flag(prefix + path, kind, name))
+        flags.append(Flag(prefix + path, kind, name, stated))
     return flags
 
 
@@ -316,6 +319,22 @@ def _shown(default: Any) -> str:
 def _is_text(kind: Any) -> bool:
     """A text setting (``str`` or ``str | None``): a name, a path, a noise spec."""
     return kind is str or (typing.get_origin(kind) in (typing.Union, types.UnionType) and set(typing.get_args(kind)) == {str, type(None)})
+
+
+def settings_table(cls: type, flags: list[Flag], prefix: str = "", skip: tuple[str, ...] = (), defaults: Any = None) -> str:
+    """The leaf settings of ``cls`` as a Markdown table: dotted setting, its flag among ``flags`` (if any), default, meaning.
+
+    The README's settings tables are these, so they cannot drift from the schema (tests/test_readme_settings.py)."""
+    by_path = {flag.path: flag for flag in flags}
+    rows = ["| setting | flag | default | meaning |", "|---|---|---|---|"]
+    for path, (_, default) in field_paths(cls, instance=defaults).items():
+        if path.split(".")[0] in skip:
+            continue
+        flag = by_path.get(prefix + path)
+        stated = f"`{_shown(default)}`" if flag is None or flag.default == _shown(default) else flag.default
+        meaning = (setting_help(cls, path) or "").replace("|", "\\|")
+        rows.append(f"| `{prefix}{path}` | {f'`{flag.name}`' if flag else ''} | {stated} | {meaning} |")
+    return "\n".join(rows)
 
 
 def setting_help(cls: type, path: str) -> str | None:

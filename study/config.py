@@ -89,7 +89,7 @@ class StudyConfig:
         "report_options": f"that report's ReportOptions (the results.report flags' settings, faces: 0 for all), over {QUICK_REPORT}",
         "verbose": "0 quiet, 1 progress, 2 the full configuration and Ray's own output",
         "train": "fixed TrainConfig settings for every trial",
-        "search": "the search space (see the search space)",
+        "search": "the search space (the next section)",
     }
 
     def __post_init__(self) -> None:
