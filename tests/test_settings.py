@@ -138,3 +138,16 @@ def test_report_options_are_checked_once_by_their_own_schema():
             build(ReportOptions, values)
         with pytest.raises(StudyConfigError, match="report_options"):
             build_config("smoke", assignments=[("report_options", values)])
+
+
+def test_the_results_clis_take_their_options_through_the_pipeline(tmp_path):
+    from results.compare import COMPARED, parse_args as compare_args
+    from results.report import options_from, parse_args as report_args
+
+    options = options_from(*report_args(["s", "--faces", "0", "--no-analysis", "--no-cache", "--bm3d-conditions", "gauss:25, sp:0.1",
+                                         "--overwrite", "--set", "tune_faces=8"]))
+    assert options == ReportOptions(faces=None, analysis=False, cache=False, bm3d_conditions=("gauss:25", "sp:0.1"), overwrite=True, tune_faces=8)
+    (tmp_path / "options.yaml").write_text("top: 5\nfaces: 40\n")
+    args, flags = compare_args(["a", "b", "--out", "o", "--config", str(tmp_path / "options.yaml"), "--faces", "20"])
+    assert options_from(args, flags, COMPARED) == ReportOptions(top=5, faces=20)
+    assert options_from(*compare_args(["a", "--out", "o"]), COMPARED).top == 1
