@@ -58,4 +58,7 @@ class ReportOptions:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         for condition in self.bm3d_conditions:
             if condition != "none":
-                parse_alternatives(condition)
+                try:
+                    parse_alternatives(condition)
+                except InputError as error:
+                    raise InputError(f"bm3d_conditions: {error}") from None
