@@ -14,7 +14,7 @@ import csv
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import yaml
 from torch.utils.tensorboard import SummaryWriter
@@ -48,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     return parser.parse_args(argv), flags
 
 
-def resolve_config(file_values: dict[str, Any], assignments: list[tuple[str, Any]], saved: dict[str, Any] | None = None) -> TrainConfig:
+def resolve_config(file_values: Mapping[str, Any], assignments: Sequence[tuple[str, Any]], saved: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults (or a resumed run's saved config) < file < assignments; a resume may change only ``TrainConfig.RESUMABLE``."""
     layers = Layers(file_values, assignments)
     if saved is None:
@@ -57,8 +57,7 @@ def resolve_config(file_values: dict[str, Any], assignments: list[tuple[str, Any
                     resume=("the run's checkpoint", "start a new run with another --out"))
 
 
-def train_run(file_values: dict[str, Any], assignments: list[tuple[str, Any]], data_path: str | None, run_dir: Path,
-              resume: bool = False, grid_every: int = 5) -> FitResult:
+def train_run(layers: Layers, data_path: str | None, run_dir: Path, resume: bool = False, grid_every: int = 5) -> FitResult:
     """Train into ``run_dir``; refuses to touch a non-empty directory unless resuming it."""
     if grid_every < 0:
         raise InputError(f"--grid-every must be >= 0 (0: no image grids), got {grid_every}")
@@ -69,9 +68,9 @@ def train_run(file_values: dict[str, Any], assignments: list[tuple[str, Any]], d
             hint = "; the run failed before its first epoch ended, so start it again without --resume" if run_dir.is_dir() else ""
             raise MissingFile(f"nothing to resume: {last} does not exist{hint}")
         previous = load_checkpoint(last)
-        config = resolve_config(file_values, assignments, saved=previous["config"])
+        config = resolve_config(layers.file, layers.assignments, saved=previous["config"])
     else:
-        config = resolve_config(file_values, assignments)
+        config = resolve_config(layers.file, layers.assignments)
     if config.init and not resume:
         load_checkpoint(config.init)  # a refused or damaged init file fails here, before the run directory is touched
     if not resume:
@@ -141,8 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(args.verbose)
 
     def run() -> None:
-        layers = read_layers(args, flags)
-        train_run(dict(layers.file), list(layers.assignments), args.data, Path(args.out), args.resume, args.grid_every)
+        train_run(read_layers(args, flags), args.data, Path(args.out), args.resume, args.grid_every)
 
     run_cli(run, "denoise_core.train")
 

@@ -214,24 +214,32 @@ def _absolute_in_space(entries: dict[str, Any], absolute) -> dict[str, Any]:
 
 
 def build_config(preset: str, config_file: str | None = None, assignments: list[tuple[str, Any]] | None = None) -> StudyConfig:
-    """The study a new run starts: defaults < preset < ``config_file`` < ``assignments`` (flags, then ``--set``).
+    """The study a new run starts: defaults < preset < ``config_file`` < ``assignments`` (flags, then ``--set``)."""
+    return new_study(preset, Layers(_file_layer(config_file), assignments or []))
 
-    Relative model-file paths become absolute (trials run in other directories)."""
-    base = merge(to_dict(StudyConfig()), load_preset(preset), WHOLE)
-    return assemble_study(base, Layers(_file_layer(config_file), assignments or []))
+
+def new_study(preset: str, layers: Layers) -> StudyConfig:
+    """The defaults, then the preset, then the user's layers."""
+    return assemble_study(merge(to_dict(StudyConfig()), load_preset(preset), WHOLE), layers)
 
 
 def resume_config(saved_yaml: bytes | str, config_file: str | None = None, assignments: list[tuple[str, Any]] | None = None) -> StudyConfig:
     """The study a resume continues: the saved ``study.yaml`` exactly, with only ``StudyConfig.RESUMABLE`` settings changed."""
+    return resumed_study(saved_yaml, Layers(_file_layer(config_file), assignments or []))
+
+
+def resumed_study(saved_yaml: bytes | str, layers: Layers) -> StudyConfig:
+    """The saved ``study.yaml`` as the base, then the user's layers, which may change only ``StudyConfig.RESUMABLE``."""
     saved = load_yaml(saved_yaml.decode() if isinstance(saved_yaml, bytes) else saved_yaml, "study.yaml")
     if not isinstance(saved, dict):
         raise StudyConfigError("the saved study.yaml is not a mapping of settings; the study directory is damaged")
     base = to_dict(assemble_study(saved, Layers()))
-    return assemble_study(base, Layers(_file_layer(config_file), assignments or []), resume=("study.yaml", "start a new study with another --name"))
+    return assemble_study(base, layers, resume=("study.yaml", "start a new study with another --name"))
 
 
 def assemble_study(base: dict[str, Any], layers: Layers, resume: tuple[str, str] | None = None) -> StudyConfig:
-    """The settings pipeline with the study's rules: ``search`` is one unit in a file, model paths are made absolute."""
+    """The settings pipeline with the study's rules: ``search`` is one unit in a file, and relative model-file paths
+    become absolute (trials run in other directories)."""
     return assemble(StudyConfig, base, layers, whole=WHOLE, prepare=_absolute_inits, error=StudyConfigError, resume=resume)
 
 

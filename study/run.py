@@ -21,10 +21,9 @@ if not __package__:  # run as a script: the checkout, not study/, goes first, so
 
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging  # noqa: E402
 from denoise_core.errors import MissingFile  # noqa: E402
-from denoise_core.settings import Flag, Layers, add_flags, add_layer_arguments, flag_assignments, parse_assignment  # noqa: E402
+from denoise_core.settings import Flag, Layers, add_flags, add_layer_arguments, read_layers  # noqa: E402
 from denoise_core.fit import TrainConfig  # noqa: E402
-from study.config import (PRESETS, StudyConfig, build_config, load_preset, resume_config, storage_root, study_report_options,  # noqa: E402
-                          to_yaml)
+from study.config import PRESETS, StudyConfig, load_preset, new_study, resumed_study, storage_root, study_report_options, to_yaml  # noqa: E402
 
 DEFAULT_PRESET = "local"
 
@@ -51,22 +50,23 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 
 def resolve(args: argparse.Namespace, flags: list[Flag]) -> StudyConfig:
     """The study to run: a new one from the preset, or on --resume exactly the saved one (with the allowed changes)."""
-    assignments = flag_assignments(args, flags) + [parse_assignment(item) for item in args.set]
+    layers = read_layers(args, flags)
     if not args.resume:
-        return build_config(args.preset or DEFAULT_PRESET, args.config, assignments)
+        return new_study(args.preset or DEFAULT_PRESET, layers)
     from study import storage
 
-    study_uri = resumed_study_uri(args.preset or DEFAULT_PRESET, Layers(assignments=assignments))
+    study_uri = resumed_study_uri(args.preset or DEFAULT_PRESET, layers)
     if not storage.exists(f"{study_uri}/study.yaml"):
         raise MissingFile(f"nothing to resume: no study at {study_uri}; start it without --resume")
     if args.preset:
         print(f"study/run.py: --resume continues the saved study.yaml; --preset {args.preset} names the study only", file=sys.stderr)
-    return resume_config(storage.read_bytes(f"{study_uri}/study.yaml"), args.config, assignments)
+    return resumed_study(storage.read_bytes(f"{study_uri}/study.yaml"), layers)
 
 
 def resumed_study_uri(preset: str, layers: Layers) -> str:
-    """Where the study to resume is: ``--name`` and ``--storage`` if given, else the preset's name under the default storage."""
-    given = dict(layers.assignments)
+    """Where the study to resume is: ``--name`` and ``--storage`` if given (in the file or the flags), else the preset's
+    name under the default storage."""
+    given = {**layers.file, **dict(layers.assignments)}
     name = given.get("name", load_preset(preset).get("name", StudyConfig.name))
     return f"{storage_root(str(given.get('storage', StudyConfig.storage)))}/{name}"
 
