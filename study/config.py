@@ -20,7 +20,7 @@ import yaml
 
 from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, validate_conditions
-from denoise_core.settings import Layers, SettingsError, apply_assignments, assemble, build, field_paths, load_yaml, load_yaml_file, merge, to_dict
+from denoise_core.settings import Layers, SettingsError, assemble, build, field_paths, load_yaml, load_yaml_file, merge, to_dict
 from denoise_core.fit import MAX_SEED, TrainConfig
 from results.options import ReportOptions
 from study import space as search_space
@@ -174,7 +174,7 @@ def _check_search(config: StudyConfig) -> None:
 def trial_config(base: dict[str, Any], assignments: list[tuple[str, Any]], what: str = "trial") -> TrainConfig:
     """One trial's ``TrainConfig``: the study's fixed training settings with the trial's assignments applied."""
     try:
-        return build(TrainConfig, apply_assignments(base, assignments))
+        return assemble(TrainConfig, base, Layers(assignments=assignments))
     except SettingsError as error:
         raise StudyConfigError(f"{what}: {error}") from None
 
