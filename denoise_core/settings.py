@@ -274,26 +274,16 @@ def flag_name(path: str) -> str:
     return "--" + path.replace(".", "-").replace("_", "-")
 
 
-class _Switch(argparse.Action):
-    """A true/false setting: ``--amp`` (true), ``--no-amp`` (false) or ``--amp VALUE``."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, value: Any, option: str | None = None) -> None:
-        if option and option.startswith("--no-"):
-            if value is not None:
-                parser.error(f"{option} takes no value")
-            value = "false"
-        setattr(namespace, self.dest, "true" if value is None else value)
-
-
 def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "", skip: tuple[str, ...] = (), taken: frozenset[str] = frozenset(),
-              defaults: Any = None, shown: Mapping[str, str] | None = None) -> list[Flag]:
+              defaults: Any = None, shown: Mapping[str, str] | None = None, bare_switches: bool = False) -> list[Flag]:
     """One ``--flag`` per leaf setting of ``cls`` (``model.bottleneck_size`` -> ``--model-bottleneck-size``).
 
     Values are YAML (``--lr 1e-3``, ``--train-size null``) except for text settings, taken as written; a
-    true/false setting may be given bare (``--model-skip``) or negated (``--no-model-skip``). ``prefix`` places
-    the settings in a larger tree (``train.``); a flag whose name is in ``taken`` gets the prefix in its name
-    (``--train-seed``). The help shows each setting's default, from ``defaults`` (an instance) if given, or the
-    text in ``shown``.
+    true/false setting may be given bare (``--model-skip``), negated (``--no-model-skip``) or with a value
+    (``--amp false``), except with ``bare_switches``, for commands with positional arguments (``--overwrite DIR``
+    must not read DIR as the switch's value). ``prefix`` places the settings in a larger tree (``train.``); a flag
+    whose name is in ``taken`` gets the prefix in its name (``--train-seed``). The help shows each setting's
+    default, from ``defaults`` (an instance) if given, or the text in ``shown``.
     """
     flags = []
     for path, (kind, default) in field_paths(cls, instance=defaults).items():
@@ -301,9 +291,11 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, prefix: str = "", skip
             continue
         name = flag_name(path) if flag_name(path) not in taken else flag_name(prefix + path)
         stated = (shown or {}).get(path, _shown(default))
-        text = f"{setting_help(cls, path) or path} (default: {stated})".replace("%", "%%")
+        text = f"{setting_help(cls, path) or path} (default: {stated}{f'; --no-{name[2:]}: false' if kind is bool else ''})".replace("%", "%%")
         if kind is bool:
-            parser.add_argument(name, "--no-" + name[2:], dest=prefix + path, default=None, nargs="?", metavar="BOOL", action=_Switch, help=text)
+            value = {"action": "store_const"} if bare_switches else {"nargs": "?", "metavar": "BOOL"}
+            parser.add_argument(name, dest=prefix + path, default=None, const="true", help=text, **value)
+            parser.add_argument(f"--no-{name[2:]}", dest=prefix + path, action="store_const", const="false", help=argparse.SUPPRESS)
         else:
             parser.add_argument(name, dest=prefix + path, default=None, metavar="TEXT" if _is_text(kind) else "VALUE", help=text)
         flags.append(Flag(prefix + path, kind, name, stated))

@@ -189,7 +189,7 @@ def add_option_arguments(parser: argparse.ArgumentParser, defaults: ReportOption
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     add_layer_arguments(parser, "YAML file of ReportOptions settings (flags override it)", "--set faces=0")
-    return add_flags(parser, ReportOptions, defaults=defaults)
+    return add_flags(parser, ReportOptions, defaults=defaults, bare_switches=True)
 
 
 def options_from(args: argparse.Namespace, flags: list[Flag], defaults: ReportOptions = ReportOptions()) -> ReportOptions:

@@ -144,8 +144,8 @@ def test_the_results_clis_take_their_options_through_the_pipeline(tmp_path):
     from results.compare import COMPARED, parse_args as compare_args
     from results.report import options_from, parse_args as report_args
 
-    options = options_from(*report_args(["s", "--faces", "0", "--no-analysis", "--no-cache", "--bm3d-conditions", "gauss:25, sp:0.1",
-                                         "--overwrite", "--set", "tune_faces=8"]))
+    options = options_from(*report_args(["--overwrite", "--no-cache", "s", "--faces", "0", "--no-analysis", "--bm3d-conditions",
+                                         "gauss:25, sp:0.1", "--set", "tune_faces=8"]))  # a switch before the study directory takes no value
     assert options == ReportOptions(faces=None, analysis=False, cache=False, bm3d_conditions=("gauss:25", "sp:0.1"), overwrite=True, tune_faces=8)
     (tmp_path / "options.yaml").write_text("top: 5\nfaces: 40\n")
     args, flags = compare_args(["a", "b", "--out", "o", "--config", str(tmp_path / "options.yaml"), "--faces", "20"])
