@@ -43,6 +43,20 @@ def _csv_bytes(usage: np.ndarray) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _config_files(configs: Path) -> None:
+    """Settings files a user might hand over: of the wrong shape, not YAML, or YAML that plain settings refuse (a key twice, aliases)."""
+    configs.mkdir()
+    (configs / "list.yaml").write_text("- 1\n- 2\n")
+    (configs / "syntax.yaml").write_text("lr: [1,\n")
+    (configs / "lr-abc.yaml").write_text("lr: abc\n")
+    (configs / "model-5.yaml").write_text("model: 5\n")
+    (configs / "search-list.yaml").write_text("search: [1, 2]\n")
+    (configs / "duplicate.yaml").write_text("lr: 0.01\nepochs: 1\nlr: 0.5\n")
+    (configs / "alias.yaml").write_text("lr: &rate 0.01\nweight_decay: *rate\n")
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    (configs / "alias-bomb.yaml").write_text("\n".join(levels) + "\nlr: *a9\n")  # 10**10 strings once expanded
+
+
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """A user's workspace holding good and bad files of every kind the commands read."""
@@ -106,17 +120,7 @@ def ws(tmp_path_factory):
     (root / "outputs").mkdir()
     Image.fromarray(np.zeros((48, 48), np.uint8)).save(root / "outputs" / "existing.png")
 
-    configs = root / "configs"
-    configs.mkdir()
-    (configs / "list.yaml").write_text("- 1\n- 2\n")
-    (configs / "syntax.yaml").write_text("lr: [1,\n")
-    (configs / "lr-abc.yaml").write_text("lr: abc\n")
-    (configs / "model-5.yaml").write_text("model: 5\n")
-    (configs / "search-list.yaml").write_text("search: [1, 2]\n")
-    (configs / "duplicate.yaml").write_text("lr: 0.01\nepochs: 1\nlr: 0.5\n")
-    (configs / "alias.yaml").write_text("lr: &rate 0.01\nweight_decay: *rate\n")
-    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
-    (configs / "alias-bomb.yaml").write_text("\n".join(levels) + "\nlr: *a9\n")  # 10**10 strings once expanded
+    _config_files(root / "configs")
     (root / "a-file").write_text("not a directory\n")
     (root / "studies").mkdir()
     (root / "not-a-study").mkdir()
