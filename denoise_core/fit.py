@@ -26,11 +26,12 @@ from denoise_core.inference import denoise_tensor, resolve_device
 from denoise_core.metrics import psnr, ssim
 from denoise_core.model import ConvAutoencoder, ModelConfig, count_parameters, model_config_from_dict
 from denoise_core.noise import corrupt, make_generator, parse_alternatives
-from denoise_core.settings import build, differences
+from denoise_core.settings import build, resume_changes
 
 log = logging.getLogger(__name__)
 
 EXAMPLES = 8
+MAX_SEED = 2**32 - 1  # what numpy's and Optuna's generators accept
 RANK_SEED_STRIDE = 1_000_003  # rank r > 0 of a data-parallel run draws from seed + r * stride (rank 0 keeps the seed)
 
 
@@ -42,8 +43,7 @@ def psnr_loss(output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "mae": F.l1_loss, "psnr": psnr_loss}
-RESUMABLE = ("epochs", "device", "num_threads")
-SAVED_BEFORE = {"val_unique": False}  # a config saved before val_unique existed validated on every PublicTest face  # what a resumed run may change: its length and where it runs
+SAVED_BEFORE = {"val_unique": False}  # a config saved before val_unique existed validated on every PublicTest face
 
 
 class Diverged(UserError, FloatingPointError):
@@ -72,6 +72,7 @@ class TrainConfig:
     num_threads: int | None = None  # torch CPU threads; None leaves torch's default
     init: str | None = None  # a model file whose weights start the training (fine-tuning); None: random
 
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("epochs", "device", "num_threads")  # what a resumed run may change: its length and where it runs
     HELP: ClassVar[dict[str, str]] = {  # what each setting means, for --help and the README
         "noise": "training corruption, drawn per face: sp:0.05-0.5, gauss:5-55, sp:0.1+gauss:10, sp:0.02-0.9|gauss:5-55",
         "val_noise": "fixed validation corruption (null: the training noise)",
@@ -102,6 +103,10 @@ class TrainConfig:
             raise InputError("epochs must be >= 1, batch_size >= 2 and patience >= 1")
         if self.lr <= 0 or self.weight_decay < 0:
             raise InputError("lr must be > 0 and weight_decay >= 0")
+        if self.min_delta < 0:
+            raise InputError(f"min_delta must be >= 0 (the smallest validation-loss decrease that counts), got {self.min_delta}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise InputError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
         if self.train_size is not None and self.train_size < 2:
             raise InputError(f"train_size must be >= 2 faces, or null for all, got {self.train_size}")
         if self.val_size is not None and self.val_size < 1:
@@ -369,7 +374,7 @@ def load_initial_weights(core: torch.nn.Module, config: TrainConfig) -> None:
 
 def _check_resume(resume: dict[str, Any], config: TrainConfig) -> None:
     saved = config_to_dict(config_from_dict(resume.get("config", {})))  # settings added since the checkpoint take their defaults
-    differing = [k for k in differences(saved, config_to_dict(config)) if k not in RESUMABLE]
+    differing = resume_changes(TrainConfig, saved, config_to_dict(config))
     if differing:
         raise InputError(f"cannot resume: the checkpoint was trained with different settings for {differing}")
 

@@ -14,7 +14,7 @@ import csv
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import yaml
 from torch.utils.tensorboard import SummaryWriter
@@ -23,53 +23,44 @@ from tqdm import tqdm
 from denoise_core.checkpoint import export_model, load_checkpoint, save_checkpoint
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import load_splits
-from denoise_core.errors import MissingFile, OutputExists
+from denoise_core.errors import InputError, MissingFile, OutputExists
 from denoise_core.tblog import write_epoch, write_hparams
-from denoise_core.settings import (SettingsError, add_flags, apply_assignments, build, differences, flag_assignments, load_yaml_file, merge,
-                                   parse_assignment, to_dict)
-from denoise_core.fit import RESUMABLE, EpochReport, FitResult, TrainConfig, config_from_dict, config_to_dict, fit
+from denoise_core.settings import Flag, Layers, add_flags, add_layer_arguments, assemble, read_layers, to_dict
+from denoise_core.fit import EpochReport, FitResult, TrainConfig, config_from_dict, config_to_dict, fit
 
 log = logging.getLogger("denoise_core.train")
 STARTED_FILES = ("config.yaml", "tensorboard", "history.csv")  # what a run writes before its first checkpoint
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Flag]]:
     parser = ArgumentParser(
         prog="python -m denoise_core.train", description="Train one denoising autoencoder on FER2013.",
-        epilog="Settings: TrainConfig defaults < --config FILE < flags < --set KEY=VALUE. Values are YAML (1e-3, null, true). "
-               "On --resume the run's saved config.yaml is the base and only epochs, device and num_threads may change.")
+        epilog="Settings: TrainConfig defaults < --config FILE < flags < --set KEY=VALUE. Values are YAML (1e-3, null, true); "
+               "a text setting's flag (--noise, --init, --device) takes its value as written. On --resume the run's saved "
+               f"config.yaml is the base and only {', '.join(TrainConfig.RESUMABLE)} may change.")
     parser.add_argument("--data", help="FER2013 file or folder (default: $FER2013_PATH)")
     parser.add_argument("--out", required=True, help="run directory (must not exist, unless --resume)")
-    parser.add_argument("--config", help="YAML file with training settings (flags override it)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting, e.g. --set model.dropout=0.2")
+    add_layer_arguments(parser, "YAML file with training settings (flags override it)", "--set model.dropout=0.2")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    parser.add_argument("--grid-every", type=int, default=5, help="log an image grid to TensorBoard every N epochs (default: 5)")
+    parser.add_argument("--grid-every", type=int, default=5, help="log an image grid to TensorBoard every N epochs, 0 for none (default: 5)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
-    paths = add_flags(parser, TrainConfig)
-    return parser.parse_args(argv), paths
+    flags = add_flags(parser, TrainConfig)
+    return parser.parse_args(argv), flags
 
 
-def layers(args: argparse.Namespace, paths: list[str]) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
-    """The user's layers: the ``--config`` file's mapping, then flags and ``--set`` as dotted assignments."""
-    file_values = load_yaml_file(args.config) if args.config else {}
-    return file_values, flag_assignments(args, paths) + [parse_assignment(item) for item in args.set]
+def resolve_config(file_values: Mapping[str, Any], assignments: Sequence[tuple[str, Any]], saved: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults (or a resumed run's saved config) < file < assignments; a resume may change only ``TrainConfig.RESUMABLE``."""
+    layers = Layers(file_values, assignments)
+    if saved is None:
+        return assemble(TrainConfig, to_dict(TrainConfig()), layers)
+    return assemble(TrainConfig, to_dict(config_from_dict(saved)), layers,
+                    resume=("the run's checkpoint", "start a new run with another --out"))
 
 
-def resolve_config(file_values: dict[str, Any], assignments: list[tuple[str, Any]], saved: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults (or a resumed run's saved config) < file < assignments; a resume may change only ``RESUMABLE``."""
-    base = to_dict(config_from_dict(saved)) if saved is not None else to_dict(TrainConfig())
-    config = build(TrainConfig, apply_assignments(merge(base, file_values), assignments))
-    if saved is not None:
-        changed = [path for path in differences(base, to_dict(config)) if path not in RESUMABLE]
-        if changed:
-            raise SettingsError(f"--resume cannot change {', '.join(changed)} (saved in the run's checkpoint); only "
-                                f"{', '.join(RESUMABLE)} may change; start a new run with another --out to change the rest")
-    return config
-
-
-def train_run(file_values: dict[str, Any], assignments: list[tuple[str, Any]], data_path: str | None, run_dir: Path,
-              resume: bool = False, grid_every: int = 5) -> FitResult:
+def train_run(layers: Layers, data_path: str | None, run_dir: Path, resume: bool = False, grid_every: int = 5) -> FitResult:
     """Train into ``run_dir``; refuses to touch a non-empty directory unless resuming it."""
+    if grid_every < 0:
+        raise InputError(f"--grid-every must be >= 0 (0: no image grids), got {grid_every}")
     previous = None
     if resume:
         last = run_dir / "last.pt"
@@ -77,9 +68,9 @@ def train_run(file_values: dict[str, Any], assignments: list[tuple[str, Any]], d
             hint = "; the run failed before its first epoch ended, so start it again without --resume" if run_dir.is_dir() else ""
             raise MissingFile(f"nothing to resume: {last} does not exist{hint}")
         previous = load_checkpoint(last)
-        config = resolve_config(file_values, assignments, saved=previous["config"])
+        config = resolve_config(layers.file, layers.assignments, saved=previous["config"])
     else:
-        config = resolve_config(file_values, assignments)
+        config = resolve_config(layers.file, layers.assignments)
     if config.init and not resume:
         load_checkpoint(config.init)  # a refused or damaged init file fails here, before the run directory is touched
     if not resume:
@@ -145,12 +136,11 @@ def _append_history(path: Path, metrics: dict[str, float]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, paths = parse_args(argv)
+    args, flags = parse_args(argv)
     setup_logging(args.verbose)
 
     def run() -> None:
-        file_values, assignments = layers(args, paths)
-        train_run(file_values, assignments, args.data, Path(args.out), args.resume, args.grid_every)
+        train_run(read_layers(args, flags), args.data, Path(args.out), args.resume, args.grid_every)
 
     run_cli(run, "denoise_core.train")
 

@@ -28,6 +28,7 @@ from denoise_core.data import to_float
 from denoise_core.holdout import DEFAULT_SEED, Holdout, make_holdout
 from denoise_core.metrics import psnr
 from results.curves import COLUMNS, SCORES, Denoiser, canonical, curve_row, noise_axis, score
+from results.options import BM3D_CONDITIONS
 from results.score_cache import ScoreCache
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,6 @@ GRIDS: dict[str, tuple[float, ...]] = {
     "nlm": (0.04, 0.08, 0.15, 0.3),  # h, 0..1 scale
     "bm3d": (0.04, 0.1, 0.2, 0.4),  # noise sigma, 0..1 scale
 }
-# BM3D costs ~0.5 s per face per call on 2 cores: by default it runs where it is meant to be used (Gaussian noise,
-# also saved as JPEG, and a mixture), at the clean point, and at two impulse densities to show how it fares there.
-BM3D_CONDITIONS = ("none", "sp:0.1", "sp:0.5", "gauss:10", "gauss:25", "gauss:50", "sp:0.2+gauss:20", "gauss:10+jpeg:95", "gauss:25+jpeg:75")
 
 
 @dataclass(frozen=True)

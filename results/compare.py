@@ -21,12 +21,15 @@ import pandas as pd
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.errors import InputError
 from denoise_core.inference import resolve_device
+from denoise_core.settings import Flag
 from results.classical import baseline_curves
 from results.curves import COLUMNS, curve_conditions, model_curves, plot_curves, sp_conditions, write_tensorboard
 from results.html import Figure, Section, Table, Text, render_html, render_markdown
 from results.models import Learned, as_denoiser, load_trial_models
 from results.output import check_output, publish, scratch_dir
-from results.report import ReportOptions, Stopwatch, add_common_flags, baseline_plan, curve_holdout, load_data, options_from, score_cache, set_threads
+from results.options import ReportOptions
+from results.report import (OPTIONS_EPILOG, Stopwatch, add_option_arguments, baseline_plan, curve_holdout, load_data, options_from,
+                            score_cache, set_threads)
 from results.sections import SUMMARY_CONDITIONS, pivot
 from results.study_dir import Study, read_study, study_data_path, top_trials
 
@@ -126,23 +129,26 @@ def build_comparison(study_dirs: list[Path], out: Path, data: str | None = None,
     return out
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m results.compare", description="Put the best models of several studies on the same curves and table.")
+COMPARED = ReportOptions(top=1)  # each study's best trial, unless --top N
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Flag]]:
+    parser = ArgumentParser(prog="python -m results.compare", description="Put the best models of several studies on the same curves and table.",
+                            epilog=OPTIONS_EPILOG + " --top is the best trials per study; the report's other options apply to every model.")
     parser.add_argument("study_dirs", nargs="+", type=Path, help="finished study directories (two or more, or one with --top N)")
     parser.add_argument("--out", type=Path, required=True, help="output directory (refused if it exists, unless --overwrite)")
-    parser.add_argument("--top", type=int, default=1, help="best trials per study (default %(default)s)")
     parser.add_argument("--no-baselines", action="store_true", help="leave the classical baselines off the curves")
-    add_common_flags(parser)
-    return parser.parse_args(argv)
+    flags = add_option_arguments(parser, COMPARED)
+    return parser.parse_args(argv), flags
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args, flags = parse_args(argv)
 
     def run() -> None:
         setup_logging(args.verbose)
         set_threads(args.threads)
-        out = build_comparison(args.study_dirs, args.out, args.data, options_from(args), baselines=not args.no_baselines)
+        out = build_comparison(args.study_dirs, args.out, args.data, options_from(args, flags, COMPARED), baselines=not args.no_baselines)
         print(f"comparison: {out / 'index.html'}\nsummary: {out / 'summary.md'}")
 
     run_cli(run, "results.compare")

@@ -29,11 +29,14 @@ from denoise_core.data import Splits, default_cache_dir, load_fer2013, split_fac
 from denoise_core.errors import InputError
 from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.inference import resolve_device
-from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves, best_baseline, reference_baselines, validation_scores
+from denoise_core import settings
+from denoise_core.settings import Flag, add_flags, add_layer_arguments, read_layers, to_dict
+from results.classical import BaselinePlan, baseline_curves, best_baseline, reference_baselines, validation_scores
 from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_curves, with_clean_point, write_tensorboard
 from results.html import Section, Table, render_html, render_markdown
 from results.leaderboard import leaderboard, test_conditions, trial_test_rows
 from results.models import Learned, as_denoiser, load_trial_models
+from results.options import ReportOptions
 from results.output import check_output, publish, scratch_dir
 from results.score_cache import ScoreCache
 from results.sections import analysis_section, grids_section, headline, leaderboard_section, questions_section, robustness_section, search_section
@@ -41,21 +44,6 @@ from results.study_dir import Study, read_study, study_data_path, top_trials
 
 log = logging.getLogger("results.report")
 REPORT_DIR = "report"
-
-
-@dataclass(frozen=True)
-class ReportOptions:
-    top: int = 3  # learned models on the curves and grids (best by the validation metric)
-    faces: int | None = 300  # hold-out faces for every learned model and the fast baselines (None: all ~3,300)
-    bm3d_faces: int = 200  # hold-out faces for the slow baselines, NLM and BM3D
-    tune_faces: int = 64  # validation faces for tuning the baselines' parameters
-    bm3d_conditions: tuple[str, ...] = BM3D_CONDITIONS  # BM3D costs ~0.5 s a face: only these conditions
-    analysis: bool = True  # run results.analysis.error_analysis
-    analysis_faces: int | None = 200  # hold-out faces for the error analysis (it runs every trial's model)
-    overwrite: bool = False
-    cache: bool = True  # reuse cached baseline scores (they do not depend on the study)
-    cache_dir: str | None = None  # where; None: $FACESTUDY_CACHE/baseline-scores
-    device: str = "auto"
 
 
 @dataclass
@@ -187,43 +175,29 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
     return sections, headline(learned, curves, best)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m results.report", description="Build STUDY_DIR/report/ from a finished study.")
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Flag]]:
+    parser = ArgumentParser(prog="python -m results.report", description="Build STUDY_DIR/report/ from a finished study.",
+                            epilog=OPTIONS_EPILOG)
     parser.add_argument("study_dir", type=Path, help="a finished study's directory (STORAGE/NAME, with study.yaml and trials.csv)")
-    add_common_flags(parser)
-    parser.add_argument("--top", type=int, default=ReportOptions.top, help="learned models on the curves and grids (default %(default)s)")
-    parser.add_argument("--analysis-faces", type=int, default=ReportOptions.analysis_faces, help="test faces for the error analysis, 0 for all (default %(default)s)")
-    parser.add_argument("--no-analysis", action="store_true", help="skip the error analysis")
-    return parser.parse_args(argv)
+    flags = add_option_arguments(parser, ReportOptions())
+    return parser.parse_args(argv), flags
 
 
-def add_common_flags(parser: argparse.ArgumentParser) -> None:
+OPTIONS_EPILOG = "Options: ReportOptions defaults < --config FILE < flags < --set KEY=VALUE (values are YAML)."
+
+
+def add_option_arguments(parser: argparse.ArgumentParser, defaults: ReportOptions) -> list[Flag]:
+    """What ``results.report`` and ``results.compare`` share: the data, the process, and one flag per ``ReportOptions`` field."""
     parser.add_argument("--data", help="FER2013 file (default: $FER2013_PATH, else the study's own data path)")
-    parser.add_argument("--faces", type=int, default=ReportOptions.faces, help="test faces per evaluation, 0 for all (default %(default)s)")
-    parser.add_argument("--bm3d-faces", type=int, default=ReportOptions.bm3d_faces, help="test faces for NLM and BM3D (default %(default)s)")
-    parser.add_argument("--tune-faces", type=int, default=ReportOptions.tune_faces, help="validation faces for tuning baselines (default %(default)s)")
-    parser.add_argument("--bm3d-conditions", default=",".join(BM3D_CONDITIONS), help="comma-separated conditions for BM3D (default %(default)s)")
-    parser.add_argument("--no-cache", action="store_true", help="recompute the baselines' scores instead of reusing cached ones")
-    parser.add_argument("--device", default="auto", help="device for the models (default: cuda if available)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice; 1 is faster on a busy machine)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output directory")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    add_layer_arguments(parser, "YAML file of ReportOptions settings (flags override it)", "--set faces=0")
+    return add_flags(parser, ReportOptions, defaults=defaults, bare_switches=True)
 
 
-def options_from(args: argparse.Namespace) -> ReportOptions:
-    """Options from the flags that ``results.report`` and ``results.compare`` share; 0 faces means all."""
-    if args.faces < 0 or getattr(args, "analysis_faces", 0) < 0:
-        raise InputError("--faces and --analysis-faces must be >= 0 (0: all hold-out faces)")
-    if getattr(args, "top", 1) < 1:
-        raise InputError("--top must be >= 1")
-    if args.bm3d_faces < 1 or args.tune_faces < 1:
-        raise InputError("--bm3d-faces and --tune-faces must be >= 1")
-    return ReportOptions(
-        top=getattr(args, "top", 1), faces=args.faces or None, bm3d_faces=args.bm3d_faces, tune_faces=args.tune_faces,
-        bm3d_conditions=tuple(c.strip() for c in args.bm3d_conditions.split(",") if c.strip()),
-        analysis=not getattr(args, "no_analysis", False), analysis_faces=getattr(args, "analysis_faces", 0) or None,
-        overwrite=args.overwrite, cache=not args.no_cache, device=args.device,
-    )
+def options_from(args: argparse.Namespace, flags: list[Flag], defaults: ReportOptions = ReportOptions()) -> ReportOptions:
+    """The options a command line asks for, over ``defaults``, through the settings pipeline."""
+    return settings.assemble(ReportOptions, to_dict(defaults), read_layers(args, flags))
 
 
 def set_threads(threads: int | None) -> None:
@@ -237,12 +211,12 @@ def set_threads(threads: int | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args, flags = parse_args(argv)
 
     def run() -> None:
         setup_logging(args.verbose)
         set_threads(args.threads)
-        out = build_report(args.study_dir, args.data, options_from(args))
+        out = build_report(args.study_dir, args.data, options_from(args, flags))
         print(f"report: {out / 'index.html'}\nsummary: {out / 'summary.md'}")
 
     run_cli(run, "results.report")

@@ -5,7 +5,8 @@ flags, ``--set KEY=VALUE``. Mappings merge key by key at any depth (``--set trai
 changes one model setting); ``search`` is one unit in a file (a file's ``search:`` replaces the preset's
 space), while ``--set search.NAME=...`` adds or replaces one entry. The whole resolved config is validated,
 cross-field rules included, before Ray starts, and saved as ``study.yaml``; ``--resume`` builds on exactly
-that file, and may change only the settings in ``RESUMABLE``.
+that file, and may change only the settings in ``StudyConfig.RESUMABLE``. ``report_options`` is checked as the
+``results.options.ReportOptions`` it becomes.
 """
 
 from __future__ import annotations
@@ -13,25 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from denoise_core import space as search_space
 from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, validate_conditions
-from denoise_core.noise import parse_alternatives
-from denoise_core.settings import SettingsError, apply_assignments, build, differences, field_paths, load_yaml, load_yaml_file, merge, to_dict
-from denoise_core.fit import TrainConfig
+from denoise_core.settings import Layers, SettingsError, assemble, build, field_paths, load_yaml, load_yaml_file, merge, to_dict
+from denoise_core.fit import MAX_SEED, SAVED_BEFORE, TrainConfig
 from denoise_core.study_files import DEFAULT_METRIC, DEFAULT_MODE, METRIC_MODES
+from results.options import ReportOptions
 
 PRESETS = ("smoke", "local", "workstation", "full")
-REPORT_SIZES = ("top", "faces", "bm3d_faces", "tune_faces", "analysis_faces", "bm3d_conditions")  # results.report.ReportOptions
 QUICK_REPORT = {"faces": 200, "bm3d_faces": 16, "tune_faces": 32, "analysis_faces": 100}  # minutes, not a quarter hour
 WHOLE = ("search",)  # replaced as a unit by a file layer; --set search.NAME sets the entry NAME (dots included)
-# What --resume may change. Tune restores the rest from the experiment state: the number of trials and the
-# searcher's space, ASHA's max_t and the training settings of the trials already running.
-RESUMABLE = ("data", "holdout_conditions", "holdout_faces", "report", "report_options", "verbose")
 
 
 class StudyConfigError(SettingsError):
@@ -65,6 +62,37 @@ class StudyConfig:
     train: TrainConfig = field(default_factory=TrainConfig)  # fixed training settings for every trial
     search: dict[str, Any] = field(default_factory=dict)  # the search space (denoise_core.space)
 
+    # What --resume may change: where the data and the study are on this machine, the hold-out scoring, the
+    # report and the output. Tune restores the rest from the experiment state: the number of trials and the
+    # searcher's space, ASHA's max_t and the training settings of the trials already running.
+    RESUMABLE: ClassVar[tuple[str, ...]] = ("data", "holdout_conditions", "holdout_faces", "report", "report_options", "verbose", "name", "storage")
+    HELP: ClassVar[dict[str, str]] = {  # what each setting means, for --help and the README
+        "name": "the study's directory name under storage",
+        "storage": "where studies live: a local folder, or s3:// / NFS on a cluster",
+        "optuna_storage": "database URL of the Optuna study (null: sqlite in the study directory; on a cluster a server, e.g. postgresql://optuna@HEAD_IP/optuna)",
+        "data": "FER2013 file or folder (null: $FER2013_PATH)",
+        "num_samples": "number of trials",
+        "max_concurrent": "trials at a time; 0 packs as many as the cluster's CPUs/GPUs allow",
+        "train_workers": "0: train inside the Tune trial (CPU studies, one GPU); N >= 1: a Ray Train TorchTrainer with N workers (DDP when N > 1)",
+        "cpus_per_worker": "CPUs per trial (train_workers 0) or per Train worker",
+        "gpus_per_trial": "GPU share per worker (null: 0.25 when the cluster has GPUs, 4 small models per GPU, else 0)",
+        "max_failures": "restarts of a failed trial or Train worker group, from its last checkpoint",
+        "metric": "model selection on the validation split only: val_psnr, val_ssim, or val_loss when every trial uses the same loss",
+        "mode": "max for val_psnr and val_ssim, min for val_loss",
+        "scheduler": "asha (early stopping; max_t is the most epochs any trial can get) or none (every trial runs to the end)",
+        "grace_period": "ASHA: epochs every trial gets before it can be stopped",
+        "reduction_factor": "ASHA: a rung keeps 1 in this many trials",
+        "seed": "seeds the Optuna sampler (every trial is also seeded through train.seed)",
+        "grid_every": "epochs between noisy/denoised/clean image grids in TensorBoard (0: none)",
+        "holdout_faces": "score the best model on the first N hold-out faces (null: all)",
+        "holdout_conditions": "the hold-out conditions the best model is scored on (a YAML list, or comma-separated as a flag)",
+        "report": "build results.report into STUDY/report/ at the end (local storage only)",
+        "report_options": f"that report's ReportOptions (the results.report flags' settings, faces: 0 for all), over {QUICK_REPORT}",
+        "verbose": "0 quiet, 1 progress, 2 the full configuration and Ray's own output",
+        "train": "fixed TrainConfig settings for every trial",
+        "search": "the search space (the next section)",
+    }
+
     def __post_init__(self) -> None:
         checks = [
             (self.num_samples >= 1, "num_samples must be >= 1"),
@@ -78,6 +106,7 @@ class StudyConfig:
             (self.scheduler in ("asha", "none"), "scheduler must be 'asha' or 'none'"),
             (self.grace_period >= 1 and self.reduction_factor >= 2, "grace_period must be >= 1 and reduction_factor >= 2"),
             (self.grid_every >= 0, "grid_every must be >= 0 (0: no image grids)"),
+            (0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}"),
             (self.holdout_faces is None or self.holdout_faces >= 1, "holdout_faces must be >= 1, or null for every face"),
             (self.optuna_storage is None or "://" in self.optuna_storage,
              "optuna_storage must be a database URL, e.g. postgresql://optuna@HEAD_IP/optuna or sqlite:///PATH/optuna.db"),
@@ -87,7 +116,7 @@ class StudyConfig:
         for ok, message in checks:
             if not ok:
                 raise StudyConfigError(message)
-        _check_report_options(self.report_options)
+        study_report_options(self)
         try:
             validate_conditions(self.holdout_conditions)
         except InputError as error:
@@ -105,23 +134,12 @@ class StudyConfig:
         return max([self.train.epochs, *epochs])
 
 
-def _check_report_options(options: dict[str, Any]) -> None:
-    unknown = sorted(set(options) - set(REPORT_SIZES))
-    if unknown:
-        raise StudyConfigError(f"report_options: unknown setting(s) {unknown}; known: {', '.join(REPORT_SIZES)}")
-    conditions = options.get("bm3d_conditions", [])
-    if not isinstance(conditions, (list, tuple)):
-        raise StudyConfigError(f"report_options: bm3d_conditions must be a list of noise conditions, e.g. [gauss:25], got {conditions!r}")
-    for condition in conditions:
-        if condition != "none":
-            try:
-                parse_alternatives(condition)
-            except InputError as error:
-                raise StudyConfigError(f"report_options: bm3d_conditions: {error}") from None
-    for key, value in options.items():
-        whole = isinstance(value, int) and not isinstance(value, bool)
-        if key != "bm3d_conditions" and not (whole and value >= (0 if key in ("faces", "analysis_faces") else 1)):
-            raise StudyConfigError(f"report_options: {key} must be a whole number >= 1 (faces: 0 for all), got {value!r}")
+def study_report_options(config: StudyConfig) -> ReportOptions:
+    """The options of the report a study builds at its end: ``report_options`` over the quick sizes."""
+    try:
+        return build(ReportOptions, {**QUICK_REPORT, **config.report_options}, "report_options.")
+    except SettingsError as error:
+        raise StudyConfigError(str(error)) from None
 
 
 def searchable_settings() -> set[str]:
@@ -161,7 +179,7 @@ def _check_search(config: StudyConfig) -> None:
 def trial_config(base: dict[str, Any], assignments: list[tuple[str, Any]], what: str = "trial") -> TrainConfig:
     """One trial's ``TrainConfig``: the study's fixed training settings with the trial's assignments applied."""
     try:
-        return build(TrainConfig, apply_assignments(base, assignments))
+        return assemble(TrainConfig, base, Layers(assignments=assignments))
     except SettingsError as error:
         raise StudyConfigError(f"{what}: {error}") from None
 
@@ -175,17 +193,6 @@ def load_preset(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise StudyConfigError(f"unknown preset '{name}'; choose one of {', '.join(PRESETS)}")
     return load_yaml(resources.files("study.presets").joinpath(f"{name}.yaml").read_text(), f"preset {name}")
-
-
-def resolve(values: dict[str, Any]) -> StudyConfig:
-    """Build and validate; relative model-file paths become absolute (trials run in other directories)."""
-    values = _absolute_inits(values)
-    try:
-        return build(StudyConfig, values)
-    except StudyConfigError:
-        raise
-    except SettingsError as error:
-        raise StudyConfigError(str(error)) from None
 
 
 def _absolute_inits(values: dict[str, Any]) -> dict[str, Any]:
@@ -213,30 +220,39 @@ def _absolute_in_space(entries: dict[str, Any], absolute) -> dict[str, Any]:
 
 def build_config(preset: str, config_file: str | None = None, assignments: list[tuple[str, Any]] | None = None) -> StudyConfig:
     """The study a new run starts: defaults < preset < ``config_file`` < ``assignments`` (flags, then ``--set``)."""
-    values = merge(to_dict(StudyConfig()), load_preset(preset), WHOLE)
-    if config_file:
-        values = merge(values, _file_layer(config_file), WHOLE)
-    return resolve(apply_assignments(values, assignments or [], flat=WHOLE))
+    return new_study(preset, Layers(_file_layer(config_file), assignments or []))
+
+
+def new_study(preset: str, layers: Layers) -> StudyConfig:
+    """The defaults, then the preset, then the user's layers."""
+    return assemble_study(merge(to_dict(StudyConfig()), load_preset(preset), WHOLE), layers)
 
 
 def resume_config(saved_yaml: bytes | str, config_file: str | None = None, assignments: list[tuple[str, Any]] | None = None) -> StudyConfig:
-    """The study a resume continues: the saved ``study.yaml`` exactly, with only ``RESUMABLE`` settings changed."""
+    """The study a resume continues: the saved ``study.yaml`` exactly, with only ``StudyConfig.RESUMABLE`` settings changed."""
+    return resumed_study(saved_yaml, Layers(_file_layer(config_file), assignments or []))
+
+
+def resumed_study(saved_yaml: bytes | str, layers: Layers) -> StudyConfig:
+    """The saved ``study.yaml`` as the base, then the user's layers, which may change only ``StudyConfig.RESUMABLE``."""
     saved = load_yaml(saved_yaml.decode() if isinstance(saved_yaml, bytes) else saved_yaml, "study.yaml")
     if not isinstance(saved, dict):
         raise StudyConfigError("the saved study.yaml is not a mapping of settings; the study directory is damaged")
-    saved_config = resolve(saved)
-    values = to_dict(saved_config)
-    if config_file:
-        values = merge(values, _file_layer(config_file), WHOLE)
-    resumed = resolve(apply_assignments(values, assignments or [], flat=WHOLE))
-    changed = [path for path in differences(to_dict(saved_config), to_dict(resumed)) if path.split(".")[0] not in RESUMABLE + ("name", "storage")]
-    if changed:
-        raise StudyConfigError(f"--resume cannot change {', '.join(changed)} (saved in study.yaml); on resume only "
-                               f"{', '.join(RESUMABLE)} may change; start a new study with another --name to change the rest")
-    return resumed
+    if isinstance(saved.get("train", {}), dict):  # training settings added since the study was saved keep what its trials did
+        saved = {**saved, "train": {**SAVED_BEFORE, **saved.get("train", {})}}
+    base = to_dict(assemble_study(saved, Layers()))
+    return assemble_study(base, layers, resume=("study.yaml", "start a new study with another --name"))
 
 
-def _file_layer(path: str) -> dict[str, Any]:
+def assemble_study(base: dict[str, Any], layers: Layers, resume: tuple[str, str] | None = None) -> StudyConfig:
+    """The settings pipeline with the study's rules: ``search`` is one unit in a file, and relative model-file paths
+    become absolute (trials run in other directories)."""
+    return assemble(StudyConfig, base, layers, whole=WHOLE, prepare=_absolute_inits, error=StudyConfigError, resume=resume)
+
+
+def _file_layer(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
     try:
         return load_yaml_file(path)
     except SettingsError as error:

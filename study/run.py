@@ -14,7 +14,6 @@ import argparse
 import os
 import signal
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 if not __package__:  # run as a script: the checkout, not study/, goes first, so study/*.py shadow nothing
@@ -22,68 +21,61 @@ if not __package__:  # run as a script: the checkout, not study/, goes first, so
 
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging  # noqa: E402
 from denoise_core.errors import MissingFile  # noqa: E402
-from denoise_core.settings import add_flags, flag_assignments, parse_assignment  # noqa: E402
+from denoise_core.settings import Flag, Layers, add_flags, add_layer_arguments, read_layers  # noqa: E402
 from denoise_core.fit import TrainConfig  # noqa: E402
-from study.config import PRESETS, QUICK_REPORT, StudyConfig, build_config, resume_config, storage_root, to_yaml  # noqa: E402
+from study.config import PRESETS, StudyConfig, load_preset, new_study, resumed_study, storage_root, study_report_options, to_yaml  # noqa: E402
 
-STUDY_FLAGS = ("data", "name", "storage", "optuna_storage", "num_samples", "max_concurrent", "train_workers", "cpus_per_worker", "gpus_per_trial",
-               "max_failures", "seed", "holdout_faces", "verbose")
-TRAIN_SHORTCUTS = ("epochs", "train_size", "val_size", "batch_size")  # --epochs is train.epochs
-HELP = {
-    "data": "FER2013 file or folder (default: $FER2013_PATH)", "name": "study directory name under --storage",
-    "storage": "where studies live: a local folder, or s3:// / NFS on a cluster",
-    "optuna_storage": "database URL of the Optuna study (default: sqlite in the study directory; a server on a cluster, e.g. postgresql://optuna@HEAD_IP/optuna)",
-    "num_samples": "number of trials",
-    "max_concurrent": "trials at a time (0: as many as the resources allow)", "train_workers": "0: train inside the trial; N: a TorchTrainer with N workers",
-    "cpus_per_worker": "CPUs per trial or Train worker", "gpus_per_trial": "GPU share per worker (null: 0.25 with GPUs, else 0)",
-    "max_failures": "restarts of a failed trial from its checkpoint", "seed": "seeds the Optuna sampler",
-    "holdout_faces": "score the best model on the first N hold-out faces (null: all)", "verbose": "0 quiet, 1 progress, 2 Ray's own output",
-    **{name: f"train.{name}: {TrainConfig.HELP[name]}" for name in TRAIN_SHORTCUTS},
-}
+DEFAULT_PRESET = "local"
 
 
-def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Flag]]:
     parser = ArgumentParser(
         prog="study/run.py", description="Search for the best FER2013 denoiser with Ray Tune + Optuna.",
-        epilog="Settings: field defaults < --preset < --config FILE < flags < --set KEY=VALUE (values are YAML). "
-               "On --resume the saved study.yaml is the base, and only data, holdout_conditions, holdout_faces, report, "
-               "report_options and verbose may change.")
+        epilog="Settings: field defaults < --preset < --config FILE < flags < --set KEY=VALUE (values are YAML; a text setting's "
+               "flag takes its value as written). A flag's default is the field's; the preset may set its own. The training "
+               "settings (train.*) have the train CLI's flags (--lr, --model-dropout; train.seed is --train-seed). On --resume "
+               f"the saved study.yaml is the base, and only {', '.join(StudyConfig.RESUMABLE)} may change.")
     parser.add_argument("--preset", choices=PRESETS, default=None,
                         help="starting point: smoke (tests), local (the first run, ~10 min on 2 CPUs), workstation (one machine, hours on CPU), "
-                             "full (cluster) (default: local; not with --resume)")
-    parser.add_argument("--config", help="YAML file of study settings, applied over the preset")
+                             f"full (cluster) (default: {DEFAULT_PRESET}; on --resume only the default --name)")
     parser.add_argument("--resume", action="store_true", help="continue the study STORAGE/NAME after an interruption")
     parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, a local `ray start`, else a new local instance)")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a new local Ray instance")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override any setting by its dotted path, e.g. train.lr=1e-3 or search.lr='{loguniform: [1e-4, 1e-2]}'")
-    paths = add_flags(parser, StudyConfig, skip=tuple(f.name for f in fields(StudyConfig) if f.name not in STUDY_FLAGS), helps=HELP)
-    for name in TRAIN_SHORTCUTS:
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=f"train.{name}", default=None, metavar="VALUE", help=HELP[name])
-    return parser.parse_args(argv), [*paths, *(f"train.{name}" for name in TRAIN_SHORTCUTS)]
+    add_layer_arguments(parser, "YAML file of study settings, applied over the preset",
+                        "--set train.lr=1e-3 or --set search.lr='{loguniform: [1e-4, 1e-2]}'")
+    flags = add_flags(parser, StudyConfig, skip=("train", "search"), shown={"name": f"the preset's name, {DEFAULT_PRESET} without --preset"})
+    flags += add_flags(parser, TrainConfig, prefix="train.", taken=frozenset(flag.name for flag in flags))
+    return parser.parse_args(argv), flags
 
 
-def resolve(args: argparse.Namespace, paths: list[str]) -> StudyConfig:
+def resolve(args: argparse.Namespace, flags: list[Flag]) -> StudyConfig:
     """The study to run: a new one from the preset, or on --resume exactly the saved one (with the allowed changes)."""
-    assignments = flag_assignments(args, paths) + [parse_assignment(item) for item in args.set]
+    layers = read_layers(args, flags)
     if not args.resume:
-        return build_config(args.preset or "local", args.config, assignments)
-    if args.preset:
-        print(f"study/run.py: --resume continues the saved study.yaml; --preset {args.preset} is not used", file=sys.stderr)
+        return new_study(args.preset or DEFAULT_PRESET, layers)
     from study import storage
 
-    given = dict(assignments)  # --name and --storage locate the study
-    study_uri = f"{storage_root(str(given.get('storage', StudyConfig.storage)))}/{given.get('name', StudyConfig.name)}"
+    study_uri = resumed_study_uri(args.preset or DEFAULT_PRESET, layers)
     if not storage.exists(f"{study_uri}/study.yaml"):
         raise MissingFile(f"nothing to resume: no study at {study_uri}; start it without --resume")
-    return resume_config(storage.read_bytes(f"{study_uri}/study.yaml"), args.config, assignments)
+    if args.preset:
+        print(f"study/run.py: --resume continues the saved study.yaml; --preset {args.preset} names the study only", file=sys.stderr)
+    return resumed_study(storage.read_bytes(f"{study_uri}/study.yaml"), layers)
+
+
+def resumed_study_uri(preset: str, layers: Layers) -> str:
+    """Where the study to resume is: ``--name`` and ``--storage`` if given (in the file or the flags), else the preset's
+    name under the default storage."""
+    given = {**layers.file, **dict(layers.assignments)}
+    name = given.get("name", load_preset(preset).get("name", StudyConfig.name))
+    return f"{storage_root(str(given.get('storage', StudyConfig.storage)))}/{name}"
 
 
 def main(argv: list[str] | None = None) -> None:
-    args, paths = parse_args(argv)
+    args, flags = parse_args(argv)
 
     def run() -> int | None:
-        config = resolve(args, paths)
+        config = resolve(args, flags)
         setup_logging(verbose=config.verbose > 1, quiet=config.verbose < 2)
         from study.study import connect, preflight, run_study
 
@@ -149,11 +141,9 @@ def build_study_report(config, summary):
     if "://" in summary.study_uri:
         print("\nreport skipped for remote storage; fetch the study and run: python -m results.report STUDY_DIR")
         return None
-    from results.report import ReportOptions, build_report
+    from results.report import build_report
 
-    sizes = {key: tuple(value) if key == "bm3d_conditions" else value or None  # faces: 0 means all
-             for key, value in {**QUICK_REPORT, **config.report_options}.items()}
-    return build_report(Path(summary.study_uri), config.data, ReportOptions(**sizes))
+    return build_report(Path(summary.study_uri), config.data, study_report_options(config))
 
 
 if __name__ == "__main__":

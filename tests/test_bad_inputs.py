@@ -43,6 +43,20 @@ def _csv_bytes(usage: np.ndarray) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
+def _config_files(configs: Path) -> None:
+    """Settings files a user might hand over: of the wrong shape, not YAML, or YAML that plain settings refuse (a key twice, aliases)."""
+    configs.mkdir()
+    (configs / "list.yaml").write_text("- 1\n- 2\n")
+    (configs / "syntax.yaml").write_text("lr: [1,\n")
+    (configs / "lr-abc.yaml").write_text("lr: abc\n")
+    (configs / "model-5.yaml").write_text("model: 5\n")
+    (configs / "search-list.yaml").write_text("search: [1, 2]\n")
+    (configs / "duplicate.yaml").write_text("lr: 0.01\nepochs: 1\nlr: 0.5\n")
+    (configs / "alias.yaml").write_text("lr: &rate 0.01\nweight_decay: *rate\n")
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"] + [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    (configs / "alias-bomb.yaml").write_text("\n".join(levels) + "\nlr: *a9\n")  # 10**10 strings once expanded
+
+
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """A user's workspace holding good and bad files of every kind the commands read."""
@@ -106,13 +120,7 @@ def ws(tmp_path_factory):
     (root / "outputs").mkdir()
     Image.fromarray(np.zeros((48, 48), np.uint8)).save(root / "outputs" / "existing.png")
 
-    configs = root / "configs"
-    configs.mkdir()
-    (configs / "list.yaml").write_text("- 1\n- 2\n")
-    (configs / "syntax.yaml").write_text("lr: [1,\n")
-    (configs / "lr-abc.yaml").write_text("lr: abc\n")
-    (configs / "model-5.yaml").write_text("model: 5\n")
-    (configs / "search-list.yaml").write_text("search: [1, 2]\n")
+    _config_files(root / "configs")
     (root / "a-file").write_text("not a directory\n")
     (root / "studies").mkdir()
     (root / "not-a-study").mkdir()
@@ -163,6 +171,16 @@ CASES = [
     ("train-init-crafted", train_main, TRAIN + " --init {ws}/models/crafted.pt", r"crafted\.pt was refused"),
     ("train-diverges", train_main, TRAIN + " --lr 1e30", r"diverged at epoch 1"),
     ("train-unknown-flag", train_main, TRAIN + " --learning-rate 1", r"unrecognized arguments: --learning-rate"),
+    ("train-config-duplicate-key", train_main, TRAIN + " --config {ws}/configs/duplicate.yaml", r"duplicate\.yaml: .*duplicate key 'lr'"),
+    ("train-config-alias", train_main, TRAIN + " --config {ws}/configs/alias.yaml", r"alias\.yaml: .*alias \*rate refused"),
+    ("train-config-alias-bomb", train_main, TRAIN + " --config {ws}/configs/alias-bomb.yaml", r"alias-bomb\.yaml: .*alias \*a0 refused"),
+    ("train-lr-nan", train_main, TRAIN + " --lr .nan", r"lr: expected a finite number, got nan"),
+    ("train-lr-inf", train_main, TRAIN + " --lr .inf", r"lr: expected a finite number, got inf"),
+    ("train-set-lr-minus-inf", train_main, TRAIN + " --set lr=-.inf", r"lr: expected a finite number"),
+    ("train-seed-negative", train_main, TRAIN + " --seed -1", r"seed must be in 0\.\.4294967295"),
+    ("train-seed-too-big", train_main, TRAIN + " --seed 4294967296", r"seed must be in 0\.\.4294967295"),
+    ("train-grid-every-negative", train_main, TRAIN + " --grid-every -1", r"--grid-every must be >= 0"),
+    ("train-min-delta-negative", train_main, TRAIN + " --min-delta -5", r"min_delta must be >= 0"),
     # denoising
     ("denoise-model-missing", denoise_main, "--model {ws}/models/nowhere.pt {ws}/inputs/face.png {ws}/outputs/{case}.png", r"nowhere\.pt"),
     ("denoise-model-crafted", denoise_main, "--model {ws}/models/crafted.pt {ws}/inputs/face.png {ws}/outputs/{case}.png", r"was refused"),
@@ -200,9 +218,20 @@ CASES = [
     ("study-bad-distribution", study_main, STUDY + " --set 'search.lr={{uniform: [1]}}'", r"uniform needs \[low, high\]"),
     ("study-val-noise-range", study_main, STUDY + " --set holdout_conditions=[sp:0.1-0.2]", r"is a range"),
     ("study-init-missing", study_main, STUDY + " --set train.init={ws}/models/nowhere.pt", r"nowhere\.pt does not exist"),
+    ("study-seed-negative", study_main, STUDY + " --seed -1", r"seed must be in 0\.\.4294967295"),
+    ("study-train-seed-too-big", study_main, STUDY + " --train-seed 4294967296", r"train: seed must be in 0\.\.4294967295"),
+    ("study-grid-every-negative", study_main, STUDY + " --grid-every -1", r"grid_every must be >= 0"),
+    ("study-min-delta-negative", study_main, STUDY + " --min-delta -5", r"min_delta must be >= 0"),
+    ("study-lr-nan", study_main, STUDY + " --lr .nan", r"train\.lr: expected a finite number"),
+    ("study-config-duplicate-key", study_main, STUDY + " --config {ws}/configs/duplicate.yaml", r"duplicate key 'lr'"),
+    ("study-report-faces-negative", study_main, STUDY + " --set report_options.faces=-1", r"report_options: faces must be >= 0"),
+    ("study-report-unknown-option", study_main, STUDY + " --set report_options.colour=1", r"unknown setting\(s\) report_options\.colour"),
     # results
     ("report-not-a-study", report_main, "{ws}/not-a-study", r"not a study directory"),
     ("report-negative-faces", report_main, "{ws}/not-a-study --faces -1", r"--faces"),
+    ("report-faces-nan", report_main, "{ws}/not-a-study --faces .nan", r"faces: expected a whole number"),
+    ("report-bad-bm3d-condition", report_main, "{ws}/not-a-study --bm3d-conditions gauss:25,sp:x", r"sp:x"),
+    ("compare-top-0", compare_main, "{ws}/not-a-study {ws}/not-a-study --top 0 --out {ws}/outputs/{case}", r"top must be >= 1"),
     ("compare-one-study", compare_main, "{ws}/not-a-study --out {ws}/outputs/{case}", r"nothing to compare it with"),
     ("compare-overwrite-a-run", compare_main, "{ws}/not-a-study {ws}/studies --out {ws}/runs/done --overwrite", r"was not written by this program"),
     ("compare-overwrite-user-folder", compare_main, "{ws}/not-a-study {ws}/studies --out {ws}/inputs --overwrite", r"was not written by this program"),
@@ -211,6 +240,26 @@ CASES = [
     ("compare-overwrite-a-file", compare_main, "{ws}/not-a-study {ws}/studies --out {ws}/a-file --overwrite", r"a-file is a file"),
     ("showcase-box-without-image", showcase_main, "--box 1,2,3 --out {ws}/outputs/{case}.png", r"--box needs --image"),
 ]
+
+
+def test_text_flags_are_taken_as_written(ws):
+    from study.run import parse_args, resolve
+
+    config = resolve(*parse_args(shlex.split(STUDY.format(ws=ws, case="x")) + ["--name", "2026-12-01", "--device", "0"]))
+    assert config.name == "2026-12-01" and config.train.device == "0"
+    dated = ws / "configs" / "dated.yaml"
+    dated.write_text("name: 2026-12-01\n")
+    assert resolve(*parse_args(["--preset", "smoke", "--config", str(dated)])).name == "2026-12-01"  # no dates in YAML 1.2
+
+
+def test_the_name_defaults_to_the_presets_name_as_help_says(capsys):
+    from study.run import parse_args, resolve
+
+    with pytest.raises(SystemExit):
+        study_main(["--help"])
+    assert "the preset's name" in " ".join(capsys.readouterr().out.split())
+    for preset in ("smoke", "local", "workstation", "full"):
+        assert resolve(*parse_args(["--preset", preset])).name == preset
 
 
 def snapshot(root: Path) -> dict[str, str]:

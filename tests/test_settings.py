@@ -3,10 +3,12 @@
 import pytest
 import yaml
 
-from denoise_core.settings import SettingsError, apply_assignments, build, differences, load_yaml, merge, override, parse_assignment, to_dict
+from denoise_core.settings import (SettingsError, apply_assignments, build, differences, load_yaml, merge, override, parse_assignment,
+                                   resume_changes, to_dict)
 from denoise_core.fit import TrainConfig
 from denoise_core.train import main as train_main, resolve_config
-from study.config import StudyConfigError, build_config, resume_config, to_yaml
+from results.options import ReportOptions
+from study.config import StudyConfig, StudyConfigError, build_config, resume_config, to_yaml
 
 
 def test_yaml_numbers_follow_yaml_1_2():
@@ -106,3 +108,46 @@ def test_train_cli_generates_a_flag_for_every_setting(capsys):
     text = capsys.readouterr().out
     for flag in ("--min-delta", "--amp", "--model-batchnorm", "--model-upsample", "--model-mirror", "--init", "--set"):
         assert flag in text
+
+
+def test_the_study_takes_the_train_clis_flags_for_its_training_settings():
+    from study.run import parse_args, resolve
+
+    argv = ["--preset", "smoke", "--lr", "1e-3", "--model-dropout", "0.05", "--epochs", "2", "--no-model-batchnorm", "--train-seed", "7",
+            "--seed", "3", "--holdout-conditions", "sp:0.5,gauss:25", "--set", "train.weight_decay=0"]
+    config = resolve(*parse_args(argv))
+    assert (config.train.lr, config.train.model.dropout, config.train.epochs, config.train.model.batchnorm) == (0.001, 0.05, 2, False)
+    assert (config.train.seed, config.seed, config.holdout_conditions, config.train.weight_decay) == (7, 3, ("sp:0.5", "gauss:25"), 0.0)
+    assert resolve(*parse_args([*argv, "--set", "train.lr=0.004"])).train.lr == 0.004  # --set comes after the flags
+
+
+def test_one_resumable_list_per_kind_of_run_is_what_resume_checks():
+    saved = to_dict(TrainConfig())
+    for name in TrainConfig.RESUMABLE:
+        assert resume_changes(TrainConfig, saved, {**saved, name: "changed"}) == []
+    assert resume_changes(TrainConfig, saved, {**saved, "lr": 1.0, "model": {**saved["model"], "skip": True}}) == ["lr", "model.skip"]
+    study = to_dict(build_config("smoke"))
+    assert resume_changes(StudyConfig, study, {**study, "report_options": {"faces": 0}, "num_samples": 99}) == ["num_samples"]
+
+
+def test_report_options_are_checked_once_by_their_own_schema():
+    assert build(ReportOptions, {"faces": 0, "analysis_faces": 0}) == ReportOptions(faces=None, analysis_faces=None)
+    for values, message in [({"faces": -1}, "faces must be >= 0"), ({"top": 0}, "top must be >= 1"), ({"colour": 1}, "unknown setting"),
+                            ({"bm3d_conditions": ["sp:x"]}, "sp:x")]:
+        with pytest.raises(SettingsError, match=message):
+            build(ReportOptions, values)
+        with pytest.raises(StudyConfigError, match="report_options"):
+            build_config("smoke", assignments=[("report_options", values)])
+
+
+def test_the_results_clis_take_their_options_through_the_pipeline(tmp_path):
+    from results.compare import COMPARED, parse_args as compare_args
+    from results.report import options_from, parse_args as report_args
+
+    options = options_from(*report_args(["--overwrite", "--no-cache", "s", "--faces", "0", "--no-analysis", "--bm3d-conditions",
+                                         "gauss:25, sp:0.1", "--set", "tune_faces=8"]))  # a switch before the study directory takes no value
+    assert options == ReportOptions(faces=None, analysis=False, cache=False, bm3d_conditions=("gauss:25", "sp:0.1"), overwrite=True, tune_faces=8)
+    (tmp_path / "options.yaml").write_text("top: 5\nfaces: 40\n")
+    args, flags = compare_args(["a", "b", "--out", "o", "--config", str(tmp_path / "options.yaml"), "--faces", "20"])
+    assert options_from(args, flags, COMPARED) == ReportOptions(top=5, faces=20)
+    assert options_from(*compare_args(["a", "--out", "o"]), COMPARED).top == 1

@@ -150,11 +150,11 @@ def test_trainer_workers_survive_a_killed_worker(study_env):
     ({"metric": "test_psnr"}, "metric must be"),
     ({"metric": "val_loss", "mode": "min"}, "compares mse with mae"),
     ({"mode": "min"}, "mode for val_psnr must be max"),
-    ({"report_options": {"bm3d_face": 4}}, r"report_options: unknown setting\(s\) \['bm3d_face'\]"),
-    ({"report_options": {"bm3d_faces": 0}}, "bm3d_faces must be a whole number >= 1"),
+    ({"report_options": {"bm3d_face": 4}}, r"unknown setting\(s\) report_options\.bm3d_face; known: top, faces"),
+    ({"report_options": {"bm3d_faces": 0}}, "report_options: bm3d_faces must be >= 1, got 0"),
     ({"report_options": {"bm3d_conditions": ["gauss:-5"]}}, "report_options: bm3d_conditions: bad noise spec"),
-    ({"report_options": {"bm3d_conditions": "gauss:25"}}, "bm3d_conditions must be a list"),
-    ({"report_options": {"faces": True}}, "faces must be a whole number"),
+    ({"report_options": {"bm3d_conditions": "gauss:25"}}, "report_options.bm3d_conditions: expected a list"),
+    ({"report_options": {"faces": True}}, "report_options.faces: expected a whole number"),
 ])
 def test_bad_study_config_is_a_one_line_error(assignments, message):
     with pytest.raises(StudyConfigError, match=message) as error:

@@ -1,0 +1,64 @@
+"""``ReportOptions``: how much of the hold-out a report or a comparison scores, and how.
+
+One schema for ``python -m results.report``, ``python -m results.compare`` and a study's ``report_options``:
+the flags are generated from it and every value is checked once, here, by the settings pipeline
+(``denoise_core.settings``). It imports nothing heavy, so the study can check its report settings before Ray starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from denoise_core.errors import InputError
+from denoise_core.noise import parse_alternatives
+
+# BM3D costs ~0.5 s per face per call on 2 cores: by default it runs where it is meant to be used (Gaussian noise,
+# also saved as JPEG, and a mixture), at the clean point, and at two impulse densities to show how it fares there.
+BM3D_CONDITIONS = ("none", "sp:0.1", "sp:0.5", "gauss:10", "gauss:25", "gauss:50", "sp:0.2+gauss:20", "gauss:10+jpeg:95", "gauss:25+jpeg:75")
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    top: int = 3  # learned models on the curves and grids (best by the validation metric)
+    faces: int | None = 300  # hold-out faces for every learned model and the fast baselines (None or 0: all ~3,300)
+    bm3d_faces: int = 200  # hold-out faces for the slow baselines, NLM and BM3D
+    tune_faces: int = 64  # validation faces for tuning the baselines' parameters
+    bm3d_conditions: tuple[str, ...] = BM3D_CONDITIONS  # BM3D costs ~0.5 s a face: only these conditions
+    analysis: bool = True  # run results.analysis.error_analysis
+    analysis_faces: int | None = 200  # hold-out faces for the error analysis (it runs every trial's model; None or 0: all)
+    overwrite: bool = False
+    cache: bool = True  # reuse cached baseline scores (they do not depend on the study)
+    cache_dir: str | None = None  # where; None: $FACESTUDY_CACHE/baseline-scores
+    device: str = "auto"
+
+    HELP: ClassVar[dict[str, str]] = {  # what each option means, for --help and the README
+        "top": "learned models (best validation metric first) on the curves and grids",
+        "faces": "hold-out faces for every model evaluation and the fast filters (0 or null: all ~3,300)",
+        "bm3d_faces": "hold-out faces for the slow filters, NLM and BM3D",
+        "tune_faces": "validation faces for tuning the filters' parameters (at most 8 for NLM and BM3D)",
+        "bm3d_conditions": "the conditions BM3D runs at, comma-separated (none is the clean point)",
+        "analysis": "run the error analysis",
+        "analysis_faces": "hold-out faces for the error analysis (0 or null: all)",
+        "overwrite": "replace an existing output directory",
+        "cache": "reuse the filters' cached scores",
+        "cache_dir": "where the filters' scores are cached (null: $FACESTUDY_CACHE/baseline-scores)",
+        "device": "device for the models: auto, cpu, cuda or cuda:N",
+    }
+
+    def __post_init__(self) -> None:
+        for name in ("faces", "analysis_faces"):  # 0 means every face, stored as None
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise InputError(f"{name} must be >= 0 (0: every hold-out face, as in --faces 0), got {value}")
+            if value == 0:
+                object.__setattr__(self, name, None)
+        for name in ("top", "bm3d_faces", "tune_faces"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for condition in self.bm3d_conditions:
+            if condition != "none":
+                try:
+                    parse_alternatives(condition)
+                except InputError as error:
+                    raise InputError(f"bm3d_conditions: {error}") from None
