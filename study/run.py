@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                              "full (cluster) (default: local; not with --resume)")
     parser.add_argument("--config", help="YAML file of study settings, applied over the preset")
     parser.add_argument("--resume", action="store_true", help="continue the study STORAGE/NAME after an interruption")
-    parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, a local `ray start`, else a new local instance)")
+    parser.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS; with neither, a Ray instance of its own on "
+                                           "127.0.0.1 with token auth, never a cluster started with `ray start`)")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a new local Ray instance")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any setting by its dotted path, e.g. train.lr=1e-3 or search.lr='{loguniform: [1e-4, 1e-2]}'")
