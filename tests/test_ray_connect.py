@@ -66,11 +66,13 @@ def token_cluster(tmp_path_factory):
     auth = {"HOME": str(home), "RAY_AUTH_MODE": "token"}
     subprocess.run([RAY_CLI, "get-auth-token", "--generate"], env=os.environ | auth, capture_output=True, check=True, timeout=120)
     ray_tmpdir = Path(tempfile.mkdtemp(prefix="fsconn-", dir="/tmp"))  # Ray's socket paths must stay under 107 characters
-    with LocalRayNodes(nodes=1, cpus=1, env=auth) as cluster:
-        (ray_tmpdir / "ray").mkdir()
-        (ray_tmpdir / "ray" / "ray_current_cluster").write_text(cluster.address)  # what `ray start` writes there
-        yield {"cluster": cluster, "home": home, "ray_tmpdir": ray_tmpdir}
-    shutil.rmtree(ray_tmpdir, ignore_errors=True)
+    try:
+        with LocalRayNodes(nodes=1, cpus=1, env=auth) as cluster:
+            (ray_tmpdir / "ray").mkdir()
+            (ray_tmpdir / "ray" / "ray_current_cluster").write_text(cluster.address)  # what `ray start` writes there
+            yield {"cluster": cluster, "home": home, "ray_tmpdir": ray_tmpdir}
+    finally:
+        shutil.rmtree(ray_tmpdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
