@@ -39,7 +39,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                         help="starting point: smoke (tests), local (the first run, ~10 min on 2 CPUs), workstation (one machine, hours on CPU), "
                              f"full (cluster) (default: {DEFAULT_PRESET}; on --resume only the default --name)")
     parser.add_argument("--resume", action="store_true", help="continue the study STORAGE/NAME after an interruption")
-    parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, a local `ray start`, else a new local instance)")
+    parser.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS; with neither, a Ray instance of its own on "
+                                           "127.0.0.1 with token auth, never a cluster started with `ray start`)")
     parser.add_argument("--num-cpus", type=int, help="CPUs for a new local Ray instance")
     add_layer_arguments(parser, "YAML file of study settings, applied over the preset",
                         "--set train.lr=1e-3 or --set search.lr='{loguniform: [1e-4, 1e-2]}'")

@@ -15,7 +15,10 @@ import contextlib
 import io
 import logging
 import os
+import secrets
 import signal
+import stat
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -63,21 +66,82 @@ class Resources:
     concurrent: int
 
 
+def ray_token_file() -> Path | None:
+    """The file Ray reads its auth token from (``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``); None when
+    ``RAY_AUTH_TOKEN`` holds the token itself."""
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return None
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token").expanduser()
+
+
+def keep_token_private(path: Path | None) -> None:
+    """Owner-only token file, with one line when it was not: Ray writes it with the default umask (0644), readable
+    by every local user, and the token opens every Ray cluster that uses it."""
+    if path is None or not path.is_file():
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        path.chmod(0o600)
+        print(f"study: Ray's token file {path} was readable by other users (mode {mode:04o}); made it 0600", file=sys.stderr)
+
+
+def create_private_token(path: Path | None) -> None:
+    """Writes a new token as ``ray get-auth-token --generate`` does (256 random bits, hex) but owner-only from the
+    first byte, where ``ray.init`` would otherwise write one readable by all for as long as Ray takes to start."""
+    if path is None or path.exists() or "RAY_AUTH_TOKEN_PATH" in os.environ:  # Ray refuses a missing RAY_AUTH_TOKEN_PATH
+        return
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as token:
+        token.write(secrets.token_hex(32))
+
+
+@contextlib.contextmanager
+def node_on_loopback():
+    """Lets Ray give its node the address 127.0.0.1, so GCS, raylet, workers and agents listen on loopback only.
+
+    On Linux ``ray.init(_node_ip_address="127.0.0.1")`` alone is rewritten to the machine's routable address
+    (``services.resolve_ip_for_localhost``), and every process then listens on all interfaces; Ray keeps 127.0.0.1
+    only where its multi-machine switch ``ray_constants.ENABLE_RAY_CLUSTER`` is off (its Windows and macOS default).
+    The switch is off only while this process starts the instance; tests/test_ray_connect.py checks the sockets."""
+    from ray._private import ray_constants
+
+    enabled = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = enabled
+
+
 def connect(address: str | None = None, num_cpus: int | None = None, verbose: int = 1) -> None:
-    """Join the running cluster (``--address``, ``RAY_ADDRESS`` or one started with ``ray start``), else start Ray here."""
+    """Join the cluster named by ``address`` (``--address``) or ``RAY_ADDRESS``, else start a Ray instance of this
+    study's own: never a cluster someone started on the machine with ``ray start``. The instance listens on loopback
+    only and uses token auth (Ray's default for ``ray.init``; ``RAY_AUTH_MODE=disabled`` turns it off) with an
+    owner-only token file."""
     import ray
 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
     quiet = {"log_to_driver": verbose > 1, "logging_level": logging.INFO if verbose > 1 else logging.WARNING}
-    if address:
-        ray.init(address=address, **quiet)
-    elif num_cpus is not None:  # an explicit local size: never join someone else's instance
-        ray.init(address="local", num_cpus=num_cpus, **quiet)
-    else:  # a cluster started on this machine with `ray start`, else a new local instance
-        ray.init(**quiet)
+    token_auth = os.environ.get("RAY_AUTH_MODE", "token").lower() == "token"  # unset: Ray 2.59+ turns it on for ray.init
+    token = ray_token_file() if token_auth else None
+    joining = address or os.environ.get("RAY_ADDRESS")
+    if joining:
+        keep_token_private(token)
+        ray.init(address=joining, **quiet)
+        if verbose:
+            given = "--address" if address else "RAY_ADDRESS"
+            print(f"study: joined the Ray cluster at {joining} ({given}); without {given} it starts a Ray instance of its own", flush=True)
+        return
+    if not token_auth and verbose:
+        print("study: Ray token authentication is off (RAY_AUTH_MODE=disabled): any user of this machine can use this Ray "
+              "instance on 127.0.0.1; unset RAY_AUTH_MODE to turn it on", file=sys.stderr)
+    create_private_token(token)
+    keep_token_private(token)
+    with node_on_loopback():
+        ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **quiet)
+    keep_token_private(token)
 
 
 def plan_resources(config: StudyConfig, cluster: dict[str, float]) -> Resources:

@@ -43,6 +43,7 @@ EC2_NODE_CONFIG_KEYS = {"InstanceType", "ImageId", "KeyName", "BlockDeviceMappin
                         "SubnetIds", "SecurityGroupIds", "TagSpecifications", "NetworkInterfaces", "Placement", "UserData",
                         "MetadataOptions", "EbsOptimized", "CapacityReservationSpecification", "LaunchTemplate"}
 LOCAL_PROVIDER_KEYS = {"type", "head_ip", "worker_ips", "coordinator_address", "external_head_ip"}
+TOKEN_MOUNT = "~/.ray/auth_token"  # Ray's token, from the user's machine to every node (Ray's token-auth guide)
 PLACEHOLDERS = ("YOUR-BUCKET", "123456789012", "ami-0123456789abcdef0", "10.0.0.", "OWNER", "researcher", "/mnt/lab")
 
 
@@ -128,7 +129,7 @@ def test_file_mounts_carry_the_whole_package_and_nothing_else(path):
     config = load(path)
     pyproject = load_toml(REPO / "pyproject.toml")
     packages = {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
-    mounts = config["file_mounts"]
+    mounts = {remote: local for remote, local in config["file_mounts"].items() if remote != TOKEN_MOUNT}
     for remote, local in mounts.items():
         assert (REPO / local).exists(), f"{local} (for {remote}) must exist relative to the repository root, where `ray up` runs"
         assert remote.startswith("~/facestudy/") and Path(remote).name == Path(local).name
@@ -158,8 +159,60 @@ def test_environment_file_reaches_every_later_shell_and_is_idempotent(path, tmp_
                            text=True, timeout=30)
     data, auth, search_path = shell.stdout.strip().splitlines()[-1].split("|")
     assert data == re.search(r"export FER2013_PATH=(\S+?)'", path.read_text()).group(1)
-    assert auth == "disabled"
+    assert auth == "token"
     assert search_path.split(":")[0].startswith(str(home))  # the project's virtual environment comes first
+
+
+@pytest.mark.parametrize("path", CLUSTER_YAMLS, ids=lambda p: p.name)
+def test_every_node_gets_the_users_token_and_token_auth(path, no_network):
+    config = prepared(path)
+    assert config["file_mounts"][TOKEN_MOUNT] == TOKEN_MOUNT  # the user's own file, never one in the repository
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    assert not [f for f in tracked if Path(f).name == "auth_token"], "a Ray token must never be committed"
+    for role in ("head", "worker"):
+        setup = config[f"{role}_setup_commands"]
+        assert any("test -s ~/.ray/auth_token" in c and "exit 1" in c for c in setup), role  # `ray up` stops without it
+        assert "chmod 600 ~/.ray/auth_token" in "\n".join(setup), role
+    text = path.read_text()
+    assert "export RAY_AUTH_MODE=token'" in text and "RAY_AUTH_MODE=disabled" not in text
+
+
+@pytest.mark.parametrize("path", CLUSTER_YAMLS, ids=lambda p: p.name)
+def test_the_head_alone_gives_the_driver_the_cluster_address(path, tmp_path):
+    """`ray submit` runs study/run.py on the head, which joins only a cluster it is given: RAY_ADDRESS in the head's
+    environment file names the head's own GCS; a worker's file has none."""
+    config = load(path)
+    head_command = next(c for c in config["head_setup_commands"] if "RAY_ADDRESS" in c)
+    seen = {}
+    for role, commands in (("head", [config["setup_commands"][0], head_command]), ("worker", [config["setup_commands"][0]])):
+        home = tmp_path / role
+        home.mkdir()
+        env = {"HOME": str(home), "PATH": os.environ["PATH"]}
+        for _ in range(2):  # a second `ray up` runs them again
+            for command in commands:
+                subprocess.run(["bash", "-c", command], env=env, check=True, timeout=30)
+        shell = subprocess.run(["bash", "-i", "-c", "echo \"[$RAY_ADDRESS]\""], env=env, capture_output=True, text=True, timeout=30)
+        seen[role] = shell.stdout.strip().splitlines()[-1]
+        assert (home / ".facestudy_env").read_text().count("RAY_ADDRESS") == (role == "head")
+    assert seen == {"head": "[127.0.0.1:6379]", "worker": "[]"}
+    head_start = " ".join(config["head_start_ray_commands"])
+    assert "--port=6379" in head_start
+
+
+def test_local_cluster_fixes_every_ray_port_and_opens_them_to_its_own_machines_only(no_network):
+    path = CLUSTER_DIR / "local.yaml"
+    raw = load(path)
+    firewall = next(c for c in raw["setup_commands"] if "ufw allow" in c)
+    ports = re.search(r"port (\S+) ", firewall).group(1)
+    assert ports == "6379,8076:8080,10001:10999,52365"
+    assert re.search(r"for ip in ([\d. ]+);", firewall).group(1).split() == [raw["provider"]["head_ip"], *raw["provider"]["worker_ips"]]
+    head, worker = raw["head_start_ray_commands"][-1], raw["worker_start_ray_commands"][-1]
+    fixed = {"--port=6379", "--object-manager-port=8076", "--node-manager-port=8077", "--runtime-env-agent-port=8078",
+             "--dashboard-agent-grpc-port=8079", "--metrics-export-port=8080", "--dashboard-agent-listen-port=52365",
+             "--min-worker-port=10002", "--max-worker-port=10999"}
+    assert fixed <= set(head.split()) and "--ray-client-server-port=10001" in head.split()
+    assert fixed - {"--port=6379"} <= set(worker.split())
+    assert "--dashboard-host=127.0.0.1" in head.split()  # the dashboard: loopback, reached through `ray dashboard`
 
 
 def test_aws_cluster_has_a_cpu_head_autoscaling_gpu_workers_and_s3(no_network):
