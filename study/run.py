@@ -4,8 +4,8 @@
     ray submit cluster/cluster.yaml study/run.py -- --preset full --data /data/fer2013.csv.gz
     ray job submit --working-dir . -- python study/run.py --preset full ...
 
-It joins a running cluster (``--address``, ``RAY_ADDRESS``, or a local ``ray start``) and otherwise starts
-Ray here. See the README for the YAML fields.
+It joins a Ray cluster only when given one (``--address`` or ``RAY_ADDRESS``) and otherwise starts its own
+Ray instance here, on loopback. See the README for the YAML fields.
 """
 
 from __future__ import annotations
