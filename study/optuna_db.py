@@ -8,11 +8,12 @@ hold-out scores, measured after the last trial, are study attributes.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator
 
-from denoise_core.errors import OutputExists
+from denoise_core.errors import OutputExists, UserError, describe
 from study import storage
 from study.config import StudyConfig, StudyConfigError
 
@@ -52,6 +53,28 @@ def open_storage(url: str):
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StudyConfigError(f"optuna_storage {url} cannot be opened: {first}") from None
+
+
+class StorageUnreachable(UserError):
+    """The study's database stopped answering (its server stopped, the network went): the study is saved for a resume."""
+
+
+@contextlib.contextmanager
+def answering(config: StudyConfig) -> Iterator[None]:
+    """A database that stops answering mid-study ends the study with one line naming it, not Optuna's traceback
+    (which blames "invalid data in the commit"); Tune has saved the study, so ``--resume`` continues it."""
+    import optuna
+    import sqlalchemy
+
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError) as error:
+        lost = error if isinstance(error, sqlalchemy.exc.OperationalError) else error.__cause__
+        if not isinstance(lost, sqlalchemy.exc.OperationalError):
+            raise
+        raise StorageUnreachable(f"the Optuna storage {storage_url(config)} stopped answering mid-study ({describe(lost.orig or lost)}); "
+                                 f"once it answers again, continue the study with: python study/run.py --name {config.name} "
+                                 f"--storage {config.storage} --resume") from None
 
 
 def check_new(url: str, name: str) -> None:
