@@ -61,20 +61,26 @@ class StorageUnreachable(UserError):
 
 @contextlib.contextmanager
 def answering(config: StudyConfig) -> Iterator[None]:
-    """A database that stops answering mid-study ends the study with one line naming it, not Optuna's traceback
-    (which blames "invalid data in the commit"); Tune has saved the study, so ``--resume`` continues it."""
-    import optuna
-    import sqlalchemy
-
+    """A database that stops answering mid-study ends the study with one line naming it, not the traceback that Tune
+    and Optuna wrap it in (Optuna's blames "invalid data in the commit"); Tune has saved the study, so ``--resume`` continues it."""
     try:
         yield
-    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError) as error:
-        lost = error if isinstance(error, sqlalchemy.exc.OperationalError) else error.__cause__
-        if not isinstance(lost, sqlalchemy.exc.OperationalError):
+    except Exception as error:
+        lost = connection_error(error)
+        if lost is None:
             raise
         raise StorageUnreachable(f"the Optuna storage {storage_url(config)} stopped answering mid-study ({describe(lost.orig or lost)}); "
                                  f"once it answers again, continue the study with: python study/run.py --name {config.name} "
                                  f"--storage {config.storage} --resume") from None
+
+
+def connection_error(error: BaseException | None) -> Any:
+    """The database's own ``OperationalError`` behind ``error``, through the exceptions that wrap it, or None."""
+    import sqlalchemy
+
+    while error is not None and not isinstance(error, sqlalchemy.exc.OperationalError):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def check_new(url: str, name: str) -> None:

@@ -144,7 +144,7 @@ def test_an_interrupted_study_resumes_the_same_optuna_study_without_losing_or_re
     assert interrupted.interrupted and interrupted.stop_signal == signal.SIGTERM
     before = load(config).trials
     finished = [t for t in before if t.state.name == "COMPLETE"]
-    assert finished and len(before) == 2, [t.state.name for t in before]
+    assert finished and {t.state.name for t in before} <= {"COMPLETE", "RUNNING"}, [t.state.name for t in before]
     resumed = run_study(config, resume=True)
     assert not resumed.interrupted and resumed.best_model
     after = assert_one_optuna_trial_per_tune_trial(config, study_dir, resumed.trials)
