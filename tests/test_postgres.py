@@ -83,6 +83,16 @@ def test_two_studies_share_one_database_under_different_names(study_env, postgre
         preflight(same_name)
 
 
+def first_answer(server: subprocess.Popen, url: str, seconds: float = 120):
+    """``url``'s JSON once ``server`` answers; the server's own error if it exits first."""
+    deadline = time.monotonic() + seconds
+    while server.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            return get_json(url)
+        time.sleep(0.3)
+    pytest.fail(server.stderr.read() if server.poll() is not None else f"no answer from {url} in {seconds:g} s")
+
+
 def test_the_dashboard_reads_the_study_from_the_server(postgres_server, first_study):
     pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is the [dashboard] extra: pip install -e '.[dashboard]'")
     config, summary = first_study
@@ -90,14 +100,7 @@ def test_the_dashboard_reads_the_study_from_the_server(postgres_server, first_st
     server = subprocess.Popen([sys.executable, "-m", "study.dashboard", summary.study_uri, "--port", str(port)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                studies = get_json(f"http://127.0.0.1:{port}/api/studies")
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read() if server.poll() is not None else "no answer"
-                time.sleep(0.3)
+        studies = first_answer(server, f"http://127.0.0.1:{port}/api/studies")
         listed, = [s for s in studies["study_summaries"] if s["study_name"] == config.name]
         detail = get_json(f"http://127.0.0.1:{port}/api/studies/{listed['study_id']}")
         by_number = {t.number: t for t in load(config).trials}
