@@ -28,7 +28,7 @@ STATES = {"completed": "COMPLETE", "stopped by ASHA": "PRUNED"}
 
 
 @pytest.fixture(scope="module")
-def first_study(study_env, postgres_server):
+def first_study(postgres_server, study_env):
     """A smoke study whose ASHA stops some trials, with its Optuna study on the server."""
     config = smoke(study_env, "pg-first", optuna_storage=postgres_server.url(), num_samples=4, max_concurrent=2, train__epochs=3,
                    train__train_size=256, grace_period=1, reduction_factor=2)
@@ -69,7 +69,7 @@ def test_a_smoke_study_writes_every_trial_with_its_state_and_intermediate_values
     assert load(config).user_attrs["best_tune_trial_id"] == summary.best_trial
 
 
-def test_two_studies_share_one_database_under_different_names(study_env, postgres_server, first_study):
+def test_two_studies_share_one_database_under_different_names(postgres_server, study_env, first_study):
     config, _ = first_study
     before = load(config).trials
     second = smoke(study_env, "pg-second", optuna_storage=postgres_server.url(), num_samples=1, search={}, scheduler="none", train__epochs=1)
@@ -138,7 +138,7 @@ def once(condition, action):
         watcher.join()
 
 
-def test_an_interrupted_study_resumes_the_same_optuna_study_without_losing_or_repeating_a_trial(study_env, postgres_server):
+def test_an_interrupted_study_resumes_the_same_optuna_study_without_losing_or_repeating_a_trial(postgres_server, study_env):
     config = smoke(study_env, "pg-interrupted", optuna_storage=postgres_server.url(), num_samples=2, max_concurrent=1, search={},
                    scheduler="none")
     study_dir = Path(config.study_uri)
@@ -155,7 +155,7 @@ def test_an_interrupted_study_resumes_the_same_optuna_study_without_losing_or_re
     assert list(optuna.get_all_study_names(postgres_server.url())).count(config.name) == 1
 
 
-def test_a_server_that_goes_away_mid_study_is_a_one_line_error_naming_it_and_the_study_resumes(study_env, postgres_server, capsys):
+def test_a_server_that_goes_away_mid_study_is_a_one_line_error_naming_it_and_the_study_resumes(postgres_server, study_env, capsys):
     from study.run import main
 
     url = postgres_server.url()
