@@ -8,11 +8,12 @@ hold-out scores, measured after the last trial, are study attributes.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Iterator
 
-from denoise_core.errors import OutputExists
+from denoise_core.errors import OutputExists, UserError, describe
 from denoise_core.study_files import OPTUNA_ARTIFACTS, OPTUNA_DB
 from study import storage
 from study.config import StudyConfig, StudyConfigError
@@ -51,6 +52,34 @@ def open_storage(url: str):
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StudyConfigError(f"optuna_storage {url} cannot be opened: {first}") from None
+
+
+class StorageUnreachable(UserError):
+    """The study's database stopped answering (its server stopped, the network went): the study is saved for a resume."""
+
+
+@contextlib.contextmanager
+def answering(config: StudyConfig) -> Iterator[None]:
+    """A database that stops answering mid-study ends the study with one line naming it, not the traceback that Tune
+    and Optuna wrap it in (Optuna's blames "invalid data in the commit"); Tune has saved the study, so ``--resume`` continues it."""
+    try:
+        yield
+    except Exception as error:
+        lost = connection_error(error)
+        if lost is None:
+            raise
+        raise StorageUnreachable(f"the Optuna storage {storage_url(config)} stopped answering mid-study ({describe(lost.orig or lost)}); "
+                                 f"once it answers again, continue the study with: python study/run.py --name {config.name} "
+                                 f"--storage {config.storage} --resume") from None
+
+
+def connection_error(error: BaseException | None) -> Any:
+    """The database's own ``OperationalError`` behind ``error``, through the exceptions that wrap it, or None."""
+    import sqlalchemy
+
+    while error is not None and not isinstance(error, sqlalchemy.exc.OperationalError):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def check_new(url: str, name: str) -> None:

@@ -251,7 +251,7 @@ def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
                                         max_concurrent_trials=resources.concurrent, metric=config.metric, mode=config.mode,
                                         trial_dirname_creator=tune_trial_dirname),
         )
-    with stop_signals() as received:
+    with stop_signals() as received, optuna_db.answering(config):
         results = tuner.fit()
     statuses = saved_statuses(study_uri)
     trials = trial_table(results, config, statuses)
@@ -386,7 +386,8 @@ def export_best(results: Any, trials: pd.DataFrame, config: StudyConfig, data_pa
     recipe = f"# The winning trial's training settings: python -m denoise_core.train --config {BEST_RECIPE} --out RUN replays it.\n"
     storage.write_bytes(f"{config.study_uri}/{BEST_RECIPE}", (recipe + yaml.safe_dump(checkpoint["config"], sort_keys=False)).encode())
     storage.write_bytes(f"{config.study_uri}/{BEST_TRIAL}", yaml.safe_dump({k: (v.item() if hasattr(v, "item") else v) for k, v in best.items()}, sort_keys=False).encode())
-    optuna_db.record_best(optuna_db.storage_url(config), config.name, str(best["trial_id"]), table)
+    with optuna_db.answering(config):
+        optuna_db.record_best(optuna_db.storage_url(config), config.name, str(best["trial_id"]), table)
     storage.write_bytes(model_uri, checkpoint_bytes(export_model(checkpoint)), overwrite=False)
     return str(best["trial_id"]), model_uri, table
 

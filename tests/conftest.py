@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -65,3 +71,74 @@ def study_env(tmp_path_factory, fer2013_slice):
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@dataclass
+class PostgresServer:
+    """A throwaway PostgreSQL server on a loopback port, run as ``user`` (the server refuses to run as root)."""
+
+    bin_dir: Path
+    data_dir: Path
+    port: int
+    as_user: list[str]  # the command prefix that runs a server program as the unprivileged user
+
+    def url(self, database: str = "optuna") -> str:
+        return f"postgresql://optuna@127.0.0.1:{self.port}/{database}"
+
+    def pg_ctl(self, *args: str) -> None:
+        subprocess.run([*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-w", *args],
+                       check=True, capture_output=True, text=True, timeout=60)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.data_dir} -c fsync=off -c full_page_writes=off"
+        self.pg_ctl("-l", str(self.data_dir / "server.log"), "-o", options, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self.pg_ctl("-m", mode, "stop")
+
+    def running(self) -> bool:
+        status = [*self.as_user, str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "status"]
+        return subprocess.run(status, capture_output=True, timeout=60).returncode == 0
+
+
+def postgres_bin_dir() -> Path | None:
+    """The newest Debian PostgreSQL server's programs (``/usr/lib/postgresql/VERSION/bin``), else those on PATH."""
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    on_path = shutil.which("initdb")
+    return debian[-1].parent if debian else Path(on_path).parent if on_path else None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    """A PostgreSQL server with an empty database ``optuna``, owned by the role ``optuna`` (no password, loopback only),
+    in a temporary data directory; stopped and removed at the end. Skips, saying why, where it cannot run."""
+    pytest.importorskip("psycopg", reason="the PostgreSQL driver is not installed: pip install -e '.[postgres]'")
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (no initdb in /usr/lib/postgresql/*/bin or on PATH): apt-get install postgresql")
+    as_user: list[str] = []
+    data_dir = Path(tempfile.mkdtemp(prefix="facestudy-postgres-"))
+    if os.geteuid() == 0:
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("the tests run as root and there is no 'postgres' user to run the PostgreSQL server as")
+        os.chown(data_dir, account.pw_uid, account.pw_gid)
+        as_user = ["runuser", "-u", "postgres", "--"]
+    server = PostgresServer(bin_dir=bin_dir, data_dir=data_dir, port=free_port(), as_user=as_user)
+    try:
+        subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "optuna", "--auth=trust", "--no-sync", "-E", "UTF8"],
+                       check=True, capture_output=True, text=True, timeout=120)
+        server.start()
+        subprocess.run([str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(server.port), "-U", "optuna", "optuna"],
+                       check=True, capture_output=True, text=True, timeout=60)
+        yield server
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(data_dir, ignore_errors=True)
