@@ -6,7 +6,7 @@ shape, so trained models and classical baselines are measured by the same code o
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -35,14 +35,27 @@ def score_images(restored: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, n
     return psnr.numpy(), ssim.numpy()
 
 
-def evaluate_on_holdout(denoiser: Denoiser, holdout: Holdout, conditions: tuple[str, ...] | None = None, faces: int | None = None) -> pd.DataFrame:
-    """Mean PSNR/SSIM of the denoiser and of the noisy input for each condition (one row per condition)."""
+def condition_scores(denoiser: Denoiser, holdout: Holdout, conditions: tuple[str, ...] | None = None,
+                     faces: int | None = None) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """Per condition, the per-face PSNR and SSIM of the denoiser and of the noisy input, on the first ``faces`` faces."""
     clean = holdout.clean[:faces].astype(np.float32) / 255.0
-    rows = []
     for condition in conditions or holdout.conditions:
         noisy = holdout.noisy_for(condition)[:faces].astype(np.float32) / 255.0
         psnr, ssim = score_images(denoiser(noisy), clean)
         noisy_psnr, noisy_ssim = score_images(noisy, clean)
-        rows.append({"condition": condition, "psnr": float(psnr.mean()), "ssim": float(ssim.mean()),
-                     "noisy_psnr": float(noisy_psnr.mean()), "noisy_ssim": float(noisy_ssim.mean()), "faces": len(clean)})
+        yield condition, {"psnr": psnr, "ssim": ssim, "noisy_psnr": noisy_psnr, "noisy_ssim": noisy_ssim}
+
+
+def evaluate_on_holdout(denoiser: Denoiser, holdout: Holdout, conditions: tuple[str, ...] | None = None, faces: int | None = None) -> pd.DataFrame:
+    """Mean PSNR/SSIM of the denoiser and of the noisy input for each condition (one row per condition)."""
+    rows = [{"condition": condition, **{name: float(values.mean()) for name, values in scores.items()}, "faces": len(scores["psnr"])}
+            for condition, scores in condition_scores(denoiser, holdout, conditions, faces)]
     return pd.DataFrame(rows)
+
+
+def face_scores(denoiser: Denoiser, holdout: Holdout, conditions: tuple[str, ...] | None = None, faces: int | None = None) -> pd.DataFrame:
+    """PSNR/SSIM of the denoiser and of the noisy input for every face (one row per condition and face, ``face`` its hold-out index),
+    so that two denoisers can be compared face by face."""
+    frames = [pd.DataFrame({"condition": condition, "face": np.arange(len(scores["psnr"])), **scores})
+              for condition, scores in condition_scores(denoiser, holdout, conditions, faces)]
+    return pd.concat(frames, ignore_index=True)
