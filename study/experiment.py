@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import torch
 import yaml
 
 from denoise_core.checkpoint import load_checkpoint
@@ -65,6 +66,7 @@ class ExperimentConfig:
     holdout_conditions: tuple[str, ...] = DEFAULT_CONDITIONS
     max_concurrent: int = 0  # trials at a time (0: as many as the CPUs allow)
     cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # a GPU share per trial (with train.device: cuda or auto); 0: CPU only
     max_failures: int = 1  # restarts of a failed trial from its last checkpoint
     grid_every: int = 0  # epochs between TensorBoard image grids (0: none)
     report: bool = True  # build results.experiment_report into NAME/report/ at the end
@@ -85,6 +87,7 @@ class ExperimentConfig:
             (self.factor not in self.train and "seed" not in self.train, "train: sets the budget; the factor and seed come from levels and seeds"),
             (self.holdout_faces is None or self.holdout_faces >= 1, "holdout_faces must be >= 1, or null for every face"),
             (self.cpus_per_trial > 0 and self.max_concurrent >= 0 and self.max_failures >= 0, "cpus_per_trial must be > 0, max_concurrent and max_failures >= 0"),
+            (self.gpus_per_trial >= 0, "gpus_per_trial must be >= 0"),
             ("://" not in self.storage, "storage must be a local (or shared, mounted) folder: the scores are read from its trial directories"),
         ]
         for ok, message in checks:
@@ -198,6 +201,19 @@ def run_experiment(config: ExperimentConfig, resume: bool = False) -> "Experimen
     return trained if trained.interrupted else score_experiment(trained, config)
 
 
+def plan_concurrency(config: ExperimentConfig, cluster: dict[str, float]) -> int:
+    """Trials at a time on what the cluster has; one-line errors for a trial that can never start."""
+    cpus, gpus = cluster.get("CPU", 0.0), cluster.get("GPU", 0.0)
+    if config.cpus_per_trial > cpus:
+        raise ExperimentError(f"one trial needs {config.cpus_per_trial:g} CPUs but the Ray instance has {cpus:g}; lower cpus_per_trial")
+    if config.gpus_per_trial > gpus:
+        raise ExperimentError(f"one trial needs {config.gpus_per_trial:g} GPUs but the Ray instance has {gpus:g}; set gpus_per_trial: 0")
+    fit = int(cpus // config.cpus_per_trial)
+    if config.gpus_per_trial:
+        fit = min(fit, int(gpus // config.gpus_per_trial))
+    return max(1, min(fit, config.max_concurrent) if config.max_concurrent else fit)
+
+
 def ended_trials(out: Path, config: ExperimentConfig) -> pd.DataFrame | None:
     """A resumed experiment's trial table when every trial of the grid has ended (only the scoring is left), else None."""
     if not (out / "trials.csv").is_file():
@@ -223,14 +239,10 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
     ended = ended_trials(out, config) if resume else None
     if ended is not None:
         return ExperimentSummary(out, ended, None, interrupted=False, data=data_path)
-    cpus = ray.cluster_resources().get("CPU", 0.0)
-    if config.cpus_per_trial > cpus:
-        raise ExperimentError(f"one trial needs {config.cpus_per_trial:g} CPUs but the Ray instance has {cpus:g}; lower cpus_per_trial")
-    fit_cpus = int(cpus // config.cpus_per_trial)
-    concurrent = min(fit_cpus, config.max_concurrent) if config.max_concurrent else fit_cpus
+    concurrent = plan_concurrency(config, ray.cluster_resources())
     settings = {"train": to_dict(base), "search": search_space(config), "data": data_path, "grid_every": config.grid_every,
-                "resources": {"workers": 0, "cpu": config.cpus_per_trial, "gpu": 0.0}}
-    trainable = tune.with_resources(tune.with_parameters(tune_trial, settings=settings), {"cpu": config.cpus_per_trial})
+                "resources": {"workers": 0, "cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial}}
+    trainable = tune.with_resources(tune.with_parameters(tune_trial, settings=settings), {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
     run_config = tune.RunConfig(
         name=config.name, storage_path=storage_root(config.storage), verbose=config.verbose if config.verbose > 1 else 0,
         callbacks=[TrialJsonLogger(), TrialCsvLogger(), TrialTensorBoard()], checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
@@ -306,12 +318,13 @@ def score_trials(trials: pd.DataFrame, config: ExperimentConfig, data_path: str)
     """Each completed trial's best weights on the fixed hold-out, one row per (trial, condition, face)."""
     splits = load_splits(data_path)
     holdout = holdout_for(splits.test_unique, default_cache_dir(), config.holdout_conditions)
+    device = "cuda" if config.gpus_per_trial and torch.cuda.is_available() else "cpu"
     frames = []
     for row in trials[trials["status"] == "completed"].itertuples():
         checkpoint = load_checkpoint(Path(row.checkpoint) / CHECKPOINT_FILE)
         model = ConvAutoencoder(model_config_from_dict(checkpoint["config"]["model"]))
         model.load_state_dict(checkpoint["best_model_state"])
-        table = face_scores(model_denoiser(model.eval(), "cpu"), holdout, faces=config.holdout_faces)
+        table = face_scores(model_denoiser(model.to(device).eval(), device), holdout, faces=config.holdout_faces)
         frames.append(table.assign(trial_id=row.trial_id, level=row.level, seed=int(row.seed)))
         log.info("scored trial %s (%s, seed %s) on %d hold-out faces", row.trial_id, row.level, row.seed, config.holdout_faces or len(holdout.clean))
     columns = ["trial_id", "level", "seed", "condition", "face", "psnr", "ssim", "noisy_psnr", "noisy_ssim"]

@@ -79,6 +79,19 @@ def test_bad_experiment_files_are_one_line_errors(tmp_path, settings, message):
         load_experiment(experiment_file(tmp_path, **settings))
 
 
+def test_concurrency_fits_the_cluster_and_impossible_trials_are_refused(tmp_path):
+    from study.experiment import plan_concurrency
+
+    config = load_experiment(experiment_file(tmp_path))
+    assert plan_concurrency(config, {"CPU": 2.0}) == 2
+    assert plan_concurrency(load_experiment(experiment_file(tmp_path, max_concurrent=1)), {"CPU": 8.0}) == 1
+    assert plan_concurrency(load_experiment(experiment_file(tmp_path, gpus_per_trial=0.5)), {"CPU": 8.0, "GPU": 1.0}) == 2
+    with pytest.raises(ExperimentError, match="GPUs"):
+        plan_concurrency(load_experiment(experiment_file(tmp_path, gpus_per_trial=1.0)), {"CPU": 8.0})
+    with pytest.raises(ExperimentError, match="CPUs"):
+        plan_concurrency(load_experiment(experiment_file(tmp_path, cpus_per_trial=4.0)), {"CPU": 2.0})
+
+
 def test_a_level_the_training_settings_refuse_is_named(tmp_path):
     config = load_experiment(experiment_file(tmp_path, levels=["mse", "huber"]))
     with pytest.raises(ExperimentError, match="level huber"):
