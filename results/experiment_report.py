@@ -3,7 +3,7 @@
 It reads ``experiment.yaml``, ``trials.csv`` and ``scores.parquet`` (each trial's best model scored per face on the
 fixed hold-out) and never trains or runs a model. The report holds the curve of every level over noise density
 with its 95% band over seeds, the level means with their intervals, the paired differences between levels with
-their bootstrap intervals, and a verdict per pair in plain words (``results.statistics``). It is built beside
+their intervals (a seeded bootstrap joined with a t-interval over seeds), and a verdict per pair in plain words (``results.statistics``). It is built beside
 ``report/`` and moved into place, and an existing report is refused unless ``--overwrite``.
 """
 
@@ -128,11 +128,12 @@ def design_text(experiment: Experiment) -> str:
 def method_text(seeds: int) -> str:
     return (f"Level means: the mean over seeds of each model's mean score, with a {CONFIDENCE:.0%} Student-t interval over seeds "
             f"(n - 1 degrees of freedom; with {seeds} seeds the interval is wide on purpose, and one seed has none). Differences: "
-            f"a - b on the same faces and seeds (seed s of every level draws the same batches and noise), with a percentile "
-            f"bootstrap of {DRAWS} draws that resamples seeds, then faces (seeded, so rebuilding gives the same numbers). A verdict "
-            "names a direction only where that interval excludes 0; 'do not differ' means this experiment cannot tell them apart, "
-            "not that they are equal. With few seeds the bootstrap understates the seed-to-seed spread, and across many conditions "
-            "and pairs about 1 in 20 intervals misses by chance: read a single condition's verdict among many with that in mind.")
+            f"a - b on the same faces and seeds (seed s of every level draws the same batches and noise). Their interval joins a "
+            f"percentile bootstrap of {DRAWS} draws that resamples seeds, then faces (seeded, so rebuilding gives the same numbers), "
+            "with the paired t-interval over the seeds' mean differences: with few seeds the bootstrap alone understates the "
+            "seed-to-seed spread. A verdict names a direction only where that interval excludes 0; 'do not differ' means this "
+            "experiment cannot tell them apart, not that they are equal. Across many conditions and pairs about 1 in 20 intervals "
+            "misses by chance: read a single condition's verdict among many with that in mind. All intervals are in differences.csv.")
 
 
 def answer_section(experiment: Experiment, summary: pd.DataFrame, differences: pd.DataFrame, work: Path) -> Section:
@@ -149,8 +150,8 @@ def answer_section(experiment: Experiment, summary: pd.DataFrame, differences: p
     for metric in METRICS:
         verdicts = verdict_table(differences, metric, label)
         verdicts.to_csv(work / f"verdicts_{metric}.csv", index=False)
-        blocks.append(Table(verdicts, f"{metric.upper()} differences a - b with {CONFIDENCE:.0%} bootstrap intervals over seeds and faces "
-                                      f"(verdicts_{metric}.csv)", markdown_rows=None if metric == "psnr" else 12))
+        blocks.append(Table(verdicts, f"{metric.upper()} differences a - b with {CONFIDENCE:.0%} intervals (bootstrap over seeds and "
+                                      f"faces joined with a t-interval over seeds; verdicts_{metric}.csv)", markdown_rows=None if metric == "psnr" else 12))
     return Section("The answer", blocks)
 
 
