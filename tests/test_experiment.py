@@ -146,3 +146,26 @@ def test_tiny_experiment_runs_end_to_end_and_reports(study_env, tmp_path):
     assert "The answer" in (report / "index.html").read_text() and (report / "levels.png").is_file()
     with pytest.raises(OutputExists):
         build_experiment_report(summary.path)
+
+
+def test_face_scores_hold_every_face_and_average_to_the_holdout_table():
+    import numpy as np
+
+    from denoise_core.data import to_float
+    from denoise_core.evaluate import evaluate_on_holdout, face_scores
+    from denoise_core.holdout import make_holdout
+    from synthetic import smooth_faces
+
+    holdout = make_holdout(smooth_faces(8), ("sp:0.1", "sp:0.5"), seed=1)
+    clean = to_float(holdout.clean)
+
+    def half_oracle(noisy: np.ndarray) -> np.ndarray:
+        return np.concatenate([clean[:4], noisy[4:]])
+
+    faces = face_scores(half_oracle, holdout, faces=6)
+    assert list(faces.columns) == ["condition", "face", "psnr", "ssim", "noisy_psnr", "noisy_ssim"]
+    assert len(faces) == 2 * 6 and list(faces["face"][:6]) == list(range(6))
+    assert (faces[faces["face"] < 4]["psnr"] == 60.0).all() and (faces[faces["face"] >= 4]["psnr"] == faces[faces["face"] >= 4]["noisy_psnr"]).all()
+    table = evaluate_on_holdout(half_oracle, holdout, faces=6).set_index("condition")
+    means = faces.groupby("condition")[["psnr", "ssim", "noisy_psnr"]].mean()
+    assert np.allclose(means.loc[table.index].to_numpy(), table[["psnr", "ssim", "noisy_psnr"]].to_numpy())
