@@ -6,7 +6,7 @@ shape, so trained models and classical baselines are measured by the same code o
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -41,18 +41,33 @@ def score_ssim_gaussian(restored: np.ndarray, clean: np.ndarray) -> np.ndarray:
                          torch.from_numpy(np.ascontiguousarray(clean, dtype=np.float32))).numpy()
 
 
-def evaluate_on_holdout(denoiser: Denoiser, holdout: Holdout, conditions: tuple[str, ...] | None = None, faces: int | None = None) -> pd.DataFrame:
-    """Mean PSNR/SSIM of the denoiser and of the noisy input for each condition (one row per condition), and the
-    Gaussian-window SSIM of both (``ssim_gauss``, ``noisy_ssim_gauss``)."""
+def condition_scores(denoiser: Denoiser, holdout: Holdout, conditions: tuple[str, ...] | None = None,
+                     faces: int | None = None) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """Per condition, the per-face PSNR and SSIM of the denoiser and of the noisy input, on the first ``faces`` faces,
+    and the Gaussian-window SSIM of both (``ssim_gauss``, ``noisy_ssim_gauss``)."""
     clean = holdout.clean[:faces].astype(np.float32) / 255.0
-    rows = []
     for condition in conditions or holdout.conditions:
         noisy = holdout.noisy_for(condition)[:faces].astype(np.float32) / 255.0
         restored = denoiser(noisy)
         psnr, ssim = score_images(restored, clean)
         noisy_psnr, noisy_ssim = score_images(noisy, clean)
-        rows.append({"condition": condition, "psnr": float(psnr.mean()), "ssim": float(ssim.mean()),
-                     "noisy_psnr": float(noisy_psnr.mean()), "noisy_ssim": float(noisy_ssim.mean()), "faces": len(clean),
-                     "ssim_gauss": float(score_ssim_gaussian(restored, clean).mean()),
-                     "noisy_ssim_gauss": float(score_ssim_gaussian(noisy, clean).mean())})
+        yield condition, {"psnr": psnr, "ssim": ssim, "noisy_psnr": noisy_psnr, "noisy_ssim": noisy_ssim,
+                          "ssim_gauss": score_ssim_gaussian(restored, clean), "noisy_ssim_gauss": score_ssim_gaussian(noisy, clean)}
+
+
+def evaluate_on_holdout(denoiser: Denoiser, holdout: Holdout, conditions: tuple[str, ...] | None = None, faces: int | None = None) -> pd.DataFrame:
+    """Mean PSNR/SSIM (and Gaussian-window SSIM) of the denoiser and of the noisy input for each condition (one row per condition)."""
+    rows = []
+    for condition, scores in condition_scores(denoiser, holdout, conditions, faces):
+        means = {name: float(values.mean()) for name, values in scores.items()}
+        gauss = {name: means.pop(name) for name in ("ssim_gauss", "noisy_ssim_gauss")}
+        rows.append({"condition": condition, **means, "faces": len(scores["psnr"]), **gauss})
     return pd.DataFrame(rows)
+
+
+def face_scores(denoiser: Denoiser, holdout: Holdout, conditions: tuple[str, ...] | None = None, faces: int | None = None) -> pd.DataFrame:
+    """PSNR/SSIM of the denoiser and of the noisy input for every face (one row per condition and face, ``face`` its hold-out index),
+    so that two denoisers can be compared face by face."""
+    frames = [pd.DataFrame({"condition": condition, "face": np.arange(len(scores["psnr"])), **scores})
+              for condition, scores in condition_scores(denoiser, holdout, conditions, faces)]
+    return pd.concat(frames, ignore_index=True)
