@@ -163,3 +163,17 @@ def test_a_checkpoint_saved_on_cuda_loads_on_the_cpu_and_back(tmp_path):
     noisy = corrupt(faces(32), CONFIG.noise, make_generator(0))
     with torch.no_grad(), full_fp32():
         assert torch.allclose(on_gpu(noisy.cuda()).cpu(), on_cpu(noisy), rtol=0.0, atol=1e-4)
+
+
+def test_the_deterministic_setting_repeats_cuda_runs_bit_for_bit_and_restores_the_flags():
+    config = replace(CONFIG, deterministic=True, model=replace(CONFIG.model, bottleneck="dense"))  # dense: cuBLAS as well as cuDNN
+    data = smooth_splits(train=64, val=16, test=8)
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled())
+    during = []
+    first = fit(config, data, on_epoch=lambda report: during.append(
+        (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled())))
+    again = fit(config, data)
+    assert during == [(True, False, True)] * config.epochs
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled()) == before
+    assert torch.equal(weights(first.checkpoint), weights(again.checkpoint))
+    assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in again.history]

@@ -3,7 +3,10 @@ import torch
 
 from denoise_core.checkpoint import CheckpointError, export_model, load_checkpoint, load_model, save_checkpoint
 from denoise_core.data import Faces, parse_csv_bytes, split_faces
-from denoise_core.model import ModelConfig
+from denoise_core.inference import denoise_tensor
+from denoise_core.metrics import psnr
+from denoise_core.model import ConvAutoencoder, ModelConfig
+from denoise_core.noise import corrupt, make_generator
 from denoise_core.settings import override
 from denoise_core.fit import TrainConfig, config_from_dict, config_to_dict, fit, psnr_loss
 from synthetic import smooth_splits
@@ -149,10 +152,19 @@ def test_epoch_report_carries_metrics_examples_and_checkpoint(tiny_data):
     assert report.checkpoint["epoch"] == 1 and report.checkpoint["metrics"]["val_psnr"] == report.val_psnr
 
 
-def test_validation_uses_the_same_fixed_noisy_set_every_epoch(tiny_data):
+def test_each_epoch_validates_its_checkpointed_model_on_the_same_fixed_noisy_set(tiny_data):
     reports = []
     fit(override(TINY, {"epochs": 3}), tiny_data, on_epoch=reports.append)
-    assert len({r.noisy_psnr for r in reports}) == 1
+    clean = torch.from_numpy(tiny_data.val).unsqueeze(1).float() / 255.0
+    fixed = corrupt(clean, TINY.noise, make_generator(TINY.seed + 1)).mul(255.0).round().div(255.0)
+    for report in reports:
+        model = ConvAutoencoder(TINY.model)
+        model.load_state_dict(report.checkpoint["model_state"])
+        denoised = denoise_tensor(model, fixed)
+        assert torch.equal(report.examples[0], fixed[:8])
+        assert report.val_psnr == pytest.approx(float(psnr(denoised, clean).mean()), abs=1e-4)
+        assert report.noisy_psnr == pytest.approx(float(psnr(fixed, clean).mean()), abs=1e-6)
+    assert len({r.val_psnr for r in reports}) == 3  # the weights moved between epochs, and validation saw it
 
 
 def test_checkpoint_round_trip_restores_the_best_model(tiny_data, tmp_path):
@@ -211,3 +223,12 @@ def test_fit_restores_the_callers_thread_count(tiny_data):
     before = torch.get_num_threads()
     fit(override(TINY, {"num_threads": 2, "epochs": 1}), tiny_data)
     assert torch.get_num_threads() == before
+
+
+def test_the_deterministic_setting_is_checked_and_changes_nothing_on_the_cpu(tiny_data):
+    with pytest.raises(ValueError, match="deterministic must be true or false"):
+        TrainConfig(deterministic="yes")
+    flags = (torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled())
+    plain, deterministic = fit(TINY, tiny_data), fit(override(TINY, {"deterministic": True}), tiny_data)
+    assert torch.equal(weights(plain.checkpoint), weights(deterministic.checkpoint))
+    assert (torch.backends.cudnn.deterministic, torch.are_deterministic_algorithms_enabled()) == flags
