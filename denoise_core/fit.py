@@ -28,6 +28,7 @@ from denoise_core.inference import denoise_tensor, resolve_device
 from denoise_core.metrics import psnr, ssim
 from denoise_core.model import ConvAutoencoder, ModelConfig, count_parameters, model_config_from_dict
 from denoise_core.noise import NoiseSource, corrupt, make_generator, parse_alternatives
+from denoise_core.precision import AUTOCAST_DTYPES, PRECISIONS, legacy_precision, resolve_precision
 from denoise_core.settings import build, differences
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,9 @@ class TrainConfig:
     val_size: int | None = None  # use only the first N validation faces
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
-    amp: bool = True  # mixed precision, CUDA only
+    precision: str = "auto"  # "auto", "fp32", "bf16" or "fp16" (CUDA only) autocast; a run records what auto chose
+    amp: bool | None = None  # the setting precision replaced, still read from older configs and checkpoints
+    compile: bool = False  # torch.compile the training model (its compile time is spent in the first epoch)
     num_threads: int | None = None  # torch CPU threads; None leaves torch's default
     init: str | None = None  # a model file whose weights start the training (fine-tuning); None: random
     deterministic: bool = False  # CUDA: deterministic cuDNN/CUDA kernels for the run (slower); the CPU is deterministic already
@@ -88,7 +91,9 @@ class TrainConfig:
         "val_size": "use only the first N validation faces (null: all)",
         "seed": "seeds weights, batches, noise and dropout",
         "device": "auto, cpu, cuda or cuda:N",
-        "amp": "mixed precision (CUDA only)",
+        "precision": "autocast number format: auto (bf16 where the CPU or GPU runs it natively, else fp32), fp32, bf16, or fp16 (CUDA only)",
+        "amp": "older configs' setting, read as precision (true: fp16 on CUDA, fp32 on the CPU); use precision",
+        "compile": "torch.compile the training model; its compile time is spent in the first epoch (see the README for when it pays)",
         "num_threads": "torch CPU threads (null: torch's default)",
         "init": "a model file whose weights start the training (fine-tuning); null: random weights",
         "deterministic": "CUDA only: deterministic cuDNN and CUDA kernels for the run, the same bits every run (slower); CPU runs are deterministic anyway",
@@ -107,8 +112,18 @@ class TrainConfig:
             raise InputError(f"train_size must be >= 2 faces, or null for all, got {self.train_size}")
         if self.val_size is not None and self.val_size < 1:
             raise InputError(f"val_size must be >= 1 face, or null for all, got {self.val_size}")
-        if not isinstance(self.deterministic, bool):
-            raise InputError(f"deterministic must be true or false, got {self.deterministic!r}")
+        if not isinstance(self.deterministic, bool) or not isinstance(self.compile, bool):
+            raise InputError(f"deterministic and compile must be true or false, got {self.deterministic!r} and {self.compile!r}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.precision == "fp16" and self.device == "cpu":
+            raise InputError("precision fp16 needs CUDA; on the CPU use bf16, fp32 or auto")
+        if self.amp is not None:  # an older config: its amp becomes the precision it trained in
+            legacy = legacy_precision(self.amp, self.device)
+            if self.precision not in ("auto", legacy):
+                raise InputError(f"amp: {self.amp} (the older setting) and precision: {self.precision} disagree; drop amp")
+            object.__setattr__(self, "precision", legacy)
+            object.__setattr__(self, "amp", None)
         parse_alternatives(self.noise)
         if self.val_noise is not None:
             parse_alternatives(self.val_noise)
@@ -150,6 +165,12 @@ class FitResult:
     seconds: float
 
 
+def with_resolved_precision(config: TrainConfig, device: torch.device | None = None) -> TrainConfig:
+    """The config with ``auto`` precision replaced by what it means on ``device``: what a run and its checkpoint record,
+    so a resume (and a replay) computes in the same format."""
+    return replace(config, precision=resolve_precision(config.precision, device or resolve_device(config.device)))
+
+
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     return asdict(config)
 
@@ -186,6 +207,7 @@ def fit(
     ``Diverged``, and rank 0's stop (its early stopping or ``on_epoch``) stops all ranks at the same epoch.
     """
     device = device or resolve_device(config.device)
+    config = with_resolved_precision(config, device)
     with _thread_count(config.num_threads), _deterministic_algorithms(config.deterministic and device.type == "cuda"), \
             torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         run = _start_run(config, data, device, wrap_model, rank, world_size, resume)
@@ -194,7 +216,7 @@ def fit(
             epoch_start = time.perf_counter()
             train_loss, train_seconds = _train_epoch(run)
             _broadcast_buffers(run.core, world_size)
-            validation = _validate(run.core, run.val_noisy, run.val_clean, run.loss_fn, run.use_amp)
+            validation = _validate(run.core, run.val_noisy, run.val_clean, run.loss_fn, run.autocast)
             finite = math.isfinite(train_loss) and math.isfinite(validation.loss)
             report = _end_epoch(run, epoch, train_loss, validation, epoch_start, train_seconds) if finite else None
             asks_stop = bool(on_epoch(report)) if report and on_epoch else False
@@ -224,13 +246,13 @@ class _Run:
     model: torch.nn.Module  # what trains: ``core``, or a data-parallel wrapper of it
     optimizer: torch.optim.Optimizer
     scheduler: Any
-    scaler: torch.amp.GradScaler
+    scaler: torch.amp.GradScaler  # scales fp16 losses; disabled (a no-op) in other precisions
     noise: NoiseSource  # its generator also draws each epoch's batch order
     train_u8: torch.Tensor
     val_clean: torch.Tensor
     val_noisy: torch.Tensor
     noisy_quality: tuple[float, float]  # the fixed noisy validation set's PSNR and SSIM: what "doing nothing" scores
-    use_amp: bool
+    autocast: torch.dtype | None  # the products' format; None: float32
     state: dict[str, Any]
     best_model_state: dict[str, torch.Tensor]
 
@@ -296,7 +318,7 @@ def _start_run(config: TrainConfig, data: Splits, device: torch.device, wrap_mod
     if rank == 0 and config.val_size is not None and config.val_size > len(data.val):
         log.warning("val_size %d is more than the %d validation faces; validating on all %d", config.val_size, len(data.val), len(data.val))
     val_clean, val_noisy = _validation_set(data.val[: config.val_size], config, device)
-    use_amp = config.amp and device.type == "cuda"
+    autocast = AUTOCAST_DTYPES[config.precision]
     torch.manual_seed(config.seed)
     core = ConvAutoencoder(config.model).to(device)
     if config.init and resume is None:
@@ -304,13 +326,15 @@ def _start_run(config: TrainConfig, data: Splits, device: torch.device, wrap_mod
     if device.type == "cpu":  # oneDNN's convolutions run about 1.3x faster on channels-last weights
         core = core.to(memory_format=torch.channels_last)
     model = wrap_model(core) if wrap_model else core
+    if config.compile:  # the training steps only: validation runs the plain model, and checkpoints hold its weights
+        model = torch.compile(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if rank:  # distinct dropout masks per rank; the model's initial weights above are the same on every rank
         torch.manual_seed(_rank_seed(config.seed, rank))
     run = _Run(config=config, device=device, rank=rank, world_size=world_size, core=core, model=model, optimizer=optimizer,
-               scheduler=_scheduler(optimizer, config), scaler=torch.amp.GradScaler("cuda", enabled=use_amp),
+               scheduler=_scheduler(optimizer, config), scaler=torch.amp.GradScaler("cuda", enabled=config.precision == "fp16"),
                noise=NoiseSource.parse(config.noise, make_generator(_rank_seed(config.seed, rank), device)),
-               train_u8=train_u8, val_clean=val_clean, val_noisy=val_noisy, noisy_quality=_quality(val_noisy, val_clean), use_amp=use_amp,
+               train_u8=train_u8, val_clean=val_clean, val_noisy=val_noisy, noisy_quality=_quality(val_noisy, val_clean), autocast=autocast,
                state={"epoch": 0, "best_val_loss": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": [], "initial": None},
                best_model_state=copy.deepcopy(core.state_dict()))
     if resume is not None:
@@ -336,7 +360,7 @@ def _restore(run: _Run, resume: dict[str, Any]) -> None:
     """A checkpoint's weights, optimiser, schedule and random states, so training goes on as if never stopped."""
     _check_resume(resume, run.config)
     run.core.load_state_dict(resume["model_state"])
-    run.optimizer.load_state_dict(resume["optimizer_state"])
+    run.optimizer.load_state_dict(copy.deepcopy(resume["optimizer_state"]))  # AdamW would step the caller's tensors in place
     run.scheduler.load_state_dict(resume["scheduler_state"])
     if isinstance(run.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
         run.scheduler.T_max = run.config.epochs  # resumed with another --epochs: anneal from here to the new end
@@ -356,7 +380,7 @@ def _restore(run: _Run, resume: dict[str, Any]) -> None:
 def _score_warm_start(run: _Run) -> None:
     """A warm start is scored before training, and stays the best until an epoch beats it."""
     started = time.perf_counter()
-    scored = _validate(run.core, run.val_noisy, run.val_clean, run.loss_fn, run.use_amp)
+    scored = _validate(run.core, run.val_noisy, run.val_clean, run.loss_fn, run.autocast)
     noisy_psnr, noisy_ssim = run.noisy_quality
     run.state["initial"] = {"epoch": 0, "train_loss": math.nan, "val_loss": scored.loss, "val_psnr": scored.psnr, "val_ssim": scored.ssim,
                             "noisy_psnr": noisy_psnr, "noisy_ssim": noisy_ssim, "lr": run.config.lr,
@@ -374,7 +398,7 @@ def _train_epoch(run: _Run) -> tuple[float, float]:
     for step in range(batches):
         clean = train_u8[order[step * batch_size:(step + 1) * batch_size]].float().div_(255.0)
         noisy = run.noise(clean)
-        with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.use_amp):
+        with torch.autocast(run.device.type, dtype=run.autocast, enabled=run.autocast is not None):
             output = run.model(noisy)
         loss = run.loss_fn(output.float(), clean)
         run.optimizer.zero_grad(set_to_none=True)
@@ -529,8 +553,8 @@ def _quality(pred: torch.Tensor, clean: torch.Tensor) -> tuple[float, float]:
 
 
 
-def _validate(model: torch.nn.Module, val_noisy: torch.Tensor, val_clean: torch.Tensor, loss_fn, use_amp: bool) -> _Validation:
-    denoised = denoise_tensor(model, val_noisy, amp=use_amp)
+def _validate(model: torch.nn.Module, val_noisy: torch.Tensor, val_clean: torch.Tensor, loss_fn, autocast: torch.dtype | None) -> _Validation:
+    denoised = denoise_tensor(model, val_noisy, autocast=autocast)
     val_psnr, val_ssim = _quality(denoised, val_clean)
     examples = tuple(t[:EXAMPLES].detach().cpu() for t in (val_noisy, denoised, val_clean))
     return _Validation(float(loss_fn(denoised, val_clean)), val_psnr, val_ssim, examples)

@@ -27,7 +27,7 @@ from denoise_core.errors import MissingFile, OutputExists
 from denoise_core.tblog import write_epoch, write_hparams
 from denoise_core.settings import (SettingsError, add_flags, apply_assignments, build, differences, flag_assignments, load_yaml_file, merge,
                                    parse_assignment, to_dict)
-from denoise_core.fit import RESUMABLE, EpochReport, FitResult, TrainConfig, config_from_dict, config_to_dict, fit
+from denoise_core.fit import RESUMABLE, EpochReport, FitResult, TrainConfig, config_from_dict, config_to_dict, fit, with_resolved_precision
 
 log = logging.getLogger("denoise_core.train")
 STARTED_FILES = ("config.yaml", "tensorboard", "history.csv")  # what a run writes before its first checkpoint
@@ -80,6 +80,7 @@ def train_run(file_values: dict[str, Any], assignments: list[tuple[str, Any]], d
         config = resolve_config(file_values, assignments, saved=previous["config"])
     else:
         config = resolve_config(file_values, assignments)
+    config = with_resolved_precision(config)  # config.yaml and the checkpoints record what auto chose
     if config.init and not resume:
         load_checkpoint(config.init)  # a refused or damaged init file fails here, before the run directory is touched
     if not resume:
