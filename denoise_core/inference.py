@@ -18,11 +18,12 @@ def resolve_device(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def denoise_tensor(model: torch.nn.Module, noisy: torch.Tensor, batch_size: int = 1024, amp: bool = False) -> torch.Tensor:
-    """Run the model over (N, 1, 48, 48) images in batches, on the images' device."""
+def denoise_tensor(model: torch.nn.Module, noisy: torch.Tensor, batch_size: int = 1024, autocast: torch.dtype | None = None) -> torch.Tensor:
+    """Run the model over (N, 1, 48, 48) images in batches, on the images' device; float32 out, whatever ``autocast``
+    format (bfloat16, float16, None for float32) the products ran in."""
     model.eval()
     outputs = []
     for start in range(0, len(noisy), batch_size):
-        with torch.autocast(noisy.device.type, dtype=torch.float16, enabled=amp and noisy.device.type == "cuda"):
+        with torch.autocast(noisy.device.type, dtype=autocast, enabled=autocast is not None):
             outputs.append(model(noisy[start:start + batch_size]).float())
     return torch.cat(outputs)

@@ -173,7 +173,31 @@ def corrupt(images: torch.Tensor, spec: NoiseSpec | str, generator: torch.Genera
 
     Always a new tensor, "none" included, so a caller may scale the result in place without touching ``images``.
     """
-    specs = parse_alternatives(spec) if isinstance(spec, str) else (spec,)
+    return _corrupt_alternatives(images, parse_alternatives(spec) if isinstance(spec, str) else (spec,), generator)
+
+
+@dataclass(frozen=True)
+class NoiseSource:
+    """A noise spec parsed once, with the generator it draws from: a training loop corrupts batch after batch without
+    reading the text again, and draws exactly what ``corrupt(images, text, generator)`` would.
+
+    >>> source = NoiseSource.parse("sp:0.1|gauss:25", make_generator(0))
+    >>> source(torch.full((4, 1, 48, 48), 0.5)).shape
+    torch.Size([4, 1, 48, 48])
+    """
+
+    alternatives: tuple[NoiseSpec, ...]
+    generator: torch.Generator
+
+    @classmethod
+    def parse(cls, text: str, generator: torch.Generator) -> NoiseSource:
+        return cls(parse_alternatives(text), generator)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return _corrupt_alternatives(images, self.alternatives, self.generator)
+
+
+def _corrupt_alternatives(images: torch.Tensor, specs: tuple[NoiseSpec, ...], generator: torch.Generator | None) -> torch.Tensor:
     if len(specs) == 1:
         return _corrupt_one(images, specs[0], generator)
     choice = torch.randint(len(specs), (len(images),), generator=generator, device=images.device)

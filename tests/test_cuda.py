@@ -26,7 +26,7 @@ from synthetic import smooth_faces, smooth_splits
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 CONFIG = TrainConfig(model=ModelConfig(base_width=4, bottleneck_size=8, dropout=0.1), noise="sp:0.2", epochs=2, batch_size=16,
-                     lr=3e-3, seed=0, device="cuda", amp=False)
+                     lr=3e-3, seed=0, device="cuda", precision="fp32")
 
 
 @pytest.fixture
@@ -72,8 +72,8 @@ def faces(count: int) -> torch.Tensor:
     return torch.from_numpy(smooth_faces(count)).unsqueeze(1).float().div_(255.0)
 
 
-def test_fit_with_fp16_amp_and_channels_last_on_cuda_improves_validation_psnr():
-    result = fit(replace(CONFIG, amp=True, epochs=4), smooth_splits(train=256, val=64, test=8), wrap_model=channels_last)
+def test_fit_with_fp16_autocast_and_channels_last_on_cuda_improves_validation_psnr():
+    result = fit(replace(CONFIG, precision="fp16", epochs=4), smooth_splits(train=256, val=64, test=8), wrap_model=channels_last)
     history = result.history
     assert result.checkpoint["scaler_state"], "no GradScaler state: fp16 autocast did not run"
     assert result.checkpoint["model_state"]["encoder.0.3.weight"].is_contiguous(memory_format=torch.channels_last)  # 4 -> 4 maps: not trivially so
@@ -163,3 +163,27 @@ def test_a_checkpoint_saved_on_cuda_loads_on_the_cpu_and_back(tmp_path):
     noisy = corrupt(faces(32), CONFIG.noise, make_generator(0))
     with torch.no_grad(), full_fp32():
         assert torch.allclose(on_gpu(noisy.cuda()).cpu(), on_cpu(noisy), rtol=0.0, atol=1e-4)
+
+
+def test_the_deterministic_setting_repeats_cuda_runs_bit_for_bit_and_restores_the_flags():
+    config = replace(CONFIG, deterministic=True, model=replace(CONFIG.model, bottleneck="dense"))  # dense: cuBLAS as well as cuDNN
+    data = smooth_splits(train=64, val=16, test=8)
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled())
+    during = []
+    first = fit(config, data, on_epoch=lambda report: during.append(
+        (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled())))
+    again = fit(config, data)
+    assert during == [(True, False, True)] * config.epochs
+    assert (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled()) == before
+    assert torch.equal(weights(first.checkpoint), weights(again.checkpoint))
+    assert [h["train_loss"] for h in first.history] == [h["train_loss"] for h in again.history]
+
+
+def test_fit_in_bf16_on_cuda_learns_without_a_gradient_scaler_and_auto_picks_it_where_supported():
+    result = fit(replace(CONFIG, precision="bf16", epochs=4), smooth_splits(train=256, val=64, test=8))
+    assert not result.checkpoint["scaler_state"], "a GradScaler ran: bf16 needs none"
+    assert all(t.dtype == torch.float32 for t in result.checkpoint["model_state"].values() if t.is_floating_point())
+    assert max(epoch["val_psnr"] for epoch in result.history[1:]) > result.history[0]["val_psnr"]
+    assert result.best["val_psnr"] > result.history[0]["noisy_psnr"]
+    auto = fit(replace(CONFIG, precision="auto", epochs=1), smooth_splits(train=64, val=16, test=8))
+    assert auto.checkpoint["config"]["precision"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")

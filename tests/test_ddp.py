@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 
 from denoise_core.data import Splits
 from denoise_core.model import ModelConfig
-from denoise_core.fit import TrainConfig, fit
+from denoise_core.fit import Diverged, TrainConfig, fit
 from synthetic import smooth_splits
 
 WORLD_SIZE = 2
@@ -85,3 +85,33 @@ def test_all_ranks_stop_when_rank_zero_asks_to(tmp_path):
     ranks = run_ranks(tmp_path, rank_zero_stops_at=1)
     assert [r["stopped_at"] for r in ranks] == [1, 1]
     assert [r["stopped_early"] for r in ranks] == [False, False]
+
+
+def spoil_validation_on_rank_one(core: torch.nn.Module) -> torch.nn.Module:
+    """Rank 1's model answers NaN when evaluated (training is untouched): a divergence that only one rank sees."""
+    if dist.get_rank() == 1:
+        core.register_forward_hook(lambda module, inputs, output: output if module.training else torch.full_like(output, float("nan")))
+    return torch.nn.parallel.DistributedDataParallel(core)
+
+
+def diverge_rank(rank: int, store: str, out: str) -> None:
+    """One rank's run where only rank 1 diverges; saves how the run ended, so a rank left waiting shows as a timeout."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD_SIZE, timeout=timedelta(seconds=20))
+    try:
+        fit(CONFIG, twin_shards(), device=torch.device("cpu"), wrap_model=spoil_validation_on_rank_one, rank=rank, world_size=WORLD_SIZE)
+        ended = "finished"
+    except Exception as error:  # noqa: BLE001 - what ended the run is the result
+        ended = f"{type(error).__name__}: {error}"
+    finally:
+        dist.destroy_process_group()
+    Path(out, f"rank{rank}.txt").write_text(ended)
+
+
+@pytest.mark.timeout(120)
+def test_a_divergence_on_one_rank_ends_every_rank_with_diverged(tmp_path):
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("NUMBA_NUM_THREADS", "1")
+        mp.spawn(diverge_rank, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=WORLD_SIZE, join=True)
+    ended = [(tmp_path / f"rank{rank}.txt").read_text() for rank in range(WORLD_SIZE)]
+    assert all(text.startswith(f"{Diverged.__name__}: training diverged at epoch 1") for text in ended), ended
+    assert "on another rank" in ended[0] and "val nan" in ended[1]

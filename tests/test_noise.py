@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from denoise_core.noise import NoiseSpec, corrupt, gaussian, impulse_mask, make_generator, salt_and_pepper
+from denoise_core.noise import NoiseSource, NoiseSpec, corrupt, gaussian, impulse_mask, make_generator, salt_and_pepper
 
 
 def grey(count: int = 64) -> torch.Tensor:
@@ -180,3 +180,12 @@ def test_jpeg_noise_comes_last_and_keeps_the_generator_stream_of_the_noise_befor
     from denoise_core.noise import jpeg
 
     assert torch.equal(saved, jpeg(plain, 95.0))
+
+
+@pytest.mark.parametrize("text", ["sp:0.2", "gauss:5-55", "none", "sp:0.02-0.9|gauss:5-55|sp:0.05-0.3+gauss:5-30", "rv:0.1+jpeg:50-90|sp:0.1"])
+def test_a_parsed_noise_source_draws_batch_after_batch_what_corrupt_draws(text):
+    images = torch.rand(6, 1, 48, 48, generator=torch.Generator().manual_seed(1))
+    source, generator = NoiseSource.parse(text, make_generator(7)), make_generator(7)
+    for _ in range(3):
+        assert torch.equal(source(images), corrupt(images, text, generator))
+    assert torch.equal(source.generator.get_state(), generator.get_state())

@@ -9,7 +9,7 @@ import pytest
 from denoise_core.checkpoint import load_checkpoint
 from denoise_core.model import ConvAutoencoder, model_config_from_dict
 from denoise_core.settings import load_yaml_file
-from denoise_core.fit import load_initial_weights
+from denoise_core.fit import config_from_dict, load_initial_weights
 from denoise_core.train import resolve_config
 from study.config import build_config
 
@@ -36,6 +36,7 @@ def test_recipe_builds_and_its_warm_start_fits(recipe, monkeypatch):
     monkeypatch.chdir(ROOT)  # a recipe's init is relative to the repository root, where the card runs it
     config = resolve_config(load_yaml_file(recipe), [])
     shipped = load_checkpoint(recipe.with_suffix(".pt"))
+    assert config.precision == config_from_dict(shipped["config"]).precision == "fp32"  # pinned: the replay stays bit-identical
     assert model_config_from_dict(shipped["config"]["model"]) == config.model
     if config.init:
         assert Path(config.init).resolve().is_relative_to(MODELS) and Path(config.init).resolve() != recipe.with_suffix(".pt")
@@ -47,7 +48,7 @@ def test_study_file_builds_over_the_workstation_preset_and_its_recipe_is_one_of_
     monkeypatch.chdir(ROOT)
     study = build_config("workstation", str(study_file))
     recipe = resolve_config(load_yaml_file(study_file.with_name(study_file.name.replace(".study", ""))), [])
-    for setting in ("noise", "val_noise", "loss", "epochs", "train_size", "val_size", "val_unique", "init"):
+    for setting in ("noise", "val_noise", "loss", "epochs", "train_size", "val_size", "val_unique", "init", "precision"):
         if setting not in study.search:
             assert getattr(recipe, setting) == getattr(study.train, setting) or (
                 setting == "init" and (ROOT / recipe.init).resolve() == Path(study.train.init)), setting

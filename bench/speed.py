@@ -1,0 +1,138 @@
+"""Training speed of ``fit`` on the CPU by number format, memory layout and compilation, side by side in one run.
+
+    python bench/speed.py [--quick] [--threads 1 2] [--variants fp32,bf16,fp32-cl,bf16-cl,fp32-cl-compile,bf16-cl-compile]
+
+One row per model size (base width 16, 32, 64; plain, or with refinement layers and ``mirror``) and thread count:
+``fit``'s training images per second in fp32 with the default (contiguous) layout, and every other variant as a
+ratio to it, measured in the same run one after the other. A variant's images/s is its last epoch's (the first
+epoch holds oneDNN's warm-up, and torch.compile's compilation: its seconds are the ``compile_s`` column, the first
+epoch's time over the last's). ``peak``: the share of the CPU's peak that fp32 and bf16 channels-last reach, where the
+peak is a large (2048 x 2048) matrix product in that format timed in the same run at the same thread count, and a
+training step's work is counted by ``torch.utils.flop_counter`` (forward and backward). ``--quick`` is a smoke test
+on tiny sizes; the full size takes an idle machine about an hour, so run it there, not beside other jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from denoise_core.data import Splits  # noqa: E402
+from denoise_core.fit import TrainConfig, fit  # noqa: E402
+from denoise_core.model import ConvAutoencoder, ModelConfig  # noqa: E402
+
+VARIANTS = ("fp32", "bf16", "fp32-cl", "bf16-cl", "fp32-cl-compile", "bf16-cl-compile")
+FULL = {"widths": (16, 32, 64), "faces": 1024, "batch_size": 64, "epochs": 2, "matmul": 2048}
+QUICK = {"widths": (4,), "faces": 64, "batch_size": 16, "epochs": 2, "matmul": 256}
+
+
+def faces(count: int, seed: int = 0) -> np.ndarray:
+    """Random uint8 48x48 images: speed does not depend on what the pixels show."""
+    return np.random.default_rng(seed).integers(0, 256, size=(count, 48, 48), dtype=np.uint8)
+
+
+def model_config(width: int, extras: bool) -> ModelConfig:
+    """The shipped blind model's shape at ``width``, with or without refinement layers and mirror averaging."""
+    shape = ModelConfig(base_width=width, bottleneck_size=2 * width, dropout=0.0, skip=True, mask_input=True, gate=True)
+    return replace(shape, refine=4, refine_width=2 * width, mirror=True) if extras else shape
+
+
+def contiguous(model: torch.nn.Module) -> torch.nn.Module:
+    """fit's wrap_model hook: undoes the channels-last layout fit uses on the CPU."""
+    return model.to(memory_format=torch.contiguous_format)
+
+
+def measure_variant(config: TrainConfig, data: Splits, variant: str) -> tuple[float, float]:
+    """``fit``'s last-epoch training images/s for one variant, and its first epoch's seconds over the last's."""
+    precision, *options = variant.split("-")
+    run = replace(config, precision=precision, compile="compile" in options)
+    result = fit(run, data, wrap_model=None if "cl" in options else contiguous)
+    first, last = result.history[0], result.history[-1]
+    return last["images_per_second"], max(0.0, first["seconds"] - last["seconds"])
+
+
+def step_flops(model_config: ModelConfig, batch_size: int) -> float:
+    """Floating-point operations of one training step per image (forward and backward, convolutions and products)."""
+    model = ConvAutoencoder(model_config)
+    images = torch.rand(batch_size, 1, 48, 48)
+    with FlopCounterMode(display=False) as counter:
+        F.mse_loss(model(images), images).backward()
+    return counter.get_total_flops() / batch_size
+
+
+def matmul_peak(size: int, dtype: torch.dtype, repeats: int = 5) -> float:
+    """FLOP/s of a large square matrix product in ``dtype``: the most this CPU's cores sustain in that format."""
+    a, b = torch.rand(size, size).to(dtype), torch.rand(size, size).to(dtype)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2.0 * size**3 * repeats / (time.perf_counter() - started)
+
+
+def measure_row(width: int, extras: bool, threads: int, sizes: dict, variants: tuple[str, ...]) -> dict[str, object]:
+    model = model_config(width, extras)
+    config = TrainConfig(model=model, noise="sp:0.02-0.5|gauss:5-55", loss="psnr", epochs=sizes["epochs"], batch_size=sizes["batch_size"],
+                         patience=sizes["epochs"] + 1, seed=0, device="cpu", num_threads=threads, precision="fp32")
+    data = Splits(train=faces(sizes["faces"]), val=faces(16, seed=1), test=faces(2, seed=2), test_in_training=np.zeros(2, dtype=bool))
+    speeds = {variant: measure_variant(config, data, variant) for variant in variants}
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        peaks = {dtype: matmul_peak(sizes["matmul"], dtype) for dtype in (torch.float32, torch.bfloat16)}
+    finally:
+        torch.set_num_threads(saved)
+    flops = step_flops(model, sizes["batch_size"])
+    base = speeds[variants[0]][0]
+    row: dict[str, object] = {"width": width, "refine+mirror": extras, "threads": threads, f"{variants[0]} img/s": round(base, 1)}
+    row |= {f"{variant} x": round(speeds[variant][0] / base, 2) for variant in variants[1:]}
+    row |= {f"{variant} compile_s": round(speeds[variant][1], 1) for variant in variants if variant.endswith("compile")}
+    for variant, dtype in (("fp32", torch.float32), ("bf16-cl", torch.bfloat16)):
+        if variant in speeds:
+            row[f"{variant} peak"] = round(speeds[variant][0] * flops / peaks[dtype], 3)
+    return row
+
+
+def format_table(rows: list[dict[str, object]]) -> str:
+    columns = list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python bench/speed.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the table, not a measurement")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure (default: 1 2)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, the first is the reference (default: {','.join(VARIANTS)})")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, object]]:
+    args = parse_args(argv)
+    sizes, variants = QUICK if args.quick else FULL, tuple(args.variants.split(","))
+    rows = [measure_row(width, extras, threads, sizes, variants)
+            for width in sizes["widths"] for extras in (False, True) for threads in args.threads]
+    print(f"fit training speed, torch {torch.__version__}, {len(sizes['widths'])} widths; ratios to {variants[0]} in this run")
+    print(format_table(rows))
+    return rows
+
+
+if __name__ == "__main__":
+    main()

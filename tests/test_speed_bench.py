@@ -1,0 +1,37 @@
+"""bench/speed.py at its --quick size: the table has its columns and plausible numbers (not a measurement)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_speed", REPO_ROOT / "bench" / "speed.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_speed"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_quick_speed_table_has_a_row_per_size_and_a_ratio_per_variant(capsys):
+    speed = load_bench()
+    rows = speed.main(["--quick", "--threads", "1", "--variants", "fp32,bf16-cl,fp32-cl"])
+    assert [(row["width"], row["refine+mirror"], row["threads"]) for row in rows] == [(4, False, 1), (4, True, 1)]
+    for row in rows:
+        assert list(row) == ["width", "refine+mirror", "threads", "fp32 img/s", "bf16-cl x", "fp32-cl x", "fp32 peak", "bf16-cl peak"]
+        assert row["fp32 img/s"] > 0 and 0.05 < row["bf16-cl x"] < 20 and 0.05 < row["fp32-cl x"] < 20
+        assert 0 < row["fp32 peak"] < 1.5 and 0 < row["bf16-cl peak"] < 1.5
+    table = capsys.readouterr().out
+    assert "| width | refine+mirror | threads | fp32 img/s | bf16-cl x | fp32-cl x | fp32 peak | bf16-cl peak |" in table
+
+
+def test_the_speed_bench_refuses_an_unknown_variant(capsys):
+    with pytest.raises(SystemExit):
+        load_bench().parse_args(["--variants", "fp32,fp8"])
+    assert "unknown variant(s) fp8" in capsys.readouterr().err
