@@ -86,7 +86,8 @@ def measure_row(width: int, extras: bool, threads: int, sizes: dict, variants: t
     model = model_config(width, extras)
     config = TrainConfig(model=model, noise="sp:0.02-0.5|gauss:5-55", loss="psnr", epochs=sizes["epochs"], batch_size=sizes["batch_size"],
                          patience=sizes["epochs"] + 1, seed=0, device="cpu", num_threads=threads, precision="fp32")
-    data = Splits(train=faces(sizes["faces"]), val=faces(16, seed=1), test=faces(2, seed=2), test_in_training=np.zeros(2, dtype=bool))
+    data = Splits(train=faces(sizes["faces"]), val=faces(16, seed=1), test=faces(2, seed=2), test_in_training=np.zeros(2, dtype=bool),
+                  val_in_training=np.zeros(16, dtype=bool))
     speeds = {variant: measure_variant(config, data, variant) for variant in variants}
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
