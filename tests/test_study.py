@@ -118,14 +118,29 @@ def test_diverging_trial_is_recorded_as_failed(study_env):
 
 
 def worker_dying_once_after_epoch_1(marker: Path, trained: Path):
-    """The real Train worker loop, except that the first worker to report epoch 1 (with its checkpoint) then dies;
-    every worker notes each epoch it trained in ``trained`` (epoch and process id, a line each)."""
+    """The real Train worker loop, except that the first worker to report epoch 1 dies once Ray Train has taken up that
+    epoch's checkpoint (a worker that dies at once loses its last report, and so its checkpoint, with it); every worker
+    notes each epoch it trained in ``trained`` (epoch and process id, a line each). Ray pickles what it calls by value
+    (this module cannot be imported on a worker), so everything it needs is defined in here."""
+    def registered_epochs(train_storage: str) -> set:
+        """The epochs whose checkpoints Ray Train has taken up: those its checkpoint manager lists in the run's snapshot."""
+        found = set()
+        for snapshot in Path(train_storage).glob("*/checkpoint_manager_snapshot.json"):
+            try:
+                found |= {result["metrics"].get("epoch") for result in json.loads(snapshot.read_text())["checkpoint_results"]}
+            except (OSError, ValueError, KeyError):  # being written
+                continue
+        return found
+
     def worker_loop(params):
         def report(metrics, directory):
             with trained.open("a") as notes:
                 notes.write(f"{metrics.get('epoch')} {os.getpid()}\n")
             report_to_train(metrics, directory)
             if metrics.get("epoch") == 1 and not marker.exists():
+                deadline = time.monotonic() + 120
+                while 1 not in registered_epochs(params["train_storage"]) and time.monotonic() < deadline:
+                    time.sleep(0.2)
                 marker.write_text(f"worker {os.getpid()} killed after epoch 1\n")
                 os._exit(1)
 
