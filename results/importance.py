@@ -1,11 +1,13 @@
-"""Hyperparameter importance and the parallel-coordinates plot, through an in-memory Optuna study.
+"""Hyperparameter importance and the parallel-coordinates plot, through Optuna.
 
-The trial table is replayed into ``optuna.create_study`` with the search space of ``study.yaml`` (so a
-log-uniform learning rate is treated as log-scaled), one trial per *completed* trial: ASHA-stopped trials
-are left out, as Optuna leaves pruned trials out of its importance. Every table names its evaluator: Optuna's
-default, PED-ANOVA, always; fANOVA (a random forest, so it needs scikit-learn) beside it from ``FANOVA_TRIALS``
-completed trials on, since two evaluators that agree are worth more than one. With only a handful of trials
-importances are a hint, not a measurement.
+The trials come from the study's own Optuna database (``optuna.db``, read through Optuna's public API), so each
+parameter has the distribution it was sampled from. A study without one (started before studies kept a database, or
+kept on a database server) is replayed from its trial table with the search space of ``study.yaml`` (so a log-uniform
+learning rate is treated as log-scaled). Either way only *completed* trials count: ASHA-stopped trials are left out, as
+Optuna leaves pruned trials out of its importance. Every table names its evaluator: Optuna's default, PED-ANOVA,
+always; fANOVA (a random forest, so it needs scikit-learn) beside it from ``FANOVA_TRIALS`` completed trials on, since
+two evaluators that agree are worth more than one. With only a handful of trials importances are a hint, not a
+measurement.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from denoise_core.errors import InputError
 from denoise_core.space import parameters
 from denoise_core.study_files import COMPLETED, usable_rows
 from results.study_dir import Study
@@ -25,6 +28,7 @@ from results.study_dir import Study
 MIN_TRIALS = 2
 FANOVA_TRIALS = 10  # a forest on fewer trials fits noise
 PED_ANOVA, FANOVA = "PED-ANOVA", "fANOVA"
+DB_FILE = "optuna.db"  # the study's Optuna storage, as study.optuna_db names it
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,46 @@ def _number(value: Any) -> float | None:
         return None
 
 
+def recorded_trials(study: Study) -> list[tuple[dict, dict, float]] | None:
+    """(params, distributions, value) of each COMPLETE trial in the study's ``optuna.db``, or None when it has none.
+
+    The database is only read: no table is created in it, and a file that is not an Optuna database is a one-line error.
+    """
+    import optuna
+    import sqlalchemy
+    from optuna.trial import TrialState
+
+    path = study.path / DB_FILE
+    if not path.is_file():
+        return None
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{path.resolve()}", skip_table_creation=True)
+        if study.name not in optuna.get_all_study_names(storage):
+            return None
+        recorded = optuna.load_study(study_name=study.name, storage=storage)
+        return [(t.params, t.distributions, float(t.value)) for t in recorded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.OptunaError, RuntimeError) as error:
+        cause = error.__cause__ or error  # Optuna wraps the database's own words
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise InputError(f"{path} is not a readable Optuna database ({first}); move it away to compute importance from trials.csv") from None
+
+
+def replayed_trials(study: Study) -> list[tuple[dict, dict, float]]:
+    """(params, distributions, value) of each completed trial of the trial table, with the distributions of ``study.yaml``."""
+    specs = parameters(study.config.get("search") or {})
+    completed = study.trials[usable_rows(study.trials, study.metric) & (study.trials["status"] == COMPLETED)]
+    names = [c[len("param_"):] for c in study.param_columns]
+    dists = {name: distribution(specs.get(name), completed[f"param_{name}"].dropna()) for name in names
+             if completed[f"param_{name}"].notna().any()} if len(completed) else {}
+    trials = []
+    for _, row in completed.iterrows():  # a conditional parameter is absent from the trials whose options did not use it
+        params = {name: as_choice(row[f"param_{name}"], dist) for name, dist in dists.items() if pd.notna(row[f"param_{name}"])}
+        trials.append((params, {name: dists[name] for name in params}, float(row[study.metric])))
+    return trials
+
+
 def optuna_study(study: Study, short_names: bool = False):
-    """The completed trials as an in-memory Optuna study, and how many there are.
+    """The completed trials as an in-memory Optuna study, how many there are, and where they come from (``optuna.db`` or ``trials.csv``).
 
     ``short_names`` keeps the last part of each dotted setting (``bottleneck_size``), for plots whose axis labels
     Optuna cuts at 20 characters, unless two settings would then share a name.
@@ -85,20 +127,18 @@ def optuna_study(study: Study, short_names: bool = False):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    specs = parameters(study.config.get("search") or {})
-    completed = study.trials[usable_rows(study.trials, study.metric) & (study.trials["status"] == COMPLETED)]
-    names = [c[len("param_"):] for c in study.param_columns]
-    dists = {name: distribution(specs.get(name), completed[f"param_{name}"].dropna()) for name in names
-             if completed[f"param_{name}"].notna().any()} if len(completed) else {}
+    trials, source = recorded_trials(study), DB_FILE
+    if trials is None:
+        trials, source = replayed_trials(study), "trials.csv"
+    names = list(dict.fromkeys(name for params, _, _ in trials for name in params))
     shown = {name: name.rsplit(".", 1)[-1] if short_names else name for name in names}
     if len(set(shown.values())) < len(shown):
         shown = {name: name for name in names}
     replay = optuna.create_study(direction="minimize" if study.mode == "min" else "maximize", study_name=study.name)
-    for _, row in completed.iterrows():  # a conditional parameter is absent from the trials whose options did not use it
-        params = {shown[name]: as_choice(row[f"param_{name}"], dist) for name, dist in dists.items() if pd.notna(row[f"param_{name}"])}
-        replay.add_trial(optuna.trial.create_trial(params=params, distributions={shown[name]: dists[name] for name in dists if shown[name] in params},
-                                                   value=float(row[study.metric])))
-    return replay, len(completed)
+    for params, dists, value in trials:
+        replay.add_trial(optuna.trial.create_trial(params={shown[name]: v for name, v in params.items()},
+                                                   distributions={shown[name]: d for name, d in dists.items()}, value=value))
+    return replay, len(trials), source
 
 
 def evaluator(name: str):
@@ -125,7 +165,7 @@ def param_importance(study: Study) -> Importance:
     """Each searched hyperparameter's importance for the validation metric by PED-ANOVA (and fANOVA from 10 trials), or why there is none."""
     if not study.param_columns:
         return Importance(None, "the study searched no hyperparameters (no param_* columns in trials.csv)", 0)
-    replay, count = optuna_study(study)
+    replay, count, source = optuna_study(study)
     if count < MIN_TRIALS:
         return Importance(None, f"importance needs at least {MIN_TRIALS} completed trials; this study has {count}", count)
     ped_anova = importance_column(replay, PED_ANOVA) if len({trial.value for trial in replay.trials}) > 1 else None
@@ -141,8 +181,8 @@ def param_importance(study: Study) -> Importance:
     table = table.sort_values(PED_ANOVA, ascending=False, kind="stable").rename_axis("parameter").reset_index()
     if fanova is not None:
         return Importance(table, f"PED-ANOVA importance (Optuna's default) and fANOVA importance (random forest, seed 0) of {study.metric} "
-                                 f"over {count} completed trials", count)
-    return Importance(table, f"PED-ANOVA importance (Optuna's default) of {study.metric} over {count} completed trials ({why})", count)
+                                 f"over {count} completed trials (from {source})", count)
+    return Importance(table, f"PED-ANOVA importance (Optuna's default) of {study.metric} over {count} completed trials (from {source}; {why})", count)
 
 
 def plot_importance(importance: Importance, path: Path) -> None:
@@ -176,7 +216,7 @@ def plot_parallel_coordinates(study: Study, path: Path) -> str | None:
 
     if not study.param_columns:
         return "the study searched no hyperparameters"
-    replay, count = optuna_study(study, short_names=True)
+    replay, count, _ = optuna_study(study, short_names=True)
     if count < 1:
         return "no completed trial to draw"
     with warnings.catch_warnings():

@@ -131,8 +131,9 @@ def timeline_blocks(study: Study, epochs: pd.DataFrame, work: Path) -> list:
 
 def importance_blocks(study: Study, work: Path) -> list:
     importance = param_importance(study)
-    blocks = [Text("Hyperparameter importance: the completed trials of trials.csv (ASHA-stopped trials left out, as Optuna leaves pruned "
-                   f"trials out) replayed into an in-memory Optuna study with the search space of study.yaml; each column names its "
+    blocks = [Text("Hyperparameter importance: the completed trials of the study's Optuna database (optuna.db; a study without one has "
+                   f"its trials.csv replayed into an in-memory Optuna study with the search space of study.yaml), ASHA-stopped trials "
+                   f"left out, as Optuna leaves pruned trials out; the note below says which; each column names its "
                    f"evaluator. PED-ANOVA (Optuna's default) compares where the best trials' settings fall with the whole search space; "
                    f"from {FANOVA_TRIALS} completed trials fANOVA (the variance a random forest fitted to the trials attributes to each "
                    "setting) stands beside it. Where the two disagree, neither is a measurement.")]

@@ -1,13 +1,19 @@
-"""Ray's ``OptunaSearch``, asking and telling through the study's database, with what Ray leaves out of it.
+"""The study's Tune searcher: Optuna's seeded TPE through Optuna's public ask-and-tell, recording what happened to each trial.
 
-A trial's Optuna state says what happened to it: COMPLETE with its selection metric (the best epoch's, as the
-exported model is that epoch's), PRUNED when ASHA stopped it, FAIL when it diverged or raised. Each epoch is
-one intermediate value; the trial's settings and validation scores are user attributes, and its
+Each Tune trial is one Optuna trial, asked for (``study.ask()``) and sampled define-by-run from the search space
+(``study.space.sample``). Its Optuna state says what happened to it: COMPLETE with its selection metric (the best
+epoch's, as the exported model is that epoch's), PRUNED when ASHA stopped it, FAIL when it diverged or raised.
+Each epoch is one intermediate value; the trial's settings and validation scores are user attributes, and its
 noisy | denoised | clean grids are artifacts. Everything is written by the driver, where the searcher runs.
+
+Everything lasting is in the Optuna database. The searcher's own state, which Tune saves beside the experiment for a
+resume, is plain JSON (which Tune trial is which Optuna trial number, which are told, the last epoch recorded), so
+resuming a study directory someone sent you reads data and runs none of its code.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import warnings
@@ -15,16 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ray.tune.search.optuna import OptunaSearch
+from ray.tune.search import Searcher
 
 from denoise_core.space import assignments
 from denoise_core.study_files import COMPLETED, FAILED, STOPPED_BY_ASHA, trial_status
 from study import space
-from study.config import StudyConfig
+from study.config import StudyConfig, StudyConfigError
 from study.optuna_db import TUNE_TRIAL_ID, StudyArtifactStore, artifact_uri, open_storage
 from study.trial import IMAGES
 
 VALIDATION_ATTRS = ("best_epoch", "best_val_psnr", "best_val_ssim", "best_val_loss", "noisy_psnr", "parameters")
+STATE_KEYS = ("trials", "told", "recorded")
 
 
 def optuna_state(status: str):
@@ -34,67 +41,91 @@ def optuna_state(status: str):
     return {COMPLETED: TrialState.COMPLETE, STOPPED_BY_ASHA: TrialState.PRUNED}.get(status, TrialState.FAIL)
 
 
-class RecordingSearch(OptunaSearch):
-    """``OptunaSearch`` whose Optuna trials say what happened to the Tune trials (see the module docstring)."""
+def open_study(config: StudyConfig, storage: Any, seed: int):
+    """The study's Optuna study (created on first use) with TPE seeded by ``seed``; Optuna never prunes (ASHA does)."""
+    import optuna
+
+    return optuna.create_study(storage=storage, study_name=config.name, load_if_exists=True,
+                               sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.NopPruner(),
+                               direction="minimize" if config.mode == "min" else "maximize")
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+class RecordingSearch(Searcher):
+    """A Tune ``Searcher`` over an Optuna study, whose Optuna trials say what happened to the Tune trials (see the module docstring)."""
+
+    CKPT_FILE_TMPL = "searcher-state-{}.json"
 
     def __init__(self, config: StudyConfig, url: str) -> None:
-        import optuna
-
-        super().__init__(space=space.sampler_for(config.search), sampler=optuna.samplers.TPESampler(seed=config.seed),
-                         metric=config.metric, mode=config.mode, storage=open_storage(url), study_name=config.name)
-        self._config = config
+        super().__init__(metric=config.metric, mode=config.mode)
+        self._config, self._storage = config, open_storage(url)
+        self._study = open_study(config, self._storage, config.seed)
         self._artifacts = StudyArtifactStore(artifact_uri(config))
+        self._trials: dict[str, Any] = {}  # Tune trial id -> its running Optuna trial
+        self._numbers: dict[str, int] = {}  # Tune trial id -> Optuna trial number, told or not
+        self._told: set[str] = set()
         self._recorded: dict[str, int] = {}  # the last epoch recorded per Tune trial
         with warnings.catch_warnings():  # metric names are an experimental Optuna feature; the dashboard labels its axes with them
             warnings.simplefilter("ignore")
-            self._ot_study.set_metric_names([config.metric])
+            self._study.set_metric_names([config.metric])
         for key, value in {"study_uri": config.study_uri, "metric": config.metric, "num_samples": config.num_samples,
                            "search": config.search}.items():
-            self._ot_study.set_user_attr(key, value)
+            self._study.set_user_attr(key, value)
 
     def suggest(self, trial_id: str) -> dict | None:
-        params = super().suggest(trial_id)
-        if params is not None:
-            self._ot_trials[trial_id].set_user_attr(TUNE_TRIAL_ID, trial_id)
-        return params
+        ot_trial = self._study.ask()
+        space.sample(self._config.search, ot_trial)
+        ot_trial.set_user_attr(TUNE_TRIAL_ID, trial_id)
+        self._trials[trial_id], self._numbers[trial_id] = ot_trial, ot_trial.number
+        return dict(ot_trial.params)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._ot_trials and trial_id not in self._completed_trials:
+        if trial_id in self._trials and trial_id not in self._told:
             self._record_epoch(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        ot_trial = self._ot_trials.get(trial_id)
-        if ot_trial is None or trial_id in self._completed_trials:
+        ot_trial = self._trials.get(trial_id)
+        if ot_trial is None or trial_id in self._told:
             return
         metrics = result or {}
         self._record_epoch(trial_id, metrics)  # Tune hands the result that ends a trial to this method only
         status = trial_status("raised" if error else None, metrics, ended=True, planned_epochs=self._config.train.epochs,
                               asha=self._config.scheduler == "asha")
-        ot_trial.set_user_attr("status", status)
-        ot_trial.set_user_attr("epochs", metrics.get("epoch"))
-        for name in VALIDATION_ATTRS:
-            if isinstance(metrics.get(name), (int, float)) and math.isfinite(metrics[name]):
-                ot_trial.set_user_attr(name, metrics[name])
+        attrs = {"status": status, "epochs": metrics.get("epoch"), **{name: metrics[name] for name in VALIDATION_ATTRS if finite(metrics.get(name))},
+                 "settings": dict(assignments(self._config.search, ot_trial.params))}
         if metrics.get("train_node_ip", metrics.get("node_ip")):
-            ot_trial.set_user_attr("node", metrics.get("train_node_ip", metrics.get("node_ip")))
-        ot_trial.set_user_attr("settings", dict(assignments(self._config.search, ot_trial.params)))
-        state = optuna_state(status)
-        value = metrics.get(f"best_{self.metric}")
-        if state.name == "COMPLETE" and not (isinstance(value, (int, float)) and math.isfinite(value)):
-            state, value = optuna_state(FAILED), None
-        self._ot_study.tell(ot_trial, float(value) if state.name == "COMPLETE" else None, state=state)
-        self._completed_trials.add(trial_id)
+            attrs["node"] = metrics.get("train_node_ip", metrics.get("node_ip"))
+        for key, value in attrs.items():
+            ot_trial.set_user_attr(key, value)
+        state, value = optuna_state(status), metrics.get(f"best_{self.metric}")
+        if state.name == "COMPLETE" and not finite(value):
+            state = optuna_state(FAILED)
+        self._study.tell(ot_trial, float(value) if state.name == "COMPLETE" else None, state=state)
+        self._told.add(trial_id)
+        del self._trials[trial_id]
+
+    def save(self, checkpoint_path: str) -> None:
+        state = {"trials": self._numbers, "told": sorted(self._told), "recorded": self._recorded}
+        Path(checkpoint_path).write_text(json.dumps(state, indent=1))
 
     def restore(self, checkpoint_path: str) -> None:
-        """After a resume, an Optuna trial asked for after the searcher's last save (a hard stop) belongs to no
-        Tune trial: it is told FAIL, so the study keeps one running trial per Tune trial."""
-        from optuna.trial import TrialState
+        """Continue from the saved JSON state with a TPE seeded by the study's seed plus the trials asked so far (so a
+        resume draws reproducibly). An Optuna trial asked for after the last save (a hard stop) belongs to no Tune
+        trial: it is told FAIL, so the study keeps one running trial per Tune trial."""
+        from optuna.trial import Trial, TrialState
 
-        super().restore(checkpoint_path)
-        known = {ot_trial.number for ot_trial in self._ot_trials.values()}
-        for orphan in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            if orphan.number not in known:
-                self._ot_study.tell(orphan.number, state=TrialState.FAIL)
+        state = read_state(checkpoint_path)
+        self._numbers, self._told, self._recorded = dict(state["trials"]), set(state["told"]), dict(state["recorded"])
+        self._study = open_study(self._config, self._storage, self._config.seed + len(self._study.get_trials(deepcopy=False)))
+        study_id = self._storage.get_study_id_from_name(self._config.name)
+        running = {t.number for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))}
+        self._trials = {trial_id: Trial(self._study, self._storage.get_trial_id_from_study_id_trial_number(study_id, number))
+                        for trial_id, number in self._numbers.items() if trial_id not in self._told and number in running}
+        for orphan in sorted(running - set(self._numbers.values())):
+            self._study.tell(orphan, state=TrialState.FAIL)
 
     def _record_epoch(self, trial_id: str, result: dict) -> None:
         """The epoch's validation metric as an intermediate value and its grid as an artifact, once per epoch."""
@@ -102,8 +133,8 @@ class RecordingSearch(OptunaSearch):
         if not isinstance(epoch, int) or epoch <= self._recorded.get(trial_id, 0):
             return
         self._recorded[trial_id] = epoch
-        ot_trial, value = self._ot_trials[trial_id], result.get(self.metric)
-        if isinstance(value, (int, float)) and math.isfinite(value):
+        ot_trial, value = self._trials[trial_id], result.get(self.metric)
+        if finite(value):
             ot_trial.report(float(value), epoch)
         if IMAGES in result:
             self._upload_grid(ot_trial, np.asarray(result[IMAGES], dtype=np.uint8), epoch)
@@ -116,3 +147,17 @@ class RecordingSearch(OptunaSearch):
             path = Path(directory) / f"grid-epoch-{epoch:03d}.png"
             Image.fromarray(grid.reshape(grid.shape[-2:])).save(path)
             upload_artifact(artifact_store=self._artifacts, file_path=str(path), study_or_trial=ot_trial, mimetype="image/png")
+
+
+def read_state(path: str) -> dict[str, Any]:
+    """The searcher's saved state, checked to be the plain JSON ``save`` writes, or a one-line error naming the file."""
+    try:
+        state = json.loads(Path(path).read_text())
+        valid = (isinstance(state, dict) and set(state) == set(STATE_KEYS) and isinstance(state["trials"], dict)
+                 and all(isinstance(n, int) for n in state["trials"].values()) and isinstance(state["told"], list)
+                 and isinstance(state["recorded"], dict) and all(isinstance(e, int) for e in state["recorded"].values()))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        valid = False
+    if not valid:
+        raise StudyConfigError(f"{path} is damaged: it is not the searcher state a study writes, so the study cannot be resumed")
+    return state

@@ -23,9 +23,10 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
+import pyarrow.fs as pafs
 import torch
 import yaml
 
@@ -177,6 +178,8 @@ def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) 
     if resume and storage.exists(f"{study_uri}/{BEST_MODEL}"):
         raise OutputExists(f"study '{config.name}' has finished (its best model is {study_uri}/{BEST_MODEL}), so there is nothing to "
                            "resume; start another study with a new --name")
+    if resume:
+        refuse_pickled_searcher(config)
     if not resume and storage.exists(study_uri):
         raise OutputExists(f"study '{config.name}' already exists at {study_uri}; pass --resume to continue it or choose another --name")
     if not resume and config.optuna_storage:
@@ -198,74 +201,107 @@ def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) 
     return data_path
 
 
+def refuse_pickled_searcher(config: StudyConfig) -> None:
+    """A study begun when the searcher saved its state as a pickle cannot be resumed: loading it would run code from the folder."""
+    filesystem, path = storage.filesystem(config.study_uri)
+    names = [info.base_name for info in filesystem.get_file_info(pafs.FileSelector(path)) if info.base_name.startswith("searcher-state-")]
+    if any(name.endswith(".pkl") for name in names) and not any(name.endswith(".json") for name in names):
+        raise StudyConfigError(f"study '{config.name}' was begun by an older facestudy, whose searcher state ({path}/searcher-state-*.pkl) "
+                               "is a pickle that a resume would run as code; it cannot be resumed (its results can still be reported)")
+
+
 def _local_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def run_study(config: StudyConfig, resume: bool = False) -> StudySummary:
-    """Run (or resume) the study described by ``config`` on the connected Ray cluster."""
+TrialFunction = Callable[[dict[str, Any], dict[str, Any]], None]  # a Tune function trainable: (sampled, settings)
+
+
+def run_study(config: StudyConfig, resume: bool = False, trial: TrialFunction | None = None) -> StudySummary:
+    """Run (or resume) the study described by ``config`` on the connected Ray cluster.
+
+    ``trial`` is the Tune function every trial runs; by default ``tune_trial``, or ``tune_trial_with_trainer`` when
+    ``train_workers`` >= 1 (the tests pass one whose Train worker dies once, to check that it restarts from its checkpoint).
+    """
+    import ray
+
+    data_path = preflight(config, resume, joining=True)
+    resources = plan_resources(config, ray.cluster_resources())
+    trainable = study_trainable(config, resources, data_path, trial)
+    log.info("study %s: %d trials, %d at a time, %s per trial", config.study_uri, config.num_samples, resources.concurrent,
+             f"{resources.workers} TorchTrainer worker(s) x {resources.cpu:g} CPU / {resources.gpu:g} GPU" if resources.workers
+             else f"{resources.cpu:g} CPU / {resources.gpu:g} GPU in-process")
+    tuner = restored_tuner(config, trainable) if resume else new_tuner(config, trainable, resources)
+    with stop_signals() as received, optuna_db.answering(config):
+        results = tuner.fit()
+    statuses = saved_statuses(config.study_uri)
+    trials = trial_table(results, config, statuses)
+    write_trial_table(config.study_uri, trials)
+    if received or interrupted(statuses, config):
+        log.warning("study interrupted: resume it with --name %s --storage %s --resume", config.name, config.storage)
+        return StudySummary(study_uri=config.study_uri, trials=trials, best_trial=None, best_model=None, holdout=None, interrupted=True,
+                            stop_signal=received[0] if received else None)
+    best_trial, best_model, holdout = export_best(results, trials, config, data_path)
+    return StudySummary(study_uri=config.study_uri, trials=trials, best_trial=best_trial, best_model=best_model, holdout=holdout)
+
+
+def study_trainable(config: StudyConfig, resources: Resources, data_path: str, trial: TrialFunction | None) -> Any:
+    """The trial function with the settings every trial shares (a trial's config holds only its sampled parameters) and its resources."""
+    from ray import tune
+
+    train_settings = to_dict(config.train)
+    if train_settings["device"] == "auto":
+        train_settings["device"] = "cuda" if resources.gpu > 0 else "cpu"
+    settings = {
+        "train": train_settings, "search": config.search, "data": data_path, "grid_every": config.grid_every,
+        "max_failures": config.max_failures, "train_storage": f"{config.study_uri}/{TRAIN_RUNS}",
+        "resources": {"workers": resources.workers, "cpu": resources.cpu, "gpu": resources.gpu},
+    }
+    trial = trial or (tune_trial_with_trainer if resources.workers else tune_trial)
+    trial_resources = {"cpu": DRIVER_CPU} if resources.workers else {"cpu": resources.cpu, "gpu": resources.gpu}
+    return tune.with_resources(tune.with_parameters(trial, settings=settings), trial_resources)
+
+
+def restored_tuner(config: StudyConfig, trainable: Any) -> Any:
+    """Tune's saved experiment, continued."""
+    from ray import tune
+
+    log.info("resuming study %s", config.study_uri)
+    return tune.Tuner.restore(config.study_uri, trainable=trainable, resume_errored=True)
+
+
+def new_tuner(config: StudyConfig, trainable: Any, resources: Resources) -> Any:
+    """A Tuner searching with ``RecordingSearch`` (Optuna) and ASHA (or FIFO), after saving ``study.yaml``."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from study.console import ConsoleReporter
     from study.searcher import RecordingSearch
     from study.tensorboard import TrialCsvLogger, TrialJsonLogger, TrialTensorBoard
 
-    study_uri = config.study_uri
-    data_path = preflight(config, resume, joining=True)
-    yaml_uri = f"{study_uri}/{STUDY_CONFIG}"
-    import ray
-
-    resources = plan_resources(config, ray.cluster_resources())
-    train_settings = to_dict(config.train)
-    if train_settings["device"] == "auto":
-        train_settings["device"] = "cuda" if resources.gpu > 0 else "cpu"
-    settings = {  # the same for every trial; a trial's config holds only its sampled parameters
-        "train": train_settings, "search": config.search, "data": data_path, "grid_every": config.grid_every,
-        "max_failures": config.max_failures, "train_storage": f"{study_uri}/{TRAIN_RUNS}",
-        "resources": {"workers": resources.workers, "cpu": resources.cpu, "gpu": resources.gpu},
-    }
-    trainable = tune.with_parameters(tune_trial_with_trainer if resources.workers else tune_trial, settings=settings)
-    trial_resources = {"cpu": DRIVER_CPU} if resources.workers else {"cpu": resources.cpu, "gpu": resources.gpu}
-    trainable = tune.with_resources(trainable, trial_resources)
-    log.info("study %s: %d trials, %d at a time, %s per trial", study_uri, config.num_samples, resources.concurrent,
-             f"{resources.workers} TorchTrainer worker(s) x {resources.cpu:g} CPU / {resources.gpu:g} GPU" if resources.workers else f"{resources.cpu:g} CPU / {resources.gpu:g} GPU in-process")
+    storage.write_bytes(f"{config.study_uri}/{STUDY_CONFIG}", to_yaml(config).encode(), overwrite=False)
+    searcher = RecordingSearch(config, optuna_db.storage_url(config))
+    scheduler = (ASHAScheduler(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=config.max_epochs)
+                 if config.scheduler == "asha" else FIFOScheduler())
     run_config = tune.RunConfig(
         name=config.name, storage_path=storage_root(config.storage), verbose=config.verbose if config.verbose > 1 else 0,
         callbacks=[TrialJsonLogger(), TrialCsvLogger(), TrialTensorBoard(), *([ConsoleReporter(config)] if config.verbose == 1 else [])],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=0 if resources.workers else config.max_failures),
     )
-    if resume:
-        log.info("resuming study %s", study_uri)
-        tuner = tune.Tuner.restore(study_uri, trainable=trainable, resume_errored=True)
-    else:
-        storage.write_bytes(yaml_uri, to_yaml(config).encode(), overwrite=False)
-        searcher = RecordingSearch(config, optuna_db.storage_url(config))
-        scheduler = (
-            ASHAScheduler(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=config.max_epochs)
-            if config.scheduler == "asha" else FIFOScheduler()
-        )
-        tuner = tune.Tuner(
-            trainable, run_config=run_config,
-            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=config.num_samples,
-                                        max_concurrent_trials=resources.concurrent, metric=config.metric, mode=config.mode,
-                                        trial_dirname_creator=tune_trial_dirname),
-        )
-    with stop_signals() as received, optuna_db.answering(config):
-        results = tuner.fit()
-    statuses = saved_statuses(study_uri)
-    trials = trial_table(results, config, statuses)
-    for name, write in ((TRIALS_CSV, lambda df, buf: df.to_csv(buf, index=False)), (TRIALS_PARQUET, lambda df, buf: df.to_parquet(buf, index=False))):
-        buffer = io.BytesIO() if name == TRIALS_PARQUET else io.StringIO()
-        write(trials, buffer)
-        value = buffer.getvalue()
-        storage.write_bytes(f"{study_uri}/{name}", value if isinstance(value, bytes) else value.encode())
-    if received or interrupted(statuses, config):
-        log.warning("study interrupted: resume it with --name %s --storage %s --resume", config.name, config.storage)
-        return StudySummary(study_uri=study_uri, trials=trials, best_trial=None, best_model=None, holdout=None, interrupted=True,
-                            stop_signal=received[0] if received else None)
-    best_trial, best_model, holdout = export_best(results, trials, config, data_path)
-    return StudySummary(study_uri=study_uri, trials=trials, best_trial=best_trial, best_model=best_model, holdout=holdout)
+    return tune.Tuner(
+        trainable, run_config=run_config,
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=config.num_samples,
+                                    max_concurrent_trials=resources.concurrent, metric=config.metric, mode=config.mode,
+                                    trial_dirname_creator=tune_trial_dirname),
+    )
+
+
+def write_trial_table(study_uri: str, trials: pd.DataFrame) -> None:
+    """The trial table, one row per trial, as CSV and Parquet."""
+    storage.write_bytes(f"{study_uri}/{TRIALS_CSV}", trials.to_csv(index=False).encode())
+    buffer = io.BytesIO()
+    trials.to_parquet(buffer, index=False)
+    storage.write_bytes(f"{study_uri}/{TRIALS_PARQUET}", buffer.getvalue())
 
 
 @contextlib.contextmanager

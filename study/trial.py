@@ -13,7 +13,6 @@ instead of retried or crashing the study.
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 from contextlib import nullcontext
 from pathlib import Path
@@ -30,7 +29,7 @@ from denoise_core.study_files import CHECKPOINT_FILE
 from study.config import trial_config
 
 IMAGES = "val_images"  # noisy | denoised | clean grid, (1, H, W) uint8
-FAULT_ENV = "FACESTUDY_INJECT_WORKER_FAULT"  # tests: a marker-file path; the first worker to see it dies once
+Report = Callable[[dict[str, Any], str | None], None]  # an epoch's metrics and its checkpoint directory (None: no checkpoint)
 
 
 def epoch_metrics(report: EpochReport, grid_every: int) -> dict[str, Any]:
@@ -66,7 +65,7 @@ def diverged_metrics(error: FloatingPointError) -> dict[str, Any]:
 
 def train_in_process(
     params: dict[str, Any],
-    report: Callable[[dict[str, Any], str | None], None],
+    report: Report,
     previous: str | None,
     **distributed: Any,
 ) -> None:
@@ -74,7 +73,6 @@ def train_in_process(
     config = trial_config(params["train"], assignments(params["search"], params["sampled"]))
     splits = load_splits(params["data"])
     resume = load_checkpoint(Path(previous) / CHECKPOINT_FILE) if previous else None
-    fault_marker = os.environ.get(FAULT_ENV)
     is_writer = distributed.get("rank", 0) == 0
 
     def on_epoch(epoch: EpochReport) -> None:
@@ -83,9 +81,6 @@ def train_in_process(
             if is_writer:
                 save_checkpoint(epoch.checkpoint, Path(directory) / CHECKPOINT_FILE)
             report(metrics, directory if is_writer else None)
-        if fault_marker and epoch.epoch == 1 and not Path(fault_marker).exists():
-            Path(fault_marker).write_text(f"worker killed after epoch 1 of {os.getpid()}\n")
-            os._exit(1)
 
     try:
         fit(config, splits, on_epoch=on_epoch, resume=resume, **distributed)
@@ -107,18 +102,21 @@ def tune_trial(sampled: dict[str, Any], settings: dict[str, Any]) -> None:
         train_in_process(_with_threads(params), report, directory)
 
 
-def train_worker(params: dict[str, Any]) -> None:
+def report_to_train(metrics: dict[str, Any], directory: str | None) -> None:
+    """How a Train worker reports an epoch to Ray Train (and through it to Tune)."""
+    import ray.train
+
+    if IMAGES in metrics:  # Train's controller only passes plain values; ImageReportCallback restores the array
+        metrics = {**metrics, IMAGES: metrics[IMAGES].tolist()}
+    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory) if directory else None)
+
+
+def train_worker(params: dict[str, Any], report: Report = report_to_train) -> None:
     """Ray Train worker loop: the same ``train_in_process`` with the worker's device, rank and DDP wrapper."""
     import ray.train
     import ray.train.torch
 
     context = ray.train.get_context()
-
-    def report(metrics: dict[str, Any], directory: str | None) -> None:
-        if IMAGES in metrics:  # Train's controller only passes plain values; ImageReportCallback restores the array
-            metrics = {**metrics, IMAGES: metrics[IMAGES].tolist()}
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory) if directory else None)
-
     previous = ray.train.get_checkpoint()
     with previous.as_directory() if previous else nullcontext() as directory:
         train_in_process(
@@ -127,8 +125,9 @@ def train_worker(params: dict[str, Any]) -> None:
         )
 
 
-def tune_trial_with_trainer(sampled: dict[str, Any], settings: dict[str, Any]) -> None:
-    """Tune function trainable that runs the trial as a TorchTrainer; a re-run resumes its own Train run."""
+def tune_trial_with_trainer(sampled: dict[str, Any], settings: dict[str, Any],
+                            worker_loop: Callable[[dict[str, Any]], None] = train_worker) -> None:
+    """Tune function trainable that runs the trial as a TorchTrainer of ``worker_loop``; a re-run resumes its own Train run."""
     from ray import train, tune
 
     params = {**settings, "sampled": sampled}
@@ -145,7 +144,7 @@ def tune_trial_with_trainer(sampled: dict[str, Any], settings: dict[str, Any]) -
 
     resources = params["resources"]
     trainer = TorchTrainer(
-        train_worker,
+        worker_loop,
         train_loop_config=params,
         scaling_config=train.ScalingConfig(
             num_workers=resources["workers"], use_gpu=resources["gpu"] > 0,

@@ -53,18 +53,16 @@ QUIET_RAY = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_T
 
 @pytest.fixture(scope="module")
 def study_env(tmp_path_factory, fer2013_slice):
-    """A data slice, a private cache, a fault marker (present: no fault) and one quiet local Ray instance."""
+    """A data slice, a private cache and one quiet local Ray instance."""
     ray = pytest.importorskip("ray")
     root = tmp_path_factory.mktemp("study")
     data = root / "fer2013-slice.csv"
     data.write_bytes(fer2013_slice)
-    marker = root / "fault-injected"
-    marker.write_text("no fault\n")
-    env = {**QUIET_RAY, "FACESTUDY_CACHE": str(root / "cache"), "FACESTUDY_INJECT_WORKER_FAULT": str(marker)}
+    env = {**QUIET_RAY, "FACESTUDY_CACHE": str(root / "cache")}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=10**8)
-    yield {"data": data, "storage": root / "studies", "marker": marker, "root": root}
+    yield {"data": data, "storage": root / "studies", "root": root}
     ray.shutdown()
     for key, value in saved.items():
         if value is None:

@@ -198,7 +198,33 @@ def test_ssim_vs_psnr_gives_finite_correlations_with_eye_and_mouth_clarity(holdo
     assert np.isfinite(values).all() and (np.abs(values) <= 1).all()
     assert pooled.images.iloc[0] == 3 * len(CONDITIONS) * FACES
     assert (pooled.spearman_psnr > 0.5).all()  # a cleaner face has cleaner eyes and mouth
-    assert finding.supported in (True, False)
+
+
+def test_ssim_vs_psnr_names_the_metric_that_follows_the_eyes_and_mouth(holdout: Holdout):
+    """Errors only in the eyes and mouth: PSNR follows their clarity exactly. Add a smooth brightness change away from the
+    features, which MSE counts in full and SSIM hardly sees: then SSIM follows the features' clarity better."""
+    clean = holdout.clean.astype(np.float32) / 255.0
+    features = face_regions().mask("eyes", "mouth")
+    rng = np.random.default_rng(1)
+    amplitude = np.linspace(0.01, 0.08, FACES, dtype=np.float32)[:, None, None]
+    errors = rng.normal(0, 1, clean.shape).astype(np.float32) * amplitude * features
+    away = ndimage.gaussian_filter((~ndimage.binary_dilation(features, iterations=6)).astype(np.float32), 3)
+    shade = rng.permutation(np.linspace(0.0, 0.15, FACES)).astype(np.float32)[:, None, None] * away
+
+    def features_only(noisy):
+        return np.clip(clean[:len(noisy)] + errors[:len(noisy)], 0, 1)
+
+    def features_and_shade(noisy):
+        return np.clip(clean[:len(noisy)] + errors[:len(noisy)] - shade[:len(noisy)], 0, 1)
+
+    exact = ssim_vs_psnr({"features_only": features_only}, holdout, ("sp:0.5",))
+    pooled = exact.table.iloc[0]
+    assert pooled.spearman_psnr == pytest.approx(1.0) and pooled.spearman_ssim < 1.0
+    assert exact.supported is False and "PSNR tracks it at least as well" in exact.sentence
+    shaded = ssim_vs_psnr({"features_and_shade": features_and_shade}, holdout, ("sp:0.5",))
+    pooled = shaded.table.iloc[0]
+    assert pooled.spearman_ssim > pooled.spearman_psnr + 0.2
+    assert shaded.supported is True and "SSIM tracks it better" in shaded.sentence
 
 
 def test_template_pull_is_zero_for_the_true_face_and_one_for_the_template(holdout: Holdout, template: np.ndarray):
@@ -246,9 +272,14 @@ def test_error_analysis_states_every_finding_in_one_sentence_with_numbers_and_fi
     for finding in findings:
         assert re.search(r"\d", finding.sentence) and finding.sentence.endswith(".")
         assert not re.search(r"[.;]\s+[A-Z]", finding.sentence), finding.sentence  # one sentence
-        assert finding.supported in (True, False, None) and isinstance(finding.table, pd.DataFrame) and len(finding.table)
+        assert isinstance(finding.table, pd.DataFrame) and len(finding.table)
         assert (finding.expectation is None) == (finding.key == "worst_faces")
         assert finding.figure is not None and (out_dir / finding.figure).stat().st_size > 1000
+    # the verdicts these seeded faces give: the switching median leaves impulses at density 0.9 (more fine detail than the
+    # clean faces, not over-smoothing); both trials run the same denoiser, so nothing varies with bottleneck size (no
+    # verdict); the worst faces test no hypothesis
+    assert {f.key: f.supported for f in findings} == {"regions": False, "contrast": False, "oversmoothing": False, "filled_in": None,
+                                                       "misalignment": True, "worst_faces": None, "ssim_vs_psnr": False}
     regions = findings[0].table
     assert regions.denoiser.unique().tolist() == ["switching_median", "blur"]
     assert set(regions.condition) == set(CONDITIONS)

@@ -250,19 +250,18 @@ def test_switching_median_beats_median3_and_the_input_on_salt_and_pepper_0_3(cle
     median3_db = mean_psnr(B.BASELINES["median3"](impulsy), clean)
     switching_db = mean_psnr(B.switching_median(impulsy), clean)
     # measured with seed 0 on these 4 images: 9.81 dB noisy, 23.57 dB median3, 52.90 dB switching median
-    assert noisy_db == pytest.approx(9.81, abs=0.05)
-    assert median3_db == pytest.approx(23.57, abs=0.05)
-    assert switching_db == pytest.approx(52.90, abs=0.05)
+    assert median3_db > noisy_db + 10
     assert switching_db > median3_db + 20 and switching_db > noisy_db + 40
 
 
-@pytest.mark.parametrize("name,measured", [("gaussian_blur", 31.21), ("tv", 34.48), ("nlm", 34.84)])
-def test_smoothing_baselines_improve_psnr_on_gaussian_noise_sigma_25(name: str, measured: float, clean: np.ndarray, gaussy: np.ndarray) -> None:
+@pytest.mark.parametrize("name", ["gaussian_blur", "tv", "nlm"])
+def test_smoothing_baselines_improve_psnr_on_gaussian_noise_sigma_25(name: str, clean: np.ndarray, gaussy: np.ndarray) -> None:
+    # measured: 20.98 dB noisy, 31.21 dB gaussian_blur, 34.48 dB tv, 34.84 dB nlm (scikit-image 0.25)
     noisy_db = mean_psnr(gaussy, clean)
     out_db = mean_psnr(B.BASELINES[name](gaussy), clean)
-    assert noisy_db == pytest.approx(20.98, abs=0.05)
-    assert out_db == pytest.approx(measured, abs=0.05)
     assert out_db > noisy_db + 9
+    if name != "gaussian_blur":  # the edge-preserving denoisers beat a plain blur
+        assert out_db > mean_psnr(B.BASELINES["gaussian_blur"](gaussy), clean) + 2
 
 
 def test_noise_sigma_estimate_is_near_zero_on_clean_images_and_near_the_true_sigma_on_noisy_ones(clean: np.ndarray) -> None:
@@ -276,9 +275,9 @@ def test_bm3d_returns_float32_unit_range_images_and_improves_psnr_on_gaussian_no
     assert out.shape == (2, 48, 48) and out.dtype == np.float32
     assert out.min() >= 0.0 and out.max() <= 1.0
     noisy_db, out_db = mean_psnr(gaussy[:2], clean[:2]), mean_psnr(out, clean[:2])
-    # measured: 21.38 dB noisy, 36.20 dB after BM3D (bm3d 4.0.3)
-    assert noisy_db == pytest.approx(21.38, abs=0.05)
+    # measured: 21.38 dB noisy, 31.59 dB blurred, 36.20 dB after BM3D (bm3d 4.0.3)
     assert out_db > noisy_db + 12
+    assert out_db > mean_psnr(B.BASELINES["gaussian_blur"](gaussy[:2]), clean[:2]) + 3
 
 
 def test_tune_parameter_picks_the_best_grid_value_and_returns_the_table(clean: np.ndarray, gaussy: np.ndarray) -> None:
@@ -313,9 +312,9 @@ def test_awmf_keeps_clean_pixels_replaces_impulses_and_beats_the_median_filters_
     impulse = (noisy == 0.0) | (noisy == 1.0)
     np.testing.assert_array_equal(out[~impulse], noisy[~impulse])
     # measured with seed 2 on these 4 images: 20.52 dB adaptive median, 44.21 dB switching median, 44.58 dB AWMF
-    assert mean_psnr(B.adaptive_median(noisy), clean) == pytest.approx(20.52, abs=0.05)
-    assert mean_psnr(B.switching_median(noisy), clean) == pytest.approx(44.21, abs=0.05)
-    assert mean_psnr(out, clean) == pytest.approx(44.58, abs=0.05)
+    switching_db = mean_psnr(B.switching_median(noisy), clean)
+    assert switching_db > mean_psnr(B.adaptive_median(noisy), clean) + 20
+    assert mean_psnr(out, clean) > switching_db
 
 
 def test_awmf_rejects_a_window_below_one() -> None:
@@ -348,5 +347,4 @@ def test_biharmonic_inpaint_beats_every_median_on_dense_salt_and_pepper(clean: n
     noisy = with_impulses(clean, 0.7, seed=2)
     scores = {name: mean_psnr(B.BASELINES[name](noisy), clean) for name in ("switching_median", "awmf", "biharmonic_inpaint")}
     # measured with seed 2 on these 4 smooth images: 44.21 dB switching median, 44.58 dB AWMF, 51.99 dB inpainting
-    assert scores["biharmonic_inpaint"] == pytest.approx(51.99, abs=0.05)
     assert scores["biharmonic_inpaint"] > max(scores["awmf"], scores["switching_median"]) + 5.0

@@ -175,3 +175,94 @@ def test_a_study_started_before_studies_kept_a_database_is_exported_without_one(
     url = f"sqlite:///{tmp_path}/old/optuna.db"
     record_best(url, "old", "abc", pd.DataFrame({"condition": ["sp:0.5"], "psnr": [30.0], "ssim": [0.9]}))
     assert not has_study(url, "old") and not (tmp_path / "old").exists()
+
+
+def test_importance_reads_the_studys_own_database_and_leaves_it_as_it_was(recorded):
+    from results.importance import optuna_study
+    from results.study_dir import read_study
+
+    _, summary, study = recorded
+    db = Path(summary.study_uri) / "optuna.db"
+    before = db.read_bytes()
+    table_says_all_scored_the_same = read_study(summary.study_uri)
+    table_says_all_scored_the_same.trials["best_val_psnr"] = 20.0
+    replay, count, source = optuna_study(table_says_all_scored_the_same)
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert source == "optuna.db" and count == len(complete) == len(replay.trials) >= 1
+    assert [t.value for t in replay.trials] == pytest.approx([t.value for t in complete]) and 20.0 not in [t.value for t in replay.trials]
+    assert [t.params for t in replay.trials] == [t.params for t in complete]
+    assert [t.distributions for t in replay.trials] == [t.distributions for t in complete]
+    assert complete[0].distributions["lr"].log
+    assert db.read_bytes() == before
+
+
+def test_a_damaged_optuna_db_is_a_one_line_error_and_a_study_without_one_reads_its_trial_table(tmp_path):
+    from denoise_core.errors import InputError
+    from results.importance import optuna_study, param_importance
+    from results.study_dir import read_study
+    from test_search_report import write_study
+
+    study = read_study(write_study(tmp_path))
+    assert optuna_study(study)[1:] == (4, "trials.csv")  # a, d, f and h
+    (study.path / "optuna.db").write_bytes(b"not a database, though named like one\n" * 100)
+    with pytest.raises(InputError, match="optuna.db is not a readable Optuna database") as error:
+        param_importance(study)
+    assert "\n" not in str(error.value)
+
+
+def finished_metrics(epoch: int, best: float) -> dict:
+    return {"epoch": epoch, "epochs_planned": epoch, "val_psnr": best, "best_val_psnr": best, "best_epoch": epoch}
+
+
+def test_the_searcher_resumes_from_plain_json_and_fails_the_trial_asked_after_its_last_save(tmp_path):
+    from study.searcher import RecordingSearch
+
+    config = build_config("smoke", assignments=[("name", "unit"), ("storage", str(tmp_path))])
+    url = storage_url(config)
+    searcher = RecordingSearch(config, url)
+    searcher.suggest("a"), searcher.suggest("b")
+    searcher.on_trial_result("a", {"epoch": 1, "val_psnr": 20.0})
+    searcher.on_trial_complete("b", finished_metrics(3, 22.0))
+    state = tmp_path / "searcher-state.json"
+    searcher.save(str(state))
+    searcher.suggest("c")  # asked after the last save: a hard stop now loses it
+    assert json.loads(state.read_text()) == {"trials": {"a": 0, "b": 1}, "told": ["b"], "recorded": {"a": 1, "b": 3}}
+    resumed = RecordingSearch(config, url)
+    resumed.restore(str(state))
+    resumed.on_trial_result("a", {"epoch": 1, "val_psnr": 99.0})  # recorded before the stop: not again
+    resumed.on_trial_result("a", {"epoch": 2, "val_psnr": 20.5})
+    resumed.on_trial_complete("a", finished_metrics(3, 21.0))
+    resumed.on_trial_complete("b", finished_metrics(3, 5.0))  # told before the stop: stays as it was
+    trials = optuna.load_study(study_name="unit", storage=url).trials
+    assert [(t.user_attrs["tune_trial_id"], t.state.name, t.value) for t in trials] == [("a", "COMPLETE", 21.0), ("b", "COMPLETE", 22.0),
+                                                                                         ("c", "FAIL", None)]
+    assert trials[0].intermediate_values == {1: 20.0, 2: 20.5, 3: 21.0} and trials[0].user_attrs["status"] == "completed"
+
+
+def test_seeded_searchers_ask_for_the_same_trials(tmp_path):
+    from study.searcher import RecordingSearch
+
+    asked = []
+    for folder in ("one", "two"):
+        config = build_config("smoke", assignments=[("name", "seeded"), ("storage", str(tmp_path / folder)), ("seed", 5)])
+        searcher = RecordingSearch(config, storage_url(config))
+        asked.append([searcher.suggest(f"t{i}") for i in range(4)])
+    assert asked[0] == asked[1] and len({json.dumps(params, sort_keys=True) for params in asked[0]}) == 4
+
+
+def test_a_searcher_state_that_is_not_its_json_is_refused_in_one_line_before_it_is_read_as_code(tmp_path):
+    import pickle
+
+    from study.searcher import read_state
+
+    crafted = tmp_path / "searcher-state-x.json"
+    crafted.write_bytes(pickle.dumps({"trials": {}}))
+    with pytest.raises(StudyConfigError, match="is damaged: it is not the searcher state a study writes"):
+        read_state(str(crafted))
+    config = build_config("smoke", assignments=[("name", "old"), ("storage", str(tmp_path))])
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "study.yaml").write_text("name: old\n")
+    (tmp_path / "old" / "searcher-state-2026-11-01_10-00-00.pkl").write_bytes(pickle.dumps({"trials": {}}))
+    with pytest.raises(StudyConfigError, match="begun by an older facestudy.*cannot be resumed") as error:
+        preflight(config, resume=True)
+    assert "\n" not in str(error.value)
