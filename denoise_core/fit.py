@@ -70,6 +70,7 @@ class TrainConfig:
     val_size: int | None = None  # use only the first N validation faces
     val_unique: bool = True  # validate on the PublicTest faces not in Training; false: on all (recipes trained before)
     seed: int = 0
+    val_seed: int | None = None  # seeds the fixed validation noise (None: seed + 1, as runs before it did)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     precision: str = "auto"  # "auto", "fp32", "bf16" or "fp16" (CUDA only) autocast; a run records what auto chose
     amp: bool | None = None  # the setting precision replaced, still read from older configs and checkpoints
@@ -94,6 +95,7 @@ class TrainConfig:
         "val_size": "use only the first N validation faces (null: all)",
         "val_unique": "validate on the PublicTest faces that are not copies of Training faces (false: on all of them)",
         "seed": "seeds weights, batches, noise and dropout",
+        "val_seed": "seeds the fixed validation noise, so runs with other seeds validate on the same noisy faces (null: seed + 1)",
         "device": "auto, cpu, cuda or cuda:N",
         "precision": "autocast number format: auto (bf16 where the CPU or GPU runs it natively, else fp32), fp32, bf16, or fp16 (CUDA only)",
         "amp": "older configs' setting, read as precision (true: fp16 on CUDA, fp32 on the CPU); use precision",
@@ -116,6 +118,8 @@ class TrainConfig:
             raise InputError(f"min_delta must be >= 0 (the smallest validation-loss decrease that counts), got {self.min_delta}")
         if not 0 <= self.seed <= MAX_SEED:
             raise InputError(f"seed must be in 0..{MAX_SEED}, got {self.seed}")
+        if self.val_seed is not None and not 0 <= self.val_seed <= MAX_SEED:
+            raise InputError(f"val_seed must be in 0..{MAX_SEED} or null, got {self.val_seed}")
         if self.train_size is not None and self.train_size < 2:
             raise InputError(f"train_size must be >= 2 faces, or null for all, got {self.train_size}")
         if self.val_size is not None and self.val_size < 1:
@@ -544,7 +548,7 @@ def _validation_set(val: np.ndarray, config: TrainConfig, device: torch.device) 
     if len(val) == 0:
         raise InputError("the validation split is empty: FER2013's PublicTest rows are needed for early stopping")
     clean = torch.from_numpy(np.ascontiguousarray(val)).unsqueeze(1).float().div_(255.0)
-    noisy = corrupt(clean, config.validation_noise, make_generator(config.seed + 1))
+    noisy = corrupt(clean, config.validation_noise, make_generator(config.seed + 1 if config.val_seed is None else config.val_seed))
     noisy = noisy.mul(255.0).round_().div_(255.0)
     return clean.to(device), noisy.to(device)
 

@@ -165,10 +165,12 @@ def _check_search(config: StudyConfig) -> None:
                                "noise and ranked on a different problem; set train.val_noise (e.g. to the hold-out's mix)")
     if "val_noise" in searched:
         raise StudyConfigError("search varies val_noise: trials would be ranked on different validation problems; fix it under train:")
-    validation_setters = sorted(searched & {"seed", "val_size", "val_unique"})  # train.seed also draws the validation noise
+    seed_draws_validation = config.train.val_seed is None  # then train.seed also draws the validation noise
+    validation_setters = sorted(searched & ({"val_size", "val_unique", "val_seed"} | ({"seed"} if seed_draws_validation else set())))
     if validation_setters:
         raise StudyConfigError(f"search varies {', '.join(validation_setters)}: that changes the validation faces or their noise, so "
-                               "trials would be ranked on different validation problems; fix it under train:")
+                               "trials would be ranked on different validation problems; fix it under train:"
+                               + (" (to search seeds, fix the validation noise with train.val_seed)" if "seed" in validation_setters else ""))
     if config.metric == "val_loss" and "loss" in searched:
         raise StudyConfigError("metric val_loss compares mse with mae when loss is searched; use val_psnr or val_ssim")
     if config.scheduler == "asha" and config.grace_period > config.max_epochs:

@@ -6,9 +6,9 @@ recipe ``models/*.yaml``), the budget every trial shares (``train:`` over the re
 are a Ray Tune grid over levels x seeds with the FIFO scheduler: no ASHA (every trial trains the same epochs) and
 no Optuna (a comparison is not a search). Each trial runs the study's own trial function and the core ``fit``.
 Every trial trains its full budget (``patience`` is set to the epochs, so none stops early) on the same faces and
-validation faces; only the factor and ``seed`` differ. The seed also draws the validation noise (the core's
-``seed + 1``), so that draw is part of what a replicate varies; the scores that the statistics use come from the
-fixed hold-out, the same bytes for every trial.
+validation faces, with the same validation noise (``val_seed`` is fixed, so the seed does not redraw it); only the
+factor and ``seed`` differ. The scores that the statistics use come from the fixed hold-out, the same bytes for every
+trial.
 
 The experiment lives in ``STORAGE/NAME``: ``experiment.yaml`` (the resolved experiment, with each level's name and the shared training settings), ``base.yaml`` (the
 training settings every trial shares, before the factor and seed), Tune's trial directories, ``trials.csv`` (one
@@ -40,7 +40,7 @@ from study.config import StudyConfigError, storage_root, trial_config
 from study.trial import CHECKPOINT_FILE
 
 log = logging.getLogger("study.experiment")
-NOT_FACTORS = ("seed", "val_noise", "val_size", "patience", "device", "num_threads", "amp")  # the replicate, the validation, the budget, where it runs
+NOT_FACTORS = ("seed", "val_noise", "val_size", "val_unique", "val_seed", "patience", "device", "num_threads", "amp")  # the replicate, the validation, the budget, where it runs
 DEFAULT_CONDITIONS = tuple(c for c in SYNTHETIC_CONDITIONS if "+" not in c)  # every S&P density and Gaussian sigma
 RESUMABLE = ("data", "verbose", "report")
 
@@ -134,7 +134,7 @@ def base_config(config: ExperimentConfig) -> TrainConfig:
     try:
         values = merge(load_yaml_file(reference, "reference"), config.train)
         epochs = build(TrainConfig, values).epochs
-        values = {**values, "patience": epochs, "num_threads": max(1, int(config.cpus_per_trial))}
+        values = {"val_seed": values.get("seed", 0) + 1, **values, "patience": epochs, "num_threads": max(1, int(config.cpus_per_trial))}
         if values.get("init") and "://" not in str(values["init"]):
             values["init"] = str(Path(values["init"]).expanduser().resolve())
         base = build(TrainConfig, values)

@@ -181,6 +181,11 @@ def test_a_killed_train_worker_restarts_from_its_checkpoint_and_scores_as_if_it_
     load_model(Path(killed.study_uri) / "best" / "model.pt")
 
 
+def test_a_search_over_seeds_is_accepted_once_the_validation_noise_has_its_own_seed():
+    config = build_config("smoke", assignments=[("search.seed", {"choice": [0, 1, 2]}), ("train.val_seed", 7)])
+    assert config.search["seed"] == {"choice": [0, 1, 2]} and config.train.val_seed == 7
+
+
 @pytest.mark.parametrize("assignments, message", [
     ({"num_samples": 0}, "num_samples must be >= 1"),
     ({"colour": 1}, r"unknown setting\(s\) colour"),
@@ -198,6 +203,7 @@ def test_a_killed_train_worker_restarts_from_its_checkpoint_and_scores_as_if_it_
     ({"search.val_size": {"randint": [100, 400]}}, "search varies val_size: .* ranked on different validation problems"),
     ({"search.restart": {"choice": {"first": {"seed": 1}, "second": {"seed": 2}}}}, "search varies seed:"),
     ({"search.val_unique": {"choice": [True, False]}}, "search varies val_unique:"),
+    ({"search.val_seed": {"choice": [1, 2]}}, "search varies val_seed:"),
     ({"holdout_conditions": ["sp:0.1", "sp:O.5"]}, "hold-out condition 'sp:O.5' is not a noise condition"),
     ({"metric": "test_psnr"}, "metric must be"),
     ({"metric": "val_loss", "mode": "min"}, "compares mse with mae"),

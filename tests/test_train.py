@@ -353,3 +353,12 @@ def test_the_train_clis_config_yaml_records_what_auto_chose_and_a_resume_keeps_i
     with pytest.raises(SystemExit) as resumed:
         train_main([*argv, "--epochs", "2", "--resume"])
     assert resumed.value.code == 0 and load_checkpoint(out / "last.pt")["config"]["precision"] == chosen
+
+
+def test_val_seed_gives_every_training_seed_the_same_validation_noise(tiny_data):
+    def noisy_psnr(**settings):
+        return fit(replace(TINY, epochs=1, **settings), tiny_data).history[0]["noisy_psnr"]
+
+    assert noisy_psnr(seed=0) != noisy_psnr(seed=1)  # by default train.seed + 1 draws the validation noise
+    assert noisy_psnr(seed=0, val_seed=9) == noisy_psnr(seed=1, val_seed=9)
+    assert noisy_psnr(seed=0, val_seed=1) == noisy_psnr(seed=0)  # val_seed = seed + 1 is what a run without it drew
