@@ -20,6 +20,7 @@ if not __package__:  # run as a script: the checkout, not study/, goes first, so
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging  # noqa: E402
+from denoise_core.data import resolve_data_path  # noqa: E402
 from denoise_core.errors import MissingFile  # noqa: E402
 from denoise_core.settings import Flag, Layers, add_flags, add_layer_arguments, read_layers  # noqa: E402
 from denoise_core.fit import TrainConfig  # noqa: E402
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  read the report:          {report}/index.html")
         print(f"  denoise your own faces:   python -m denoise_core.denoise --model {summary.best_model} IN.png OUT.png")
         print(f"  compare the trials:       tensorboard --logdir {summary.study_uri}  (or {summary.study_uri}/trials.csv)")
-        print(f"  replay the best trial:    python -m denoise_core.train --config {summary.study_uri}/best/train.yaml --data DATA --out runs/best")
+        print(f"  replay the best trial:    python -m denoise_core.train --config {summary.study_uri}/best/train.yaml --data {resolve_data_path(config.data)} --out runs/best")
         print(f"  rebuild the report:       python -m results.report {summary.study_uri} --overwrite")
 
     run_cli(run, "study/run.py")

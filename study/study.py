@@ -304,12 +304,19 @@ def write_trial_table(study_uri: str, trials: pd.DataFrame) -> None:
     storage.write_bytes(f"{study_uri}/{TRIALS_PARQUET}", buffer.getvalue())
 
 
+def without_tune_resume_advice(record: logging.LogRecord) -> bool:
+    """False for Tune's "Resume experiment with: Tuner.restore(...)" line, which is the wrong advice for a study."""
+    return "Tuner.restore(" not in record.getMessage()
+
+
 @contextlib.contextmanager
 def stop_signals():
     """Ctrl-C and SIGTERM stop the study as Tune's own stop signal does (state saved for a resume), and are recorded.
 
     Tune's SIGINT handler does not say afterwards that it fired, and it does not handle SIGTERM, so both are
-    caught here and passed on as SIGUSR1, which Tune always handles. A second signal stops at once.
+    caught here and passed on as SIGUSR1, which Tune always handles. A second signal stops at once. Tune's own
+    advice on an interrupt (``Tuner.restore(...)``) is not how a study resumes, so it is left out; the study says
+    how (``--resume``).
     """
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
@@ -328,9 +335,12 @@ def stop_signals():
     previous_usr1 = signal.getsignal(signal.SIGUSR1)
     saved_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    tune_log = logging.getLogger("ray.tune.tune")
+    tune_log.addFilter(without_tune_resume_advice)
     try:
         yield received
     finally:
+        tune_log.removeFilter(without_tune_resume_advice)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         signal.signal(signal.SIGUSR1, previous_usr1)

@@ -390,3 +390,18 @@ def test_trial_table_keeps_whole_numbers_whole_and_names_each_outcome():
     assert str(table["param_model.refine_width"].dtype) == "Int64" and table.set_index("trial_id").at["a", "param_model.refine_width"] == 32
     assert table.set_index("trial_id")["status"].to_dict() == {"a": "completed", "b": "stopped by ASHA", "c": "interrupted",
                                                                 "d": "failed: loss is not finite"}
+
+
+def test_tunes_own_resume_advice_is_left_out_while_a_study_runs(caplog):
+    """A study resumes with --resume, not Tune.restore(...): Tune's line would send the user the wrong way."""
+    import logging
+
+    from study.study import stop_signals
+
+    tune_log = logging.getLogger("ray.tune.tune")
+    with caplog.at_level(logging.WARNING), stop_signals():
+        tune_log.warning('Experiment has been interrupted, but the most recent state was saved.\nResume experiment with: Tuner.restore(path="x", trainable=...)')
+        tune_log.warning("a trial failed")
+    assert "a trial failed" in caplog.text and "Tuner.restore" not in caplog.text
+    tune_log.warning('Resume experiment with: Tuner.restore(path="x", trainable=...)')
+    assert "Tuner.restore" in caplog.text  # only while the study runs
