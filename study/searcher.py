@@ -4,7 +4,8 @@ Each Tune trial is one Optuna trial, asked for (``study.ask()``) and sampled def
 (``study.space.sample``). Its Optuna state says what happened to it: COMPLETE with its selection metric (the best
 epoch's, as the exported model is that epoch's) and the study's other ``objectives`` (its parameter count), PRUNED
 when ASHA stopped it, FAIL when it diverged or raised.
-Each epoch is one intermediate value; the trial's settings and validation scores are user attributes, and its
+Each epoch is one intermediate value (in a multi-objective study, which Optuna keeps none for, an entry of the
+user attribute ``{metric}_by_epoch``); the trial's settings and validation scores are user attributes, and its
 noisy | denoised | clean grids are artifacts. Everything is written by the driver, where the searcher runs.
 
 Everything lasting is in the Optuna database. The searcher's own state, which Tune saves beside the experiment for a
@@ -148,9 +149,18 @@ class RecordingSearch(Searcher):
         self._recorded[trial_id] = epoch
         ot_trial, value = self._trials[trial_id], result.get(self.metric)
         if finite(value):
-            ot_trial.report(float(value), epoch)
+            self._record_value(ot_trial, float(value), epoch)
         if IMAGES in result:
             self._upload_grid(ot_trial, np.asarray(result[IMAGES], dtype=np.uint8), epoch)
+
+    def _record_value(self, ot_trial: Any, value: float, epoch: int) -> None:
+        """The epoch's metric as the trial's intermediate value; Optuna keeps those for single-objective studies only, so a
+        multi-objective trial keeps them as the user attribute ``{metric}_by_epoch`` (epoch -> value)."""
+        if not self._config.objectives:
+            ot_trial.report(value, epoch)
+            return
+        key = f"{self.metric}_by_epoch"
+        ot_trial.set_user_attr(key, {**ot_trial.user_attrs.get(key, {}), str(epoch): value})
 
     def _upload_grid(self, ot_trial: Any, grid: np.ndarray, epoch: int) -> None:
         from optuna.artifacts import upload_artifact

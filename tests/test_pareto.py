@@ -105,6 +105,8 @@ def test_the_searcher_of_a_multi_objective_study_tells_both_values_and_tune_foll
     searcher = RecordingSearch(config, storage_url(config))
     assert (searcher.metric, searcher.mode) == ("val_psnr", "max")
     searcher.suggest("a"), searcher.suggest("b")
+    searcher.on_trial_result("a", {"epoch": 1, "val_psnr": 20.0})
+    searcher.on_trial_result("a", {"epoch": 2, "val_psnr": 21.5})
     done = {"epoch": 3, "epochs_planned": 3, "best_val_psnr": 22.5, "best_epoch": 3}
     searcher.on_trial_complete("a", {**done, "parameters": 1234})
     searcher.on_trial_complete("b", done)  # no parameter count: it cannot be placed on the front
@@ -112,6 +114,7 @@ def test_the_searcher_of_a_multi_objective_study_tells_both_values_and_tune_foll
     assert [d.name for d in recorded.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert [(t.state.name, t.values) for t in recorded.trials] == [("COMPLETE", [22.5, 1234.0]), ("FAIL", None)]
     assert recorded.metric_names == ["val_psnr", "parameters"]
+    assert recorded.trials[0].user_attrs["val_psnr_by_epoch"] == {"1": 20.0, "2": 21.5} and recorded.trials[0].intermediate_values == {}
 
 
 @pytest.mark.slow  # four Ray trials and a report section: about a minute on 2 busy cores
@@ -130,6 +133,7 @@ def test_a_tiny_multi_objective_study_runs_end_to_end(study_env, tmp_path):
     assert [d.name for d in recorded.directions] == ["MAXIMIZE", "MINIMIZE"]
     completed = [t for t in recorded.trials if t.state.name == "COMPLETE"]
     assert len(completed) == 4 and all(len(t.values) == 2 and all(map(math.isfinite, t.values)) for t in completed)
+    assert all(set(t.user_attrs["val_psnr_by_epoch"]) == {"1"} for t in completed)  # one epoch each
     study = read_study(study_dir)
     front = front_table(study)
     optuna_front = {t.user_attrs["tune_trial_id"] for t in recorded.best_trials}
