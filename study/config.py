@@ -139,6 +139,7 @@ class StudyConfig:
 
 
 def _check_objectives(objectives: tuple[str, ...]) -> None:
+    """Each objective once, and only those with a direction and a trial-table column (``OBJECTIVE_MODES``)."""
     unknown = [name for name in objectives if name not in OBJECTIVE_MODES]
     if unknown:
         raise StudyConfigError(f"objectives: unknown objective(s) {', '.join(map(str, unknown))}; choose from {', '.join(OBJECTIVE_MODES)} "

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from results.html import Figure, Table, Text
+from results.importance import param_importance
 from results.pareto import pareto_front
 from results.sections import front_table, tradeoffs_section
 from results.study_dir import Study, read_study
@@ -117,8 +118,8 @@ def test_the_searcher_of_a_multi_objective_study_tells_both_values_and_tune_foll
     assert recorded.trials[0].user_attrs["val_psnr_by_epoch"] == {"1": 20.0, "2": 21.5} and recorded.trials[0].intermediate_values == {}
 
 
-@pytest.mark.slow  # four Ray trials and a report section: about a minute on 2 busy cores
 def test_a_tiny_multi_objective_study_runs_end_to_end(study_env, tmp_path):
+    """Four one-epoch Ray trials over the bottleneck size (about 45 s on two busy cores)."""
     import optuna
 
     from study.study import run_study
@@ -142,4 +143,6 @@ def test_a_tiny_multi_objective_study_runs_end_to_end(study_env, tmp_path):
     assert list(front["parameters"]) == list(by_id.loc[front["trial_id"], "parameters"])
     assert front["parameters"].is_monotonic_increasing and front["best_val_psnr"].is_monotonic_increasing
     assert (study_dir / "best" / "model.pt").is_file()
+    importance = param_importance(study)  # from optuna.db: each trial's first value, the validation metric
+    assert importance.trials == 4 and "from optuna.db" in importance.reason
     assert by_id.loc[summary.best_trial, "best_val_psnr"] == by_id["best_val_psnr"].max()  # selection still follows the metric
