@@ -48,6 +48,7 @@ USABLE_STATUSES = (COMPLETED, STOPPED_BY_ASHA)
 METRIC_MODES = {"val_loss": "min", "val_psnr": "max", "val_ssim": "max"}  # the validation metrics that select, and their direction
 DEFAULT_METRIC = "val_psnr"  # the same for every loss, so trials with mse and mae compare fairly
 DEFAULT_MODE = METRIC_MODES[DEFAULT_METRIC]
+OBJECTIVE_MODES = {"parameters": "min"}  # what a study may optimise beside its metric (a trial-table column), and its direction
 
 
 def trial_dirname(trial_id: str) -> str:

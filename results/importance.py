@@ -81,7 +81,8 @@ def _number(value: Any) -> float | None:
 
 
 def recorded_trials(study: Study) -> list[tuple[dict, dict, float]] | None:
-    """(params, distributions, value) of each COMPLETE trial in the study's ``optuna.db``, or None when it has none.
+    """(params, distributions, value) of each COMPLETE trial in the study's ``optuna.db``, or None when it has none; the value
+    is the validation metric, a multi-objective study's first objective.
 
     The database is only read: no table is created in it, and a file that is not an Optuna database is a one-line error.
     """
@@ -97,7 +98,7 @@ def recorded_trials(study: Study) -> list[tuple[dict, dict, float]] | None:
         if study.name not in optuna.get_all_study_names(storage):
             return None
         recorded = optuna.load_study(study_name=study.name, storage=storage)
-        return [(t.params, t.distributions, float(t.value)) for t in recorded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        return [(t.params, t.distributions, float(t.values[0])) for t in recorded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.OptunaError, RuntimeError) as error:
         cause = error.__cause__ or error  # Optuna wraps the database's own words
         first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__

@@ -4,7 +4,8 @@
     python -m results.report studies/local --faces 200 --bm3d-faces 50 --overwrite
 
 The report holds a leaderboard of every trial (validation and test scores), the search as it ran (optimization
-history, learning curves with ASHA's cuts, a timeline of trials per node, hyperparameter importance), robustness
+history, learning curves with ASHA's cuts, a timeline of trials per node, hyperparameter importance), the trade-off of
+validation score against parameter count (its Pareto front), robustness
 curves of the top models against every classical baseline, image grids, the error analysis, and ``index.html``
 (one self-contained file) with ``summary.md``. It reads the study directory and the
 exported checkpoints; it never trains. The report is built in a scratch directory beside ``report/`` and
@@ -39,7 +40,8 @@ from results.models import Learned, as_denoiser, load_trial_models
 from results.options import ReportOptions
 from results.output import check_output, publish, scratch_dir
 from results.score_cache import ScoreCache
-from results.sections import analysis_section, grids_section, headline, leaderboard_section, questions_section, robustness_section, search_section
+from results.sections import (analysis_section, grids_section, headline, leaderboard_section, questions_section, robustness_section, search_section,
+                             tradeoffs_section)
 from results.study_dir import Study, read_study, study_data_path, top_trials
 
 log = logging.getLogger("results.report")
@@ -143,6 +145,8 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
     clock.lap("leaderboard")
     search = search_section(study, work)
     clock.lap("the search")
+    tradeoffs = tradeoffs_section(study, work)
+    clock.lap("trade-offs")
     questions = questions_section(study, test_rows, scored, options.faces, work)
     clock.lap("questions")
 
@@ -167,7 +171,7 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
 
     grid_section = grids_section(learned, best, tuning, holdout, work)
     clock.lap("grids")
-    sections = [leader, search, questions, robust, grid_section]
+    sections = [leader, search, tradeoffs, questions, robust, grid_section]
     if options.analysis:
         faces = min(options.analysis_faces or len(holdout.clean), options.faces or len(holdout.clean))
         sections.append(analysis_section(learned, best, tuning, trial_models, holdout, faces, work))

@@ -13,6 +13,7 @@ import pandas as pd
 
 from denoise_core.holdout import Holdout
 from denoise_core.metrics import PSNR_CAP
+from denoise_core.study_files import OBJECTIVE_MODES
 from results import grids
 from results.classical import SLOW, denoiser_at, fixed_denoiser
 from results.curves import Denoiser
@@ -20,9 +21,10 @@ from results.html import Figure, Section, Table, Text, markdown_table
 from results.importance import FANOVA_TRIALS, param_importance, plot_importance, plot_parallel_coordinates
 from results.questions import answers, wide
 from results.models import Learned, TrialModel, as_denoiser
+from results.pareto import pareto_front, plot_front
 from results.search import (asha_rungs, best_trials, learning_curves, max_epochs, optimization_history, plot_history, plot_learning_curves,
                             plot_timeline, read_histories, timeline)
-from results.study_dir import Study
+from results.study_dir import Study, ranked_trials
 
 log = logging.getLogger(__name__)
 ANALYSED_MODELS = 2  # top models handed to the error analysis (with the best baseline); it also sees every trial
@@ -150,6 +152,45 @@ def importance_blocks(study: Study, work: Path) -> list:
     else:
         blocks.append(Text(f"No parallel-coordinates plot: {reason}.", "note"))
     return blocks
+
+
+def front_table(study: Study) -> pd.DataFrame:
+    """The usable trials on the Pareto front of the validation metric against parameter count, fewest parameters first:
+    trial id, status, the searched settings, the metric and the parameter count."""
+    usable = ranked_trials(study)
+    if "parameters" not in usable:
+        return pd.DataFrame(columns=["trial_id", "status", study.metric, "parameters"])
+    on_front = usable[pareto_front(usable, {study.metric: study.mode, "parameters": OBJECTIVE_MODES["parameters"]})]
+    table = on_front[["trial_id", "status"]].copy()
+    for column in study.param_columns:
+        table[column[len("param_"):]] = on_front[column]
+    table[study.metric] = on_front[study.metric]
+    table["parameters"] = on_front["parameters"].astype("Int64")
+    return table.sort_values(["parameters", study.metric], ascending=[True, study.mode == "min"], kind="stable").reset_index(drop=True)
+
+
+def tradeoffs_section(study: Study, work: Path) -> Section:
+    """The Pareto front of the validation metric against parameter count: compression against fidelity."""
+    optimised = "parameters" in (study.config.get("objectives") or [])
+    how = (f"This study optimised both: {study.epoch_metric} and parameter count were its objectives (objectives: [parameters]), "
+           "so Optuna's multi-objective TPE drew settings towards this front; the exported best model is still the best by "
+           f"{study.epoch_metric}." if optimised else
+           f"This study optimised {study.epoch_metric} alone (no objectives); the front is read off its trials after the fact.")
+    front = front_table(study)
+    blocks = [Text(f"Compression against fidelity: each usable trial's {study.metric} (validation, from trials.csv) against its "
+                   "parameter count. A trial is on the Pareto front when no other trial has at least its score with at most its "
+                   "parameters and is better in one; those trials are drawn in red, joined by a step line, and named. "
+                   f"{how} Completed and ASHA-stopped trials count, as in model selection; optuna-dashboard's own front of a "
+                   "multi-objective study holds its completed trials only. The front is in pareto_front.csv.")]
+    if front.empty:
+        return Section("Trade-offs", blocks + [Text("No front: no usable trial has both a validation score and a parameter count.", "note")])
+    front.to_csv(work / "pareto_front.csv", index=False)
+    usable = ranked_trials(study)
+    usable = usable[pd.to_numeric(usable["parameters"], errors="coerce").notna()]
+    plot_front(usable, usable["trial_id"].isin(front["trial_id"]), "parameters", study.metric, work / "pareto_front.png",
+               f"{study.name}: {study.metric} against parameter count, the Pareto front in red")
+    return Section("Trade-offs", blocks + [Figure("pareto_front.png", f"{study.metric} against parameter count; red: the Pareto front"),
+                                           Table(front, f"the Pareto front's {len(front)} trials, fewest parameters first")])
 
 
 def questions_section(study: Study, test_rows: pd.DataFrame, scored: tuple[str, ...], faces: int | None, work: Path) -> Section:

@@ -23,7 +23,7 @@ from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, validate_conditions
 from denoise_core.settings import Layers, SettingsError, assemble, build, field_paths, load_yaml, load_yaml_file, merge, to_dict
 from denoise_core.fit import MAX_SEED, SAVED_BEFORE, TrainConfig
-from denoise_core.study_files import DEFAULT_METRIC, DEFAULT_MODE, METRIC_MODES
+from denoise_core.study_files import DEFAULT_METRIC, DEFAULT_MODE, METRIC_MODES, OBJECTIVE_MODES
 from results.options import ReportOptions
 
 PRESETS = ("smoke", "local", "workstation", "full")
@@ -49,6 +49,7 @@ class StudyConfig:
     max_failures: int = 2  # restarts of a failed trial / worker group, from its last checkpoint
     metric: str = DEFAULT_METRIC  # validation only, and the same for every loss: trials with mse and mae compare fairly
     mode: str = DEFAULT_MODE
+    objectives: tuple[str, ...] = ()  # optimised beside metric, each in its own direction (OBJECTIVE_MODES); () a single objective
     scheduler: str = "asha"  # "asha" or "none"
     grace_period: int = 2  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 3
@@ -79,6 +80,8 @@ class StudyConfig:
         "max_failures": "restarts of a failed trial or Train worker group, from its last checkpoint",
         "metric": "model selection on the validation split only: val_psnr, val_ssim, or val_loss when every trial uses the same loss",
         "mode": "max for val_psnr and val_ssim, min for val_loss",
+        "objectives": "optimised beside metric, a multi-objective search (Pareto front): parameters (minimised); [] optimises metric alone; "
+                      "ASHA and the exported best model still follow metric",
         "scheduler": "asha (early stopping; max_t is the most epochs any trial can get) or none (every trial runs to the end)",
         "grace_period": "ASHA: epochs every trial gets before it can be stopped",
         "reduction_factor": "ASHA: a rung keeps 1 in this many trials",
@@ -117,6 +120,7 @@ class StudyConfig:
             if not ok:
                 raise StudyConfigError(message)
         study_report_options(self)
+        _check_objectives(self.objectives)
         try:
             validate_conditions(self.holdout_conditions)
         except InputError as error:
@@ -132,6 +136,16 @@ class StudyConfig:
         """The most epochs any trial can train: ASHA's ``max_t``."""
         epochs = [value for value in search_space.possible_values(self.search, "epochs") if isinstance(value, int)]
         return max([self.train.epochs, *epochs])
+
+
+def _check_objectives(objectives: tuple[str, ...]) -> None:
+    """Each objective once, and only those with a direction and a trial-table column (``OBJECTIVE_MODES``)."""
+    unknown = [name for name in objectives if name not in OBJECTIVE_MODES]
+    if unknown:
+        raise StudyConfigError(f"objectives: unknown objective(s) {', '.join(map(str, unknown))}; choose from {', '.join(OBJECTIVE_MODES)} "
+                               "(metric is always the first objective)")
+    if len(set(objectives)) < len(objectives):
+        raise StudyConfigError("objectives: each objective may be named once")
 
 
 def study_report_options(config: StudyConfig) -> ReportOptions:

@@ -2,8 +2,10 @@
 
 Each Tune trial is one Optuna trial, asked for (``study.ask()``) and sampled define-by-run from the search space
 (``study.space.sample``). Its Optuna state says what happened to it: COMPLETE with its selection metric (the best
-epoch's, as the exported model is that epoch's), PRUNED when ASHA stopped it, FAIL when it diverged or raised.
-Each epoch is one intermediate value; the trial's settings and validation scores are user attributes, and its
+epoch's, as the exported model is that epoch's) and the study's other ``objectives`` (its parameter count), PRUNED
+when ASHA stopped it, FAIL when it diverged or raised.
+Each epoch is one intermediate value (in a multi-objective study, which Optuna keeps none for, an entry of the
+user attribute ``{metric}_by_epoch``); the trial's settings and validation scores are user attributes, and its
 noisy | denoised | clean grids are artifacts. Everything is written by the driver, where the searcher runs.
 
 Everything lasting is in the Optuna database. The searcher's own state, which Tune saves beside the experiment for a
@@ -24,7 +26,7 @@ import numpy as np
 from ray.tune.search import Searcher
 
 from denoise_core.space import assignments
-from denoise_core.study_files import COMPLETED, FAILED, STOPPED_BY_ASHA, trial_status
+from denoise_core.study_files import COMPLETED, FAILED, OBJECTIVE_MODES, STOPPED_BY_ASHA, trial_status
 from study import space
 from study.config import StudyConfig, StudyConfigError
 from study.optuna_db import TUNE_TRIAL_ID, StudyArtifactStore, artifact_uri, open_storage
@@ -41,13 +43,24 @@ def optuna_state(status: str):
     return {COMPLETED: TrialState.COMPLETE, STOPPED_BY_ASHA: TrialState.PRUNED}.get(status, TrialState.FAIL)
 
 
+def objective_names(config: StudyConfig) -> list[str]:
+    """What each Optuna trial is told, in order: the validation metric at the best epoch, then the study's ``objectives``."""
+    return [config.metric, *config.objectives]
+
+
 def open_study(config: StudyConfig, storage: Any, seed: int):
-    """The study's Optuna study (created on first use) with TPE seeded by ``seed``; Optuna never prunes (ASHA does)."""
+    """The study's Optuna study (created on first use) with TPE seeded by ``seed``; Optuna never prunes (ASHA does).
+
+    With ``objectives`` it has one direction per objective and the same seeded TPE, which Optuna runs as its
+    multi-objective TPE (MOTPE): it draws from the first trial on, where NSGA-II would sample its first generation of
+    50 at random, longer than most of our studies.
+    """
     import optuna
 
+    modes = [config.mode, *(OBJECTIVE_MODES[name] for name in config.objectives)]
     return optuna.create_study(storage=storage, study_name=config.name, load_if_exists=True,
                                sampler=optuna.samplers.TPESampler(seed=seed), pruner=optuna.pruners.NopPruner(),
-                               direction="minimize" if config.mode == "min" else "maximize")
+                               directions=["minimize" if mode == "min" else "maximize" for mode in modes])
 
 
 def finite(value: Any) -> bool:
@@ -70,7 +83,7 @@ class RecordingSearch(Searcher):
         self._recorded: dict[str, int] = {}  # the last epoch recorded per Tune trial
         with warnings.catch_warnings():  # metric names are an experimental Optuna feature; the dashboard labels its axes with them
             warnings.simplefilter("ignore")
-            self._study.set_metric_names([config.metric])
+            self._study.set_metric_names(objective_names(config))
         for key, value in {"study_uri": config.study_uri, "metric": config.metric, "num_samples": config.num_samples,
                            "search": config.search}.items():
             self._study.set_user_attr(key, value)
@@ -100,10 +113,11 @@ class RecordingSearch(Searcher):
             attrs["node"] = metrics.get("train_node_ip", metrics.get("node_ip"))
         for key, value in attrs.items():
             ot_trial.set_user_attr(key, value)
-        state, value = optuna_state(status), metrics.get(f"best_{self.metric}")
-        if state.name == "COMPLETE" and not finite(value):
+        values = [metrics.get(f"best_{self.metric}"), *(metrics.get(name) for name in self._config.objectives)]
+        state = optuna_state(status)
+        if state.name == "COMPLETE" and not all(map(finite, values)):
             state = optuna_state(FAILED)
-        self._study.tell(ot_trial, float(value) if state.name == "COMPLETE" else None, state=state)
+        self._study.tell(ot_trial, [float(v) for v in values] if state.name == "COMPLETE" else None, state=state)
         self._told.add(trial_id)
         del self._trials[trial_id]
 
@@ -135,9 +149,18 @@ class RecordingSearch(Searcher):
         self._recorded[trial_id] = epoch
         ot_trial, value = self._trials[trial_id], result.get(self.metric)
         if finite(value):
-            ot_trial.report(float(value), epoch)
+            self._record_value(ot_trial, float(value), epoch)
         if IMAGES in result:
             self._upload_grid(ot_trial, np.asarray(result[IMAGES], dtype=np.uint8), epoch)
+
+    def _record_value(self, ot_trial: Any, value: float, epoch: int) -> None:
+        """The epoch's metric as the trial's intermediate value; Optuna keeps those for single-objective studies only, so a
+        multi-objective trial keeps them as the user attribute ``{metric}_by_epoch`` (epoch -> value)."""
+        if not self._config.objectives:
+            ot_trial.report(value, epoch)
+            return
+        key = f"{self.metric}_by_epoch"
+        ot_trial.set_user_attr(key, {**ot_trial.user_attrs.get(key, {}), str(epoch): value})
 
     def _upload_grid(self, ot_trial: Any, grid: np.ndarray, epoch: int) -> None:
         from optuna.artifacts import upload_artifact
