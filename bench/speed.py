@@ -118,6 +118,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the table, not a measurement")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure (default: 1 2)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, the first is the reference (default: {','.join(VARIANTS)})")
+    parser.add_argument("--widths", type=int, nargs="+", help="base widths to measure (default: 16 32 64; --quick: 4)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
     if unknown:
@@ -129,8 +130,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     args = parse_args(argv)
     sizes, variants = QUICK if args.quick else FULL, tuple(args.variants.split(","))
     rows = [measure_row(width, extras, threads, sizes, variants)
-            for width in sizes["widths"] for extras in (False, True) for threads in args.threads]
-    print(f"fit training speed, torch {torch.__version__}, {len(sizes['widths'])} widths; ratios to {variants[0]} in this run")
+            for width in args.widths or sizes["widths"] for extras in (False, True) for threads in args.threads]
+    print(f"fit training speed, torch {torch.__version__}, base widths {args.widths or sizes['widths']}; ratios to {variants[0]} in this run")
     print(format_table(rows))
     return rows
 

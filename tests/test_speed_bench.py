@@ -31,6 +31,11 @@ def test_the_quick_speed_table_has_a_row_per_size_and_a_ratio_per_variant(capsys
     assert "| width | refine+mirror | threads | fp32 img/s | bf16-cl x | fp32-cl x | fp32 peak | bf16-cl peak |" in table
 
 
+def test_widths_choose_the_rows():
+    rows = load_bench().main(["--quick", "--threads", "1", "--variants", "fp32,fp32-cl", "--widths", "2", "4"])
+    assert [(row["width"], row["refine+mirror"]) for row in rows] == [(2, False), (2, True), (4, False), (4, True)]
+
+
 def test_the_speed_bench_refuses_an_unknown_variant(capsys):
     with pytest.raises(SystemExit):
         load_bench().parse_args(["--variants", "fp32,fp8"])
