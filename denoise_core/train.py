@@ -24,6 +24,7 @@ from denoise_core.checkpoint import export_model, load_checkpoint, save_checkpoi
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import load_splits
 from denoise_core.errors import MissingFile, OutputExists
+from denoise_core.inference import resolve_device
 from denoise_core.tblog import write_epoch, write_hparams
 from denoise_core.settings import (SettingsError, add_flags, apply_assignments, build, differences, flag_assignments, load_yaml_file, merge,
                                    parse_assignment, to_dict)
@@ -80,6 +81,7 @@ def train_run(file_values: dict[str, Any], assignments: list[tuple[str, Any]], d
         config = resolve_config(file_values, assignments, saved=previous["config"])
     else:
         config = resolve_config(file_values, assignments)
+    resolve_device(config.device)  # an unknown device fails here, before the run directory is touched
     if config.init and not resume:
         load_checkpoint(config.init)  # a refused or damaged init file fails here, before the run directory is touched
     if not resume:
