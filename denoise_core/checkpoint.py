@@ -46,8 +46,7 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike, overwri
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise MissingFile(f"model file {path} does not exist")
+    refuse_non_model(path)
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -62,6 +61,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if checkpoint.get("version") != VERSION:
         raise CheckpointError(f"{path} is facestudy checkpoint version {checkpoint.get('version')}, this code reads version {VERSION}")
     return checkpoint
+
+
+def refuse_non_model(path: Path) -> None:
+    """A path that cannot be a model file, said for what it is: missing, a directory, or a training recipe."""
+    if path.is_dir():
+        inside = path / "model.pt"
+        hint = f"; did you mean {inside}?" if inside.is_file() else "; pass a model.pt file"
+        raise CheckpointError(f"model {path} is a directory, not a model file{hint}")
+    if not path.is_file():
+        raise MissingFile(f"model file {path} does not exist")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        raise CheckpointError(f"{path} is a recipe (a YAML config), not a model; train a model from it with "
+                              f"python -m denoise_core.train --config {path} --out RUN and pass RUN/model.pt")
 
 
 def damaged(path: Path) -> CheckpointError:

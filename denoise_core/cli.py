@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Callable, NoReturn
 
-from denoise_core.errors import UserError
+from denoise_core.errors import NOT_WRITABLE, UserError
 from denoise_core.files import disk_full
 
 
@@ -29,7 +29,7 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
 
 
 def run_cli(main: Callable[[], int | None], program: str) -> None:
-    """Run ``main``; a user error (bad data, bad flag, existing output, full disk) exits 2 with one line on stderr.
+    """Run ``main``; a user error (bad data, bad flag, existing output, full disk, a read-only output) exits 2 with one line on stderr.
 
     Every other exception is a bug and keeps its traceback.
     """
@@ -38,6 +38,8 @@ def run_cli(main: Callable[[], int | None], program: str) -> None:
     except UserError as error:
         fail(program, str(error))
     except OSError as error:
+        if error.errno in NOT_WRITABLE and error.filename:
+            fail(program, f"{error.filename}: {(error.strerror or 'permission denied').lower()}; choose a writable location or change its permissions")
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
         fail(program, str(disk_full(error.filename or "the output")))

@@ -23,7 +23,7 @@ import numba
 import numpy as np
 
 from denoise_core.errors import UserError, describe
-from denoise_core.files import NPZ_ERRORS, read_npz, write_atomic
+from denoise_core.files import NPZ_ERRORS, read_npz, write_cache
 
 if TYPE_CHECKING:
     import PIL.Image
@@ -102,7 +102,15 @@ def resolve_data_path(cli_value: str | os.PathLike | None) -> Path:
             f"{ENV_VAR} at fer2013.csv(.gz), fer2013.tar.gz, icml_face_data.csv or an image folder "
             f"(download: {DOWNLOAD_HINT})"
         )
+    refuse_stream(path)
     return path
+
+
+def refuse_stream(path: Path) -> None:
+    """A pipe, FIFO or device as the dataset is refused at once: reading one for the cache key would wait forever."""
+    if not path.is_dir() and not path.is_file():
+        raise DataError(f"{path} is not a regular file (a pipe, FIFO or device): FER2013 is read twice, for its cache key and its "
+                        "faces; save it to a file and pass that path with --data")
 
 
 def default_cache_dir() -> Path:
@@ -114,6 +122,7 @@ def load_fer2013(path: str | os.PathLike, cache_dir: str | os.PathLike | None = 
     path = Path(path)
     if not path.exists():
         raise DataNotFound(f"FER2013 not found at {path}: point --data or {ENV_VAR} at it (download: {DOWNLOAD_HINT})")
+    refuse_stream(path)
     cache_file = None
     if use_cache:
         cache_file = Path(cache_dir or default_cache_dir()) / f"{path.name}-{source_key(path)}.npz"
@@ -166,8 +175,14 @@ def in_faces(images: np.ndarray, known: set[bytes]) -> np.ndarray:
 
 
 def load_splits(path: str | os.PathLike | None, cache_dir: str | os.PathLike | None = None) -> Splits:
-    """``resolve_data_path`` + ``load_fer2013`` + ``split_faces``: what every CLI calls."""
-    return split_faces(load_fer2013(resolve_data_path(path), cache_dir=cache_dir))
+    """``resolve_data_path`` + ``load_fer2013`` + ``split_faces``: what every CLI calls; faces without Training rows are refused."""
+    faces = load_fer2013(resolve_data_path(path), cache_dir=cache_dir)
+    if not len(faces.images):
+        raise DataError(f"{faces.source}: holds no faces (a header only, or only blank faces); download it again ({DOWNLOAD_HINT})")
+    if not (faces.usage == TRAINING).any():
+        found = ", ".join(f"{int((faces.usage == code).sum())} {name}" for code, name in enumerate(USAGES))
+        raise DataError(f"{faces.source}: holds no Training faces ({found}); training needs rows whose Usage is Training")
+    return split_faces(faces)
 
 
 def to_float(images: np.ndarray) -> np.ndarray:
@@ -332,7 +347,21 @@ def _csv_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: is truncated or not gzip-compressed ({describe(error)}): download it again ({DOWNLOAD_HINT})") from None
     if not raw.strip():
         raise DataError(f"{path}: holds no CSV text (empty once unpacked): download it again ({DOWNLOAD_HINT})")
+    refuse_other_format(path, raw)
     return raw
+
+
+def refuse_other_format(path: Path, raw: bytes) -> None:
+    """Bytes that are not CSV text but a known other form, named for what they are and how to fix the file."""
+    gzipped = path.name.lower().endswith(".gz")
+    if raw[257:262] == b"ustar":
+        raise DataError(f"{path} is a tar archive; name it .tar.gz (or .tar) so that its fer2013.csv is read from inside it")
+    if raw[:2] == b"\x1f\x8b":
+        if gzipped:
+            raise DataError(f"{path} is gzip inside gzip (compressed twice); decompress it once (gunzip) and keep the .csv.gz")
+        raise DataError(f"{path} is gzip-compressed; name it .csv.gz")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or raw[:64].count(b"\x00") >= 16:  # a BOM, or every other byte zero
+        raise DataError(f"{path} is UTF-16 text; save it as UTF-8")
 
 
 def _csv_from_tar(path: Path) -> bytes:
@@ -434,7 +463,7 @@ def _is_faces(images: np.ndarray, usage: np.ndarray) -> bool:
 def _write_cache(cache_file: Path, images: np.ndarray, usage: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, images=images, usage=usage)
-    write_atomic(cache_file, buffer.getvalue())
+    write_cache(cache_file, buffer.getvalue(), log)
 
 
 def _drop_constant(images: np.ndarray, usage: np.ndarray, source: str) -> Faces:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import os
 import zipfile
 import zlib
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from denoise_core.errors import DiskFull
+from denoise_core.errors import NOT_WRITABLE, DiskFull, NotWritable, not_writable
 
 NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
 """What reading a damaged .npz raises: a truncated zip, a flipped byte (CRC), a broken .npy header, a missing array."""
@@ -34,8 +35,30 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
             raise disk_full(path) from None
+        if error.errno in NOT_WRITABLE:
+            raise not_writable(error.filename or path, error) from None
         raise
     return path
+
+
+def write_cache(path: str | os.PathLike, data: bytes, log: logging.Logger) -> bool:
+    """Write a cache entry whole; a cache that cannot be written (read-only, no permission) is one warning, and the
+    command goes on without it. Returns whether the entry was written."""
+    try:
+        write_atomic(path, data)
+    except NotWritable as error:
+        log.warning("%s; going on without the cache (set $FACESTUDY_CACHE to a writable folder to keep it)", error)
+        return False
+    return True
+
+
+def cache_writable(directory: str | os.PathLike, log: logging.Logger) -> bool:
+    """Whether a cache folder takes new entries (one probe file, removed again); a warning when it does not."""
+    probe = Path(directory) / f".write-probe.{os.getpid()}"
+    if not write_cache(probe, b"", log):
+        return False
+    probe.unlink(missing_ok=True)
+    return True
 
 
 def disk_full(path: str | os.PathLike) -> DiskFull:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from denoise_core.errors import InputError, UserError, describe
+from denoise_core.errors import InputError, NotWritable, UserError, describe
 from denoise_core.files import NPZ_ERRORS, read_npz, write_atomic
 from denoise_core.noise import NoiseSpec, corrupt, make_generator
 
@@ -157,7 +157,10 @@ def holdout_for(clean: np.ndarray, cache_dir: str | os.PathLike, conditions: tup
         except _Unusable as problem:
             log.warning("hold-out %s %s; generating it again", path, problem)
     holdout = make_holdout(clean, conditions, seed)
-    save_holdout(holdout, path)
+    try:
+        save_holdout(holdout, path)
+    except NotWritable as error:
+        log.warning("%s; going on without the hold-out cache (set $FACESTUDY_CACHE to a writable folder to keep it)", error)
     return holdout
 
 

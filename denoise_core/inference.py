@@ -9,9 +9,17 @@ from denoise_core.errors import InputError
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device for ``--device``; a name torch does not know, or CUDA where there is none, is one line."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):  # torch's "Expected one of cpu, cuda, ... device type at start of device string"
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {name!r} requested but MPS is not available; use --device cpu or auto")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name!r} requested but CUDA is not available; use --device cpu or auto")
     return device

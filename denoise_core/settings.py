@@ -63,15 +63,37 @@ _Loader.yaml_implicit_resolvers = {key: [(tag, regexp) for tag, regexp in resolv
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
 
 
+MAX_DEPTH = 32
+"""Settings nest a few levels (``train.model.dropout``); far deeper input is refused before anything recurses into it."""
+
+
 def load_yaml(text: str, source: str) -> Any:
-    """Parse YAML text (safe: plain data only); a syntax error becomes one line naming ``source``."""
+    """Parse YAML text (safe: plain data only); a syntax error or absurd nesting becomes one line naming ``source``."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        values = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except RecursionError:
+        raise SettingsError(f"{source}: nested too deeply to read (settings nest at most {MAX_DEPTH} levels)") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise SettingsError(f"{source}: not valid YAML{where}: {problem}") from None
+    if nesting_depth(values) > MAX_DEPTH:
+        raise SettingsError(f"{source}: nested more than {MAX_DEPTH} levels deep; settings nest a few levels (train.model.dropout)")
+    return values
+
+
+def nesting_depth(value: Any) -> int:
+    """How many mappings and lists deep ``value`` goes (up to one past ``MAX_DEPTH``), counted without recursion."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth + 1)
+            if deepest > MAX_DEPTH:  # also ends the walk of a list that holds itself
+                return deepest
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def load_yaml_file(path: str | Path, what: str = "config file") -> dict[str, Any]:
@@ -79,12 +101,24 @@ def load_yaml_file(path: str | Path, what: str = "config file") -> dict[str, Any
     path = Path(path)
     if not path.is_file():
         raise SettingsError(f"{what} {path} does not exist" + (" (it is a directory)" if path.is_dir() else ""))
-    values = load_yaml(path.read_text(), str(path))
+    values = load_yaml(read_text(path, what), str(path))
     if values is None:
         return {}
     if not isinstance(values, dict):
         raise SettingsError(f"{what} {path} must hold a mapping of settings (KEY: VALUE lines), not a {type(values).__name__}")
     return values
+
+
+def read_text(path: Path, what: str) -> str:
+    """A settings file's text; a file that is not UTF-8 is one line naming it and the encoding problem."""
+    raw = path.read_bytes()
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise SettingsError(f"{what} {path} is UTF-16 text; save it as UTF-8")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SettingsError(f"{what} {path} is not UTF-8 text (byte 0x{raw[error.start]:02x} at offset {error.start} is not valid "
+                            "UTF-8); save it as UTF-8") from None
 
 
 def parse_assignment(item: str) -> tuple[str, Any]:

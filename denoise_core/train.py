@@ -24,6 +24,7 @@ from denoise_core.checkpoint import export_model, load_checkpoint, save_checkpoi
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import load_splits
 from denoise_core.errors import InputError, MissingFile, OutputExists
+from denoise_core.inference import resolve_device
 from denoise_core.tblog import write_epoch, write_hparams
 from denoise_core.settings import Flag, Layers, add_flags, add_layer_arguments, assemble, read_layers, to_dict
 from denoise_core.fit import EpochReport, FitResult, TrainConfig, config_from_dict, config_to_dict, fit, with_resolved_precision
@@ -71,6 +72,7 @@ def train_run(layers: Layers, data_path: str | None, run_dir: Path, resume: bool
         config = resolve_config(layers.file, layers.assignments, saved=previous["config"])
     else:
         config = resolve_config(layers.file, layers.assignments)
+    resolve_device(config.device)  # an unknown device fails here, before the run directory is touched
     config = with_resolved_precision(config)  # config.yaml and the checkpoints record what auto chose
     if config.init and not resume:
         load_checkpoint(config.init)  # a refused or damaged init file fails here, before the run directory is touched

@@ -28,7 +28,7 @@ from results.html import Figure, Section, Table, Text, render_html, render_markd
 from results.models import Learned, as_denoiser, load_trial_models
 from results.output import check_output, publish, scratch_dir
 from results.options import ReportOptions
-from results.report import (OPTIONS_EPILOG, Stopwatch, add_option_arguments, baseline_plan, curve_holdout, load_data, options_from,
+from results.report import (OPTIONS_EPILOG, Stopwatch, add_option_arguments, baseline_plan, curve_holdout, load_data, options_from, reading_warnings,
                             score_cache, set_threads)
 from results.sections import SUMMARY_CONDITIONS, pivot
 from results.study_dir import Study, read_study, study_data_path, top_trials
@@ -92,6 +92,7 @@ def build_comparison(study_dirs: list[Path], out: Path, data: str | None = None,
     holdout = curve_holdout(splits, conditions)
     device = resolve_device(options.device)
     learned, notes = best_models(studies, labels, options.top, device)
+    notes = reading_warnings(studies, options.faces, holdout) + notes
     clock.lap("models")
     model_rows = model_curves({m.name: m.denoise for _, _, m in learned}, holdout, conditions, options.faces)
     baseline_rows = baseline_curves(holdout, splits.val_unique, conditions, baseline_plan(options), score_cache(options))[0] if baselines else pd.DataFrame(columns=list(COLUMNS))

@@ -28,6 +28,7 @@ import pandas as pd
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import Splits, default_cache_dir, load_fer2013, split_faces
 from denoise_core.errors import InputError
+from denoise_core.files import cache_writable
 from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.inference import resolve_device
 from denoise_core import settings
@@ -42,7 +43,7 @@ from results.output import check_output, publish, scratch_dir
 from results.score_cache import ScoreCache
 from results.sections import (analysis_section, grids_section, headline, leaderboard_section, questions_section, robustness_section, search_section,
                              tradeoffs_section)
-from results.study_dir import Study, read_study, study_data_path, top_trials
+from results.study_dir import Study, read_study, study_data_path, study_warnings, top_trials
 
 log = logging.getLogger("results.report")
 REPORT_DIR = "report"
@@ -87,7 +88,8 @@ def score_cache(options: ReportOptions) -> ScoreCache:
     """Baseline scores are shared by every report on this machine, beside the data and hold-out caches."""
     if not options.cache:
         return ScoreCache(None)
-    return ScoreCache(Path(options.cache_dir) if options.cache_dir else default_cache_dir() / "baseline-scores")
+    directory = Path(options.cache_dir) if options.cache_dir else default_cache_dir() / "baseline-scores"
+    return ScoreCache(directory if cache_writable(directory, log) else None)
 
 
 def baseline_plan(options: ReportOptions) -> BaselinePlan:
@@ -103,6 +105,20 @@ def learned_curves(learned: list[Learned], holdout: Holdout, conditions: tuple[s
         rows = pd.concat([f for f in (done, model_curves({model.name: model.denoise}, holdout, todo, faces)) if len(f)], ignore_index=True)
         frames.append(rows.set_index("condition").loc[list(conditions)].reset_index()[list(COLUMNS)])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
+
+
+def reading_warnings(studies: list[Study], faces: int | None, holdout: Holdout) -> list[str]:
+    """What the log and the report's text must both say about their inputs: an incomplete study, a study given twice,
+    more faces asked for than the hold-out has."""
+    warnings = [warning for study in studies for warning in study_warnings(study)]
+    paths = [study.path.resolve() for study in studies]
+    warnings += [f"{path} is given {paths.count(path)} times: its models are compared with themselves" for path in dict.fromkeys(paths)
+                 if paths.count(path) > 1]
+    if faces and faces > len(holdout.clean):
+        warnings.append(f"--faces {faces} is more than the {len(holdout.clean)} faces of the hold-out; every score uses those {len(holdout.clean)}")
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
 
 
 def build_report(study_dir: Path, data: str | None = None, options: ReportOptions = ReportOptions()) -> Path:
@@ -137,6 +153,7 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
     clock.lap("hold-out")
 
     trial_models, notes = load_trial_models(study, device)
+    notes = reading_warnings([study], options.faces, holdout) + notes
     scored = test_conditions(study, conditions)
     test_rows = trial_test_rows(trial_models, holdout, scored, options.faces, device)
     board = leaderboard(study, test_rows, {m.trial_id: m.parameters for m in trial_models})
@@ -155,8 +172,9 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
                for rank, row in enumerate(top_trials(study, options.top).itertuples(), start=1) if row.trial_id in by_id]
     model_rows = learned_curves(learned, holdout, conditions, options.faces, test_rows)
     clock.lap("curves: learned models")
-    baseline_rows, tuning = baseline_curves(holdout, splits.val_unique, conditions, baseline_plan(options), score_cache(options))
-    validation = validation_scores(splits.val_unique, conditions, baseline_plan(options), tuning, score_cache(options))
+    scores = score_cache(options)
+    baseline_rows, tuning = baseline_curves(holdout, splits.val_unique, conditions, baseline_plan(options), scores)
+    validation = validation_scores(splits.val_unique, conditions, baseline_plan(options), tuning, scores)
     clock.lap("curves: baselines")
     curves = pd.concat([f for f in (model_rows, baseline_rows) if len(f)], ignore_index=True)
     curves.to_csv(work / "curves.csv", index=False)

@@ -1,13 +1,15 @@
 """Reading a study directory: its resolved config, its trial table and each trial's checkpoint.
 
 A study directory is read the same way whether a local run wrote it or it was copied back from a cluster:
-trial tables hold absolute checkpoint paths of the machine that ran the trial, so a path that does not exist
-here is looked up again under the study directory (``trial_<id>/checkpoint_*/checkpoint.pt``). What the
+trial tables hold absolute checkpoint paths of the machine that ran the trial, so a trial's checkpoint is looked up
+under the study directory (``trial_<id>/checkpoint_*/checkpoint.pt``), and a recorded path is used only inside it. What the
 directory holds, and which trials are usable, is ``denoise_core.study_files``.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +18,9 @@ from typing import Any
 import pandas as pd
 
 from denoise_core.data import DOWNLOAD_HINT, ENV_VAR, DataNotFound, resolve_data_path
-from denoise_core.errors import MissingFile
+from denoise_core.errors import InputError, MissingFile
 from denoise_core.settings import load_yaml_file
-from denoise_core.study_files import (CHECKPOINT_FILE, DEFAULT_METRIC, METRIC_MODES, STUDY_CONFIG, TRIALS_CSV, TRIALS_PARQUET, selection_column,
+from denoise_core.study_files import (BEST_MODEL, CHECKPOINT_FILE, DEFAULT_METRIC, METRIC_MODES, STUDY_CONFIG, TRIALS_CSV, TRIALS_PARQUET, selection_column,
                                       trial_dirname, usable_rows)
 
 
@@ -66,13 +68,53 @@ def read_study(path: str | os.PathLike) -> Study:
         raise MissingFile(f"{path} is not a study directory: no {STUDY_CONFIG} (run python study/run.py first)")
     config = load_yaml_file(config_file, "study file")
     if (path / TRIALS_CSV).is_file():
-        trials = pd.read_csv(path / TRIALS_CSV)
+        trials = read_trials_csv(path / TRIALS_CSV)
     elif (path / TRIALS_PARQUET).is_file():
         trials = pd.read_parquet(path / TRIALS_PARQUET)
     else:
         raise MissingFile(f"{path} has no {TRIALS_CSV} or {TRIALS_PARQUET}: the study has not finished (resume it with --resume)")
     trials["trial_id"] = trials["trial_id"].astype(str)
     return Study(path=path, config=config, trials=trials)
+
+
+def read_trials_csv(path: Path) -> pd.DataFrame:
+    """The trial table; a file cut off mid-row, not CSV text, or without a trial_id column is one line naming it."""
+    problem = trials_csv_problem(path)
+    if problem:
+        raise InputError(f"{path} is damaged: {problem}; copy it again from the machine that ran the study")
+    return pd.read_csv(path)
+
+
+def trials_csv_problem(path: Path) -> str | None:
+    """What makes ``path`` unreadable as a trial table, or None."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return "it is not CSV text (not UTF-8)"
+    if not text.strip():
+        return "it is empty"
+    rows = list(csv.reader(io.StringIO(text)))
+    header = rows[0]
+    if "trial_id" not in header:
+        return f"no trial_id column (header: {', '.join(header[:5])})"
+    for number, row in enumerate(rows[1:], start=2):
+        if row and len(row) != len(header):
+            return f"line {number} has {len(row)} fields, the header {len(header)}"
+    if not text.endswith("\n"):
+        return "it ends mid-row (cut off)"
+    return None
+
+
+def study_warnings(study: Study) -> list[str]:
+    """What a report must say about a study that may be incomplete: fewer trials than planned, no best model."""
+    warnings = []
+    planned = study.config.get("num_samples")
+    if isinstance(planned, int) and len(study.trials) < planned:
+        warnings.append(f"{study.path / TRIALS_CSV} holds {len(study.trials)} trials but the study planned {planned} (num_samples): "
+                        "the table is truncated or the study did not finish")
+    if not (study.path / BEST_MODEL).is_file():
+        warnings.append(f"{study.path} has no {BEST_MODEL}: the study did not finish (resume it with --resume)")
+    return warnings
 
 
 def study_data_path(study: Study, cli_value: str | os.PathLike | None) -> Path:
@@ -95,15 +137,20 @@ def ranked_trials(study: Study) -> pd.DataFrame:
 
 
 def checkpoint_file(study: Study, row: pd.Series) -> Path | None:
-    """The trial's ``checkpoint.pt``: the recorded path, else the same trial's checkpoint under this directory."""
+    """The trial's ``checkpoint.pt`` inside this study directory, never another study's.
+
+    A copied study's ``trials.csv`` still records the original's absolute paths: the recorded checkpoint is looked up
+    under this directory first (by its trial and checkpoint folder names), and the recorded path itself is used
+    only when it lies inside this directory.
+    """
     recorded = row.get("checkpoint")
     if isinstance(recorded, str) and recorded and "://" not in recorded:
-        candidate = Path(recorded) / CHECKPOINT_FILE
-        if candidate.is_file():
-            return candidate
         moved = study.path / Path(recorded).parent.name / Path(recorded).name / CHECKPOINT_FILE
         if moved.is_file():
             return moved
+        candidate = Path(recorded) / CHECKPOINT_FILE
+        if candidate.is_file() and candidate.resolve().is_relative_to(study.path.resolve()):
+            return candidate
     found = sorted(study.path.glob(f"{trial_dirname(row['trial_id'])}*/checkpoint_*/{CHECKPOINT_FILE}"))
     return found[-1] if found else None
 

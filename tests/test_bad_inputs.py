@@ -57,26 +57,45 @@ def _config_files(configs: Path) -> None:
     (configs / "alias-bomb.yaml").write_text("\n".join(levels) + "\nlr: *a9\n")  # 10**10 strings once expanded
 
 
-@pytest.fixture(scope="module")
-def ws(tmp_path_factory):
-    """A user's workspace holding good and bad files of every kind the commands read."""
-    root = tmp_path_factory.mktemp("workspace")
-    cache = tmp_path_factory.mktemp("cache")
-    saved = os.environ.get("FACESTUDY_CACHE")
-    os.environ["FACESTUDY_CACHE"] = str(cache)
-    data = root / "data"
+def add_red_team_inputs(root: Path, good: bytes) -> None:
+    """The red team's inputs: data in the wrong encoding or packing, streams, recipes as models, deep or non-UTF-8
+    configs, damaged trial tables."""
+    data, configs = root / "data", root / "configs"
+    (data / "header-only.csv").write_text("emotion,pixels,Usage\n")
+    (data / "no-training.csv").write_bytes(_csv_bytes(np.array([1, 1, 2, 2], np.int8)))
+    (data / "utf16.csv").write_bytes(good.decode().encode("utf-16"))
+    (data / "archive.csv.gz").write_bytes(_tar_gz(good))
+    (data / "twice.csv.gz").write_bytes(gzip.compress(gzip.compress(good)))
+    os.mkfifo(data / "pipe.csv")
+    (configs / "nested.yaml").write_text("train: " + "[" * 10000 + "]" * 10000 + "\n")
+    (configs / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    header = "trial_id,status,best_val_psnr,checkpoint\n"
+    for name, content in {"cut": (header + "a,completed,24.1,/x\nb,compl").encode(), "no-id": b"status,best_val_psnr\ncompleted,24.1\n",
+                          "binary": bytes(range(256)) * 4}.items():
+        (root / "damaged" / name).mkdir(parents=True)
+        (root / "damaged" / name / "study.yaml").write_text("name: damaged\n")
+        (root / "damaged" / name / "trials.csv").write_bytes(content)
+
+
+def _tar_gz(csv: bytes) -> bytes:
+    """Kaggle's archive: the CSV as fer2013/fer2013.csv in a gzipped tar."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        info = tarfile.TarInfo("fer2013/fer2013.csv")
+        info.size = len(csv)
+        tar.addfile(info, io.BytesIO(csv))
+    return archive.getvalue()
+
+
+def _data_files(data: Path) -> bytes:
+    """FER2013 files good and bad; returns the good CSV's bytes."""
     data.mkdir()
     good = _csv_bytes(smooth_usage(40, 10, 6))
     (data / "fer2013.csv").write_bytes(good)
     (data / "no-private.csv").write_bytes(_csv_bytes(smooth_usage(40, 10, 0)))
     (data / "truncated.csv.gz").write_bytes(gzip.compress(good)[:2000])
     (data / "plain.csv.gz").write_bytes(good)
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        info = tarfile.TarInfo("fer2013/fer2013.csv")
-        info.size = len(good)
-        tar.addfile(info, io.BytesIO(good))
-    (data / "truncated.tar.gz").write_bytes(archive.getvalue()[:3000])
+    (data / "truncated.tar.gz").write_bytes(_tar_gz(good)[:3000])
     (data / "notes.txt").write_text("not data\n")
     (data / "empty.csv").write_bytes(b"")
     (data / "header.csv").write_text("a,b,c\n1,2,3\n")
@@ -88,7 +107,11 @@ def ws(tmp_path_factory):
         Image.fromarray(smooth_faces(1)[0]).save(folder / "0.png")
     (data / "images" / "test" / "happy" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (data / "no-test" / "train").mkdir(parents=True)
+    return good
 
+
+def _model_files(root: Path) -> None:
+    """A good model, crafted and damaged ones, and a finished run."""
     models = root / "models"
     models.mkdir()
     config = TrainConfig(model=ModelConfig(base_width=4, bottleneck_size=8), noise="sp:0.2", epochs=1, batch_size=16)
@@ -103,6 +126,9 @@ def ws(tmp_path_factory):
     save_checkpoint(result.checkpoint, run / "last.pt")
     save_checkpoint(export_model(result.checkpoint), run / "model.pt")
 
+
+def _face_files(root: Path) -> None:
+    """Faces to denoise, good and bad, and an output that exists."""
     inputs = root / "inputs"
     inputs.mkdir()
     np.save(inputs / "faces.npy", smooth_faces(3))
@@ -120,16 +146,27 @@ def ws(tmp_path_factory):
     (root / "outputs").mkdir()
     Image.fromarray(np.zeros((48, 48), np.uint8)).save(root / "outputs" / "existing.png")
 
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """A user's workspace holding good and bad files of every kind the commands read."""
+    root = tmp_path_factory.mktemp("workspace")
+    cache = tmp_path_factory.mktemp("cache")
+    saved = os.environ.get("FACESTUDY_CACHE")
+    os.environ["FACESTUDY_CACHE"] = str(cache)
+    good = _data_files(root / "data")
+    _model_files(root)
+    _face_files(root)
     _config_files(root / "configs")
     (root / "a-file").write_text("not a directory\n")
     (root / "studies").mkdir()
     (root / "not-a-study").mkdir()
+    add_red_team_inputs(root, good)
     yield root
     if saved is None:
         os.environ.pop("FACESTUDY_CACHE", None)
     else:
         os.environ["FACESTUDY_CACHE"] = saved
-
 
 TRAIN = "--data {ws}/data/fer2013.csv --out {ws}/runs/{case} --epochs 1 --batch-size 8 --model-base-width 4 --train-size 32"
 STUDY = "--preset smoke --data {ws}/data/fer2013.csv --storage {ws}/studies --name {case}"
@@ -239,6 +276,32 @@ CASES = [
     ("compare-out-holds-an-input", compare_main, "{ws}/not-a-study {ws}/studies --out {ws} --overwrite", r"holds the input"),
     ("compare-overwrite-a-file", compare_main, "{ws}/not-a-study {ws}/studies --out {ws}/a-file --overwrite", r"a-file is a file"),
     ("showcase-box-without-image", showcase_main, "--box 1,2,3 --out {ws}/outputs/{case}.png", r"--box needs --image"),
+    # the red team's inputs: data, model files, devices, configs and trial tables said for what they are
+    ("data-header-only", train_main, "--data {ws}/data/header-only.csv --out {ws}/runs/{case}", r"header-only\.csv: holds no faces \(a header only"),
+    ("data-no-training", train_main, "--data {ws}/data/no-training.csv --out {ws}/runs/{case}", r"no-training\.csv: holds no Training faces"),
+    ("data-utf16", train_main, "--data {ws}/data/utf16.csv --out {ws}/runs/{case}", r"utf16\.csv is UTF-16 text; save it as UTF-8"),
+    ("data-tar-named-csv-gz", train_main, "--data {ws}/data/archive.csv.gz --out {ws}/runs/{case}", r"archive\.csv\.gz is a tar archive; name it \.tar\.gz"),
+    ("data-gzip-twice", train_main, "--data {ws}/data/twice.csv.gz --out {ws}/runs/{case}", r"twice\.csv\.gz is gzip inside gzip"),
+    ("data-fifo", train_main, "--data {ws}/data/pipe.csv --out {ws}/runs/{case}", r"pipe\.csv is not a regular file"),
+    ("data-device-file", train_main, "--data /dev/null --out {ws}/runs/{case}", r"/dev/null is not a regular file"),
+    ("study-data-fifo", study_main, "--preset smoke --data {ws}/data/pipe.csv --storage {ws}/studies --name {case}", r"pipe\.csv is not a regular file"),
+    ("denoise-model-is-a-run-folder", denoise_main, "--model {ws}/runs/done {ws}/inputs/face.png {ws}/outputs/{case}.png",
+     r"done is a directory, not a model file; did you mean .*done/model\.pt\?"),
+    ("denoise-model-is-a-folder", denoise_main, "--model {ws}/inputs {ws}/inputs/face.png {ws}/outputs/{case}.png", r"inputs is a directory"),
+    ("denoise-model-is-a-recipe", denoise_main, "--model {ws}/configs/lr-abc.yaml {ws}/inputs/face.png {ws}/outputs/{case}.png",
+     r"lr-abc\.yaml is a recipe .*python -m denoise_core\.train --config .*lr-abc\.yaml --out RUN"),
+    ("train-init-is-a-recipe", train_main, TRAIN + " --init {ws}/configs/lr-abc.yaml", r"is a recipe \(a YAML config\), not a model"),
+    ("train-device-tpu", train_main, TRAIN + " --device tpu", r"unknown device 'tpu'; use auto, cpu, cuda or cuda:N"),
+    ("train-device-meta", train_main, TRAIN + " --device meta", r"unknown device 'meta'"),
+    ("denoise-device-tpu", denoise_main, D + " --device tpu {ws}/inputs/face.png {ws}/outputs/{case}.png", r"unknown device 'tpu'"),
+    ("train-config-nested", train_main, TRAIN + " --config {ws}/configs/nested.yaml", r"nested\.yaml: nested too deeply"),
+    ("train-config-latin1", train_main, TRAIN + " --config {ws}/configs/latin1.yaml", r"latin1\.yaml is not UTF-8 text \(byte 0xe9"),
+    ("study-config-nested", study_main, STUDY + " --config {ws}/configs/nested.yaml", r"nested\.yaml: nested too deeply"),
+    ("study-config-latin1", study_main, STUDY + " --config {ws}/configs/latin1.yaml", r"latin1\.yaml is not UTF-8"),
+    ("report-trials-cut-mid-row", report_main, "{ws}/damaged/cut", r"cut/trials\.csv is damaged: line 3 has 2 fields"),
+    ("report-trials-no-id", report_main, "{ws}/damaged/no-id", r"no-id/trials\.csv is damaged: no trial_id column"),
+    ("report-trials-not-csv", report_main, "{ws}/damaged/binary", r"binary/trials\.csv is damaged: it is not CSV text"),
+    ("compare-trials-cut-mid-row", compare_main, "{ws}/damaged/cut {ws}/damaged/cut --out {ws}/outputs/{case}", r"cut/trials\.csv is damaged"),
 ]
 
 

@@ -7,6 +7,7 @@ import errno
 import gzip
 import io
 import logging
+import re
 import tarfile
 from pathlib import Path
 from typing import Callable
@@ -328,3 +329,65 @@ def test_a_full_disk_is_one_disk_full_line_and_leaves_the_old_file_and_no_partia
     assert sorted(tmp_path.rglob("*")) == files_before  # no .partial left behind
     write()  # room again: the same write replaces the file whole
     assert target.read_bytes() != before and not list(tmp_path.rglob("*.partial"))
+
+
+# ------------------------------------------------------------------------------------ read-only caches and outputs
+
+
+def make_read_only(monkeypatch, folder: Path) -> None:
+    """From now on creating a file or folder inside ``folder`` fails as on a read-only folder (permission denied):
+    the tests run as root, whom chmod does not stop."""
+    real_open, real_mkdir = builtins.open, Path.mkdir
+
+    def refuse(path) -> None:
+        if Path(path).absolute().is_relative_to(folder.absolute()):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    def open_read_only(file, mode="r", *args, **kwargs):
+        if any(flag in mode for flag in "wax"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def mkdir_read_only(self, *args, **kwargs):
+        if not self.is_dir():
+            refuse(self)
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_read_only)
+    monkeypatch.setattr(Path, "mkdir", mkdir_read_only)
+
+
+def test_a_read_only_data_cache_is_one_warning_and_the_faces_still_load(tmp_path, monkeypatch, caplog):
+    source, cache = tmp_path / "fer2013.csv", tmp_path / "cache"
+    write_csv(source, smooth_faces(6), smooth_usage(2, 2, 2))
+    make_read_only(monkeypatch, cache)
+    with caplog.at_level("WARNING"):
+        faces = load_fer2013(source, cache_dir=cache)
+    assert len(faces.images) == 6 and not cache.exists()
+    [warning] = [record.getMessage() for record in caplog.records]
+    assert f"cannot write {cache}" in warning and "permission denied; " in warning and "going on without the cache" in warning
+
+
+def test_a_read_only_holdout_and_score_cache_are_each_one_warning(tmp_path, monkeypatch, caplog):
+    from denoise_core.files import cache_writable
+    from denoise_core.holdout import holdout_for
+
+    make_read_only(monkeypatch, tmp_path)
+    with caplog.at_level("WARNING"):
+        holdout = holdout_for(smooth_faces(3), tmp_path / "cache", ("sp:0.2",), seed=1)
+        writable = cache_writable(tmp_path / "scores", logging.getLogger("test"))
+    assert holdout.noisy.shape == (1, 3, 48, 48) and not writable and not list(tmp_path.iterdir())
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [f"cannot write {tmp_path / 'cache'}", f"cannot write {tmp_path / 'scores'}"]
+
+
+def test_a_read_only_run_directory_is_one_line(tmp_path, monkeypatch, capsys):
+    from denoise_core.train import main as train_main
+
+    source = tmp_path / "fer2013.csv"
+    write_csv(source, smooth_faces(40), smooth_usage(24, 8, 8))
+    make_read_only(monkeypatch, tmp_path / "locked")
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--data", str(source), "--out", str(tmp_path / "locked" / "run"), "--epochs", "1", "--model-base-width", "4"])
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and "\n" not in err and "Traceback" not in err
+    assert re.search(r"locked/run: permission denied; choose a writable location", err), err

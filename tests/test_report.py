@@ -18,7 +18,7 @@ import yaml
 from denoise_core.baselines import BASELINES
 from denoise_core.checkpoint import load_model, save_checkpoint
 from denoise_core.data import load_splits, read_csv_head
-from denoise_core.holdout import DEFAULT_CONDITIONS
+from denoise_core.holdout import DEFAULT_CONDITIONS, make_holdout
 from denoise_core.metrics import PSNR_CAP
 from denoise_core.model import ModelConfig, count_parameters
 from denoise_core.fit import TrainConfig, fit
@@ -427,3 +427,36 @@ def test_the_report_chooses_its_reference_filters_on_validation_and_says_so(env,
     assert (references["val_faces"] >= 1).all()
     summary = (report / "summary.md").read_text()
     assert "chosen on validation" in summary and "Gaussian-window SSIM" in summary
+
+
+# ------------------------------------------------------------------------------------- incomplete or copied studies
+
+
+def test_a_copied_study_scores_its_own_checkpoints_not_the_originals(env, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(env["study"], copy, ignore=shutil.ignore_patterns("report"))
+    study = read_study(copy)  # trials.csv still records the original's absolute checkpoint paths, which exist
+    found = [checkpoint_file(study, row) for _, row in study.trials.iterrows()]
+    assert found[:3] == [copy / f"trial_{t[0]}" / f"checkpoint_{t[4] - 1:06d}" / "checkpoint.pt" for t in TRIALS]
+    shutil.rmtree(copy / f"trial_{TRIALS[0][0]}")
+    assert checkpoint_file(read_study(copy), read_study(copy).trials.iloc[0]) is None  # never the original's file
+
+
+def test_an_unfinished_study_is_said_in_the_log_and_in_the_reports_text(env, report):
+    assert not (env["study"] / "best").exists()
+    assert f"{env['study']} has no best/model.pt: the study did not finish" in (report / "summary.md").read_text()
+
+
+def test_a_short_trial_table_a_study_given_twice_and_too_many_faces_are_warned(env, caplog):
+    from results.report import reading_warnings
+
+    study = read_study(env["study"])
+    study.config["num_samples"] = 9
+    holdout = make_holdout(np.zeros((5, 48, 48), np.uint8), ("sp:0.1",), seed=1)
+    with caplog.at_level("WARNING", logger="results.report"):
+        warnings = reading_warnings([study, study], 100000, holdout)
+    assert warnings[0] == f"{env['study'] / 'trials.csv'} holds 4 trials but the study planned 9 (num_samples): the table is truncated or the study did not finish"
+    assert f"{env['study'].resolve()} is given 2 times: its models are compared with themselves" in warnings
+    assert warnings[-1] == "--faces 100000 is more than the 5 faces of the hold-out; every score uses those 5"
+    assert [record.getMessage() for record in caplog.records] == warnings
+    assert reading_warnings([dataclasses.replace(study, config={**study.config, "num_samples": 4})], 5, holdout) == warnings[1:2]
