@@ -7,12 +7,10 @@ is not a user error (a bug) escapes as a traceback and fails the test.
 import errno
 import gzip
 import hashlib
-import io
 import os
 import pickle
 import re
 import shlex
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ from results.compare import main as compare_main
 from results.report import main as report_main
 from results.showcase import main as showcase_main
 from study.run import main as study_main
-from synthetic import Payload, smooth_faces, smooth_splits, smooth_usage
+from synthetic import Payload, smooth_faces, smooth_splits, smooth_usage, tar_gz
 
 PAYLOAD_MARKER = "payload-ran"
 
@@ -64,7 +62,7 @@ def add_red_team_inputs(root: Path, good: bytes) -> None:
     (data / "header-only.csv").write_text("emotion,pixels,Usage\n")
     (data / "no-training.csv").write_bytes(_csv_bytes(np.array([1, 1, 2, 2], np.int8)))
     (data / "utf16.csv").write_bytes(good.decode().encode("utf-16"))
-    (data / "archive.csv.gz").write_bytes(_tar_gz(good))
+    (data / "archive.csv.gz").write_bytes(tar_gz(good))
     (data / "twice.csv.gz").write_bytes(gzip.compress(gzip.compress(good)))
     os.mkfifo(data / "pipe.csv")
     (configs / "nested.yaml").write_text("train: " + "[" * 10000 + "]" * 10000 + "\n")
@@ -77,16 +75,6 @@ def add_red_team_inputs(root: Path, good: bytes) -> None:
         (root / "damaged" / name / "trials.csv").write_bytes(content)
 
 
-def _tar_gz(csv: bytes) -> bytes:
-    """Kaggle's archive: the CSV as fer2013/fer2013.csv in a gzipped tar."""
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        info = tarfile.TarInfo("fer2013/fer2013.csv")
-        info.size = len(csv)
-        tar.addfile(info, io.BytesIO(csv))
-    return archive.getvalue()
-
-
 def _data_files(data: Path) -> bytes:
     """FER2013 files good and bad; returns the good CSV's bytes."""
     data.mkdir()
@@ -95,7 +83,7 @@ def _data_files(data: Path) -> bytes:
     (data / "no-private.csv").write_bytes(_csv_bytes(smooth_usage(40, 10, 0)))
     (data / "truncated.csv.gz").write_bytes(gzip.compress(good)[:2000])
     (data / "plain.csv.gz").write_bytes(good)
-    (data / "truncated.tar.gz").write_bytes(_tar_gz(good)[:3000])
+    (data / "truncated.tar.gz").write_bytes(tar_gz(good)[:3000])
     (data / "notes.txt").write_text("not data\n")
     (data / "empty.csv").write_bytes(b"")
     (data / "header.csv").write_text("a,b,c\n1,2,3\n")

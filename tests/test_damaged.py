@@ -8,7 +8,6 @@ import gzip
 import io
 import logging
 import re
-import tarfile
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +22,7 @@ from denoise_core.denoise import denoise_path, read_image, read_npy, write_image
 from denoise_core.errors import DiskFull, InputError, UserError
 from denoise_core.holdout import make_holdout, save_holdout
 from results.score_cache import ScoreCache
-from synthetic import Payload, smooth_faces, smooth_usage
+from synthetic import Payload, smooth_faces, smooth_usage, tar_gz
 
 
 @pytest.fixture(autouse=True)
@@ -37,15 +36,6 @@ def csv_bytes() -> bytes:
     for image, code in zip(smooth_faces(12), smooth_usage(6, 3, 3)):
         lines.append(f"0,{' '.join(map(str, image.reshape(-1).tolist()))},{data.USAGES[code]}")
     return ("\n".join(lines) + "\n").encode()
-
-
-def tar_gz_bytes(payload: bytes) -> bytes:
-    archive = io.BytesIO()
-    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
-        info = tarfile.TarInfo("fer2013/fer2013.csv")
-        info.size = len(payload)
-        tar.addfile(info, io.BytesIO(payload))
-    return archive.getvalue()
 
 
 def one_line_naming(error: BaseException, path: Path) -> str:
@@ -62,7 +52,7 @@ DAMAGED_SOURCES = {
     "truncated.csv.gz": lambda: gzip.compress(csv_bytes())[:3000],
     "plain-csv-named.csv.gz": csv_bytes,
     "corrupted.csv.gz": lambda: gzip.compress(csv_bytes())[:-8] + b"\0" * 8,
-    "truncated.tar.gz": lambda: tar_gz_bytes(csv_bytes())[:3000],
+    "truncated.tar.gz": lambda: tar_gz(csv_bytes())[:3000],
     "plain-csv-named.tar.gz": csv_bytes,
     "empty.csv": lambda: b"",
     "empty.csv.gz": lambda: b"",

@@ -319,19 +319,13 @@ def test_image_folder_with_non_48x48_image_names_the_file(tmp_path):
     assert str(caught.value) == f"{bad}: image is 48x40; faces are 48x48 (resize or crop it)"
 
 
-def test_image_folder_without_test_folder_raises_data_error(tmp_path):
+@pytest.mark.parametrize(("present", "missing"), [("train", "test"), ("test", "train")])
+def test_image_folder_without_one_split_folder_raises_data_error(tmp_path, present, missing):
     root = tmp_path / "faces"
-    save_png(root / "train" / "happy" / "im0.png", random_faces(5, 1)[0])
+    save_png(root / present / "happy" / "im0.png", random_faces(5, 1)[0])
     with pytest.raises(DataError) as caught:
         load_fer2013(root, use_cache=False)
-    assert str(caught.value) == f"{root}: image folder needs train/ and test/ subfolders (missing test/)"
-
-
-def test_image_folder_without_train_folder_raises_data_error(tmp_path):
-    root = tmp_path / "faces"
-    save_png(root / "test" / "happy" / "im0.png", random_faces(5, 1)[0])
-    with pytest.raises(DataError, match=r"missing train/\)"):
-        load_fer2013(root, use_cache=False)
+    assert str(caught.value) == f"{root}: image folder needs train/ and test/ subfolders (missing {missing}/)"
 
 
 def test_image_folder_with_empty_split_raises_data_error(tmp_path):
