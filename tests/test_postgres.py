@@ -24,6 +24,7 @@ from test_optuna_storage import get_json
 from test_study import result_lines, smoke
 
 optuna = pytest.importorskip("optuna")
+pytestmark = pytest.mark.slow  # five Ray studies against a server: minutes on 2 cores; CI runs them in its slow step
 STATES = {"completed": "COMPLETE", "stopped by ASHA": "PRUNED"}
 
 
