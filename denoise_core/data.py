@@ -246,41 +246,33 @@ def _parse_rows(buf, pos, ncols, pix_col, usage_col, images, usage_span, status)
                 count = 0
                 value = 0
                 digits = 0
-                while i < n:
-                    c = buf[i]
+                while True:
+                    c = buf[i] if i < n else 10  # the end of the bytes ends the field like a newline
                     if 48 <= c <= 57:
                         if value < 100000:
                             value = value * 10 + (c - 48)
                         digits += 1
-                    elif c == 32 or c == 34 or c == 9:
-                        if digits:
-                            if value > 255:
-                                status[0] = 3
-                                status[1] = line
-                                status[2] = value
-                                return row
-                            if count < 2304:
-                                images[row, count] = value
-                            count += 1
-                            value = 0
-                            digits = 0
-                    elif c == 44 or c == 10 or c == 13:
+                        i += 1
+                        continue
+                    if digits:  # any other byte ends a number
+                        if value > 255:
+                            status[0] = 3
+                            status[1] = line
+                            status[2] = value
+                            return row
+                        if count < 2304:
+                            images[row, count] = value
+                        count += 1
+                        value = 0
+                        digits = 0
+                    if c == 44 or c == 10 or c == 13:
                         break
-                    else:
+                    if c != 32 and c != 34 and c != 9:
                         status[0] = 4
                         status[1] = line
                         status[2] = c
                         return row
                     i += 1
-                if digits:
-                    if value > 255:
-                        status[0] = 3
-                        status[1] = line
-                        status[2] = value
-                        return row
-                    if count < 2304:
-                        images[row, count] = value
-                    count += 1
                 content = content or count > 0
                 if count != 2304 and (count > 0 or col > 0 or (i < n and buf[i] == 44)):
                     status[0] = 2
