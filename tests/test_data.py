@@ -853,24 +853,18 @@ def test_read_csv_head_reads_gzip_and_its_slice_parses(tmp_path):
     assert got_usage.tolist() == [T, V, P]
 
 
-def test_read_csv_head_keeps_all_rows_when_a_usage_is_short(tmp_path):
-    usage = np.array([T, T, T, V], dtype=np.int8)
+@pytest.mark.parametrize(("usage", "per_usage", "newline", "kept"), [
+    ([T, T, T, V], 2, "\n", [0, 1, 3]),  # a usage with fewer rows than asked keeps all of them
+    ([P, T, V, T], 1, "\r\n", [0, 1, 2]),  # CRLF line ends
+], ids=["short-usage", "crlf"])
+def test_read_csv_head_takes_the_first_rows_of_each_usage(tmp_path, usage, per_usage, newline, kept):
+    usage = np.array(usage, dtype=np.int8)
     images = random_faces(13, len(usage))
     path = tmp_path / "fer2013.csv"
-    write_csv(path, images, usage)
-    got_images, got_usage = parse_csv_bytes(read_csv_head(path, 2))
-    np.testing.assert_array_equal(got_images, images[[0, 1, 3]])
-    assert got_usage.tolist() == [T, T, V]
-
-
-def test_read_csv_head_handles_crlf(tmp_path):
-    usage = np.array([P, T, V, T], dtype=np.int8)
-    images = random_faces(14, len(usage))
-    path = tmp_path / "fer2013.csv"
-    path.write_bytes(csv_text(images, usage, newline="\r\n").encode())
-    got_images, got_usage = parse_csv_bytes(read_csv_head(path, 1))
-    np.testing.assert_array_equal(got_images, images[[0, 1, 2]])
-    assert got_usage.tolist() == [P, T, V]
+    path.write_bytes(csv_text(images, usage, newline=newline).encode())
+    got_images, got_usage = parse_csv_bytes(read_csv_head(path, per_usage))
+    np.testing.assert_array_equal(got_images, images[kept])
+    assert got_usage.tolist() == usage[kept].tolist()
 
 
 # --------------------------------------------------------------------------------- real data (slice)
