@@ -195,9 +195,6 @@ def model_card_section(quality: Quality, command: str, faces_total: int) -> str:
         "", "### Against the bar", "", margins_markdown(quality.margins),
         *(["", "### Against the model it replaced (PSNR, dB)", "", replacement_markdown(quality.replaced)] if len(quality.replaced) else []),
         "", "### Every filter at every condition (PSNR / SSIM; faces in the header)", "", scores_markdown(quality.scores),
-        "", "### Every filter at every condition, Gaussian-window SSIM (11x11, sigma 1.5, as published tables use)", "",
-        "SSIM above is scikit-image's default (7x7 uniform window); this one is Wang et al. 2004's and BasicSR's, for comparing "
-        "with the literature (`denoise_core.metrics.ssim_gaussian`).", "", scores_markdown(quality.scores, ("ssim_gauss",)),
     ])
 
 
