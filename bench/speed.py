@@ -29,6 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from bench.tables import markdown_table  # noqa: E402
 from denoise_core.data import Splits  # noqa: E402
 from denoise_core.fit import TrainConfig, fit  # noqa: E402
 from denoise_core.model import ConvAutoencoder, ModelConfig  # noqa: E402
@@ -106,13 +107,6 @@ def measure_row(width: int, extras: bool, threads: int, sizes: dict, variants: t
     return row
 
 
-def format_table(rows: list[dict[str, object]]) -> str:
-    columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(row[column]) for column in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python bench/speed.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the table, not a measurement")
@@ -132,7 +126,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
     rows = [measure_row(width, extras, threads, sizes, variants)
             for width in args.widths or sizes["widths"] for extras in (False, True) for threads in args.threads]
     print(f"fit training speed, torch {torch.__version__}, base widths {args.widths or sizes['widths']}; ratios to {variants[0]} in this run")
-    print(format_table(rows))
+    print("\n".join(markdown_table(rows)))
     return rows
 
 

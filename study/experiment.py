@@ -36,6 +36,7 @@ from denoise_core.fit import TrainConfig
 from denoise_core.holdout import SYNTHETIC_CONDITIONS, holdout_for, validate_conditions
 from denoise_core.model import ConvAutoencoder, model_config_from_dict
 from denoise_core.settings import SettingsError, apply_assignments, build, differences, field_paths, load_yaml, load_yaml_file, merge, to_dict
+from denoise_core.study_files import trial_status
 from study.config import StudyConfigError, storage_root, trial_config
 from study.trial import CHECKPOINT_FILE
 
@@ -294,24 +295,14 @@ def experiment_table(results: Any, config: ExperimentConfig, base: TrainConfig, 
         trial_id = str(metrics.get("trial_id") or Path(str(result.path)).name.removeprefix("trial_"))
         level = params.get(config.factor)
         rows.append({"trial_id": trial_id, "level": names.get(repr(level), level_name(level)), "value": level_name(level), "seed": params.get("seed"),
-                     "status": outcome(result.error, metrics, statuses.get(trial_id, "TERMINATED"), base.epochs),
+                     "status": trial_status(result.error, metrics, ended=statuses.get(trial_id, "TERMINATED") == "TERMINATED",
+                                           planned_epochs=base.epochs, asha=False),
                      "epochs_run": metrics.get("epoch"), "best_epoch": metrics.get("best_epoch"), "best_val_psnr": metrics.get("best_val_psnr"),
                      "best_val_ssim": metrics.get("best_val_ssim"), "parameters": metrics.get("parameters"), "time_s": metrics.get("time_total_s"),
                      "checkpoint": result.checkpoint.path if result.checkpoint else None})
     order = {name: index for index, name in enumerate(config.names)}
     table = pd.DataFrame(rows)
     return table.sort_values(["level", "seed"], key=lambda c: c.map(order) if c.name == "level" else c).reset_index(drop=True) if len(table) else table
-
-
-def outcome(error: Any, metrics: dict[str, Any], saved_status: str, epochs: int) -> str:
-    """completed (every epoch of the budget), failed (diverged), error, or interrupted."""
-    if error is not None:
-        return f"error: {str(error).strip().splitlines()[-1][:200]}"
-    if metrics.get("diverged"):
-        return f"failed: {metrics.get('error', 'loss diverged')}"
-    if saved_status != "TERMINATED" or (metrics.get("epoch") or 0) < epochs:
-        return "interrupted"
-    return "completed"
 
 
 def score_trials(trials: pd.DataFrame, config: ExperimentConfig, data_path: str) -> pd.DataFrame:
