@@ -10,17 +10,26 @@ epoch's time over the last's). ``peak``: the share of the CPU's peak that fp32 a
 peak is a large (2048 x 2048) matrix product in that format timed in the same run at the same thread count, and a
 training step's work is counted by ``torch.utils.flop_counter`` (forward and backward). ``--quick`` is a smoke test
 on tiny sizes; the full size takes an idle machine about an hour, so run it there, not beside other jobs.
+
+``--end-to-end`` adds the ``local`` preset run as a new user runs it (``python study/run.py --preset local``, trials and
+closing report, each run with its own empty cache directory), once in fp32 and once at ``precision: auto``, one after
+the other: the wall time of each, the ratio, and at each salt-and-pepper density the best model's hold-out PSNR
+against the switching median's and biharmonic inpainting's (from the report's ``curves.csv``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
@@ -30,7 +39,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.tables import markdown_table  # noqa: E402
-from denoise_core.data import Splits  # noqa: E402
+from denoise_core.data import CACHE_ENV_VAR, Splits, resolve_data_path  # noqa: E402
 from denoise_core.fit import TrainConfig, fit  # noqa: E402
 from denoise_core.model import ConvAutoencoder, ModelConfig  # noqa: E402
 
@@ -59,6 +68,8 @@ def measure_variant(config: TrainConfig, data: Splits, variant: str) -> tuple[fl
     """``fit``'s last-epoch training images/s for one variant, and its first epoch's seconds over the last's."""
     precision, *options = variant.split("-")
     run = replace(config, precision=precision, compile="compile" in options)
+    if run.compile:
+        torch._dynamo.reset()  # a fresh compile per variant: past dynamo's recompile limit it would silently run eager
     result = fit(run, data, wrap_model=None if "cl" in options else contiguous)
     first, last = result.history[0], result.history[-1]
     return last["images_per_second"], max(0.0, first["seconds"] - last["seconds"])
@@ -107,12 +118,50 @@ def measure_row(width: int, extras: bool, threads: int, sizes: dict, variants: t
     return row
 
 
+END_TO_END_DENSITIES = ("sp:0.1", "sp:0.3", "sp:0.5", "sp:0.7")
+QUIET_RAY = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
+
+
+def preset_run(preset: str, precision: str, data: str, storage: Path) -> tuple[float, pd.DataFrame]:
+    """One ``study/run.py --preset PRESET`` at ``precision`` with a cold cache: its wall seconds and its report's curves."""
+    name = f"{preset}-{precision}"
+    env = os.environ | QUIET_RAY | {CACHE_ENV_VAR: str(storage / f"cache-{name}")}
+    command = [sys.executable, str(REPO_ROOT / "study" / "run.py"), "--preset", preset, "--data", data, "--storage", str(storage),
+               "--name", name, "--set", f"train.precision={precision}"]
+    started = time.perf_counter()
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.perf_counter() - started
+    return seconds, pd.read_csv(storage / name / "report" / "curves.csv")
+
+
+def end_to_end_rows(preset: str, data: str, precisions: tuple[str, ...] = ("fp32", "auto")) -> list[dict[str, object]]:
+    """The preset run in each precision, one after the other: time, ratio to the first, and the best model against the classics."""
+    with tempfile.TemporaryDirectory(prefix="facestudy-speed-") as folder:
+        runs = {precision: preset_run(preset, precision, data, Path(folder)) for precision in precisions}
+    first = runs[precisions[0]][0]
+    rows = []
+    for precision, (seconds, curves) in runs.items():
+        row: dict[str, object] = {"preset": preset, "precision": precision, "minutes": round(seconds / 60, 2), "speed-up": round(first / seconds, 2)}
+        for condition in END_TO_END_DENSITIES:
+            at = curves[curves["condition"] == condition].set_index("model")["psnr"]
+            best = at[curves[curves["condition"] == condition].set_index("model")["family"] == "learned"].max()
+            row[f"{condition} best"] = round(best, 2)
+            row[f"{condition} vs switching median"] = round(best - at["switching_median"], 2)
+            row[f"{condition} vs biharmonic"] = round(best - at["biharmonic_inpaint"], 2)
+        rows.append(row)
+    return rows
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python bench/speed.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the table, not a measurement")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure (default: 1 2)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, the first is the reference (default: {','.join(VARIANTS)})")
     parser.add_argument("--widths", type=int, nargs="+", help="base widths to measure (default: 16 32 64; --quick: 4)")
+    parser.add_argument("--end-to-end", action="store_true", help="also run the local preset end to end in fp32 and at auto (cold caches)")
+    parser.add_argument("--only-end-to-end", action="store_true", help="the end-to-end comparison alone, without the fit table")
+    parser.add_argument("--preset", default="local", help="the preset the end-to-end comparison runs (default: local)")
+    parser.add_argument("--data", help="FER2013 file for the end-to-end runs (default: $FER2013_PATH)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
     if unknown:
@@ -120,15 +169,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, object]]:
-    args = parse_args(argv)
+def fit_table(args: argparse.Namespace) -> list[dict[str, object]]:
     sizes, variants = QUICK if args.quick else FULL, tuple(args.variants.split(","))
-    rows = [measure_row(width, extras, threads, sizes, variants)
-            for width in args.widths or sizes["widths"] for extras in (False, True) for threads in args.threads]
+    cases = [(width, extras, threads) for width in args.widths or sizes["widths"] for extras in (False, True) for threads in args.threads]
+    rows = []
+    for number, case in enumerate(cases, 1):
+        rows.append(measure_row(*case, sizes, variants))
+        print(f"[{number}/{len(cases)}] {rows[-1]}", file=sys.stderr, flush=True)
     print(f"fit training speed, torch {torch.__version__}, base widths {args.widths or sizes['widths']}; ratios to {variants[0]} in this run")
     print("\n".join(markdown_table(rows)))
     return rows
 
+
+def main(argv: list[str] | None = None) -> list[dict[str, object]]:
+    args = parse_args(argv)
+    rows = [] if args.only_end_to_end else fit_table(args)
+    if args.end_to_end or args.only_end_to_end:
+        data = str(resolve_data_path(args.data))
+        end_to_end = end_to_end_rows(args.preset, data)
+        print(f"\nthe {args.preset} preset end to end (trials and report, cold caches), fp32 then auto, one after the other")
+        print("\n".join(markdown_table(end_to_end)))
+        rows += end_to_end
+    return rows
 
 if __name__ == "__main__":
     main()
