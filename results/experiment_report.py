@@ -117,8 +117,9 @@ def interval_table(summary: pd.DataFrame, levels: list[str], metric: str) -> pd.
 def design_text(experiment: Experiment) -> str:
     config, base = experiment.config, experiment.config.get("base", {})
     faces = experiment.scores.groupby(["trial_id", "condition"])["face"].nunique().min()
+    epochs = "the level's epochs" if config.get("factor") == "epochs" else f"{base.get('epochs')} epochs"
     return (f"{config.get('factor')} at {', '.join(experiment.levels)}; each level trained from {len(config.get('seeds', []))} seeds "
-            f"({', '.join(map(str, config.get('seeds', [])))}), {base.get('epochs')} epochs on {base.get('train_size') or 'all'} training faces, "
+            f"({', '.join(map(str, config.get('seeds', [])))}), {epochs} on {base.get('train_size') or 'all'} training faces, "
             f"validated on {base.get('val_size') or 'all'} faces with {base.get('val_noise') or base.get('noise')}, no early stopping and no "
             f"scheduler cutting trials: the same budget for every trial. Reference: {config.get('reference')} with train: "
             f"{config.get('train') or {}}. Each trial's best weights were scored on the first {int(faces)} faces of the fixed hold-out "

@@ -1,4 +1,4 @@
-"""The study's trained models as denoisers: each trial's best weights, loaded from its checkpoint."""
+"""A study's or experiment's trained models as denoisers: each trial's best weights, loaded from its checkpoint."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 
 from denoise_core.checkpoint import CheckpointError, load_model
 from denoise_core.denoise import denoise_array
 from denoise_core.model import count_parameters
 from results.curves import Denoiser
-from results.study_dir import Study, checkpoint_file
+from results.study_dir import Study, checkpoint_file, checkpoint_in
 
 log = logging.getLogger(__name__)
 CPU_BATCH = 64  # on a CPU, batches of 64 faces stay in cache: 2-3x faster than 1024
@@ -64,4 +65,23 @@ def load_trial_models(study: Study, device: torch.device) -> tuple[list[TrialMod
             continue
         models.append(TrialModel(trial_id=str(row["trial_id"]), row=row.to_dict(), checkpoint=path, model=model,
                                  parameters=count_parameters(model)))
+    return models, notes
+
+
+def experiment_models(directory: Path, trials: pd.DataFrame, device: torch.device) -> tuple[dict[str, dict[int, Denoiser]], list[str]]:
+    """A controlled experiment's completed trials as denoisers, level -> seed -> denoiser (levels in trial-table order), and one
+    note per completed trial whose checkpoint is missing or does not load."""
+    models: dict[str, dict[int, Denoiser]] = {}
+    notes = []
+    completed = trials[trials["status"] == "completed"] if "status" in trials else trials.iloc[0:0]
+    for _, row in completed.iterrows():
+        path = checkpoint_in(directory, row)
+        try:
+            if path is None:
+                raise FileNotFoundError("no checkpoint found")
+            model = for_inference(load_model(path, device)[0], device)
+        except (CheckpointError, FileNotFoundError, RuntimeError, ValueError) as error:
+            notes.append(f"{directory.name} trial {row['trial_id']} ({row['level']}, seed {row['seed']}): {error}")
+            continue
+        models.setdefault(str(row["level"]), {})[int(row["seed"])] = as_denoiser(model, device)
     return models, notes

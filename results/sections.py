@@ -287,26 +287,27 @@ def analysis_section(learned: list[Learned], best: str, tuning: pd.DataFrame, tr
     denoisers[best] = denoise
     device_models = [(m.row, as_denoiser(m.model, next(m.model.parameters()).device)) for m in trial_models]
     intro = Text(f"On the first {faces} test faces; denoisers: {', '.join(denoisers)}"
-                 + (f" ({best} with {setting})" if setting else "") + f"; filled-in artefacts over {len(device_models)} trials with checkpoints.")
+                 + (f" ({best} with {setting})" if setting else "") + f"; filled-in artefacts over {len(device_models)} trials with checkpoints "
+                 "(a search's trials differ in more than one setting: python -m results.findings tests it on the width and epochs experiments).")
     try:
-        from results.analysis import error_analysis
+        from results.analysis import METHOD, error_analysis, evidence_table, expected_findings
 
         findings = error_analysis(denoisers, holdout, work / "analysis", trial_models=device_models or None, faces=faces)
     except Exception as error:  # noqa: BLE001 - a failed analysis must not cost the rest of the report
         log.exception("error analysis failed")
         return Section("Error analysis", [intro, Text(f"The error analysis failed: {type(error).__name__}: {error}", "warning")])
-    verdicts = pd.DataFrame([{"finding": f.title, "expectation": f.expectation or "", "supported": verdict(f.supported), "sentence": f.sentence} for f in findings])
-    blocks = [intro, Table(verdicts[["finding", "expectation", "supported"]], "does this study support the expected findings?")]
+    blocks = [intro, Table(expected_findings(findings), "does this study support the expected findings? (95% intervals over faces)"), Text(METHOD, "note")]
     for finding in findings:
-        blocks.append(Text(f"{finding.title}. {finding.sentence}" + (f" Expected: {finding.expectation} - {verdict(finding.supported)}." if finding.expectation else "")))
+        blocks.append(Text(f"{finding.title}. {finding.sentence}" + (f" Expected: {finding.expectation} - {finding.verdict}." if finding.expectation else "")))
         if finding.figure:
             blocks.append(Figure(f"analysis/{finding.figure}", finding.title))
+        if finding.evidence:
+            evidence = evidence_table(finding.evidence)
+            evidence.to_csv(work / "analysis" / f"{finding.key}_evidence.csv", index=False)
+            blocks.append(Table(evidence, f"{finding.title}: evidence with 95% intervals (analysis/{finding.key}_evidence.csv)", markdown_rows=8, html_rows=40))
         blocks.append(Table(finding.table, f"{finding.title}: numbers (analysis/{finding.key}.csv)", markdown_rows=8, html_rows=40))
         finding.table.to_csv(work / "analysis" / f"{finding.key}.csv", index=False)
     return Section("Error analysis", blocks)
 
-
-def verdict(supported: bool | None) -> str:
-    return {True: "supported", False: "not supported", None: "not testable here"}[supported]
 
 

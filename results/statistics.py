@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -84,9 +85,38 @@ def paired_difference(a: np.ndarray, b: np.ndarray, draws: int = DRAWS, seed: in
     """The interval a verdict uses (the union of the two below), the two-level bootstrap one, and the t-interval over seeds."""
     boot = paired_bootstrap(a, b, draws, seed, confidence)
     over_seeds = t_interval((np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).mean(axis=1), confidence)
+    return joined(boot, over_seeds), boot, over_seeds
+
+
+def joined(boot: Interval, over_seeds: Interval) -> Interval:
+    """The interval a verdict uses: the bootstrap one widened to cover the t-interval over seeds (the bootstrap alone
+    when there is one seed, which has no t-interval)."""
     if over_seeds.n < 2:
-        return boot, boot, over_seeds
-    return Interval(boot.estimate, min(boot.low, over_seeds.low), max(boot.high, over_seeds.high), boot.n), boot, over_seeds
+        return boot
+    return Interval(boot.estimate, min(boot.low, over_seeds.low), max(boot.high, over_seeds.high), boot.n)
+
+
+def bootstrap_statistic(statistic: Callable[[np.ndarray, np.ndarray], np.ndarray], seeds: int, faces: int, draws: int = DRAWS,
+                        seed: int = BOOTSTRAP_SEED, confidence: float = CONFIDENCE) -> Interval:
+    """A statistic that is not a mean of per-face values (a rank correlation) with the same two-level interval as a paired difference.
+
+    ``statistic(seed_index, face_index)`` takes index arrays shaped (draws, seeds) and (draws, faces) and returns one value per
+    row, so a draw is one row of resampled seeds and faces. The estimate uses every seed and face once; the bootstrap resamples
+    seeds, then faces, with replacement from a seeded generator; with several seeds the interval is joined with a t-interval
+    over the statistic of each seed alone, as ``paired_difference`` does.
+    """
+    if seeds < 1 or faces < 2:
+        return Interval(math.nan, math.nan, math.nan, max(seeds, 0))
+    rng = np.random.default_rng(seed)
+    seed_index, face_index = rng.integers(0, seeds, size=(draws, seeds)), rng.integers(0, faces, size=(draws, faces))
+    estimate = float(statistic(np.arange(seeds)[None], np.arange(faces)[None])[0])
+    values = np.asarray(statistic(seed_index, face_index), dtype=np.float64)
+    values = values[np.isfinite(values)]
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail]) if len(values) else (math.nan, math.nan)
+    boot = Interval(estimate, float(low), float(high), seeds)
+    per_seed = statistic(np.arange(seeds)[:, None], np.tile(np.arange(faces), (seeds, 1))) if seeds > 1 else np.array([estimate])
+    return joined(boot, t_interval(per_seed, confidence))
 
 
 def seed_scores(scores: pd.DataFrame) -> pd.DataFrame:

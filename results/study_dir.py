@@ -137,21 +137,26 @@ def ranked_trials(study: Study) -> pd.DataFrame:
 
 
 def checkpoint_file(study: Study, row: pd.Series) -> Path | None:
-    """The trial's ``checkpoint.pt`` inside this study directory, never another study's.
+    """The trial's ``checkpoint.pt`` inside this study directory, never another study's (``checkpoint_in``)."""
+    return checkpoint_in(study.path, row)
 
-    A copied study's ``trials.csv`` still records the original's absolute paths: the recorded checkpoint is looked up
+
+def checkpoint_in(directory: Path, row: pd.Series) -> Path | None:
+    """A trial's ``checkpoint.pt`` inside a study or experiment directory, never another one's.
+
+    A copied directory's ``trials.csv`` still records the original's absolute paths: the recorded checkpoint is looked up
     under this directory first (by its trial and checkpoint folder names), and the recorded path itself is used
     only when it lies inside this directory.
     """
     recorded = row.get("checkpoint")
     if isinstance(recorded, str) and recorded and "://" not in recorded:
-        moved = study.path / Path(recorded).parent.name / Path(recorded).name / CHECKPOINT_FILE
+        moved = directory / Path(recorded).parent.name / Path(recorded).name / CHECKPOINT_FILE
         if moved.is_file():
             return moved
         candidate = Path(recorded) / CHECKPOINT_FILE
-        if candidate.is_file() and candidate.resolve().is_relative_to(study.path.resolve()):
+        if candidate.is_file() and candidate.resolve().is_relative_to(directory.resolve()):
             return candidate
-    found = sorted(study.path.glob(f"{trial_dirname(row['trial_id'])}*/checkpoint_*/{CHECKPOINT_FILE}"))
+    found = sorted(directory.glob(f"{trial_dirname(row['trial_id'])}*/checkpoint_*/{CHECKPOINT_FILE}"))
     return found[-1] if found else None
 
 

@@ -134,7 +134,8 @@ def base_config(config: ExperimentConfig) -> TrainConfig:
         raise MissingFile(f"reference {reference} does not exist: name a training YAML such as models/fer2013-blind.yaml or a study's best/train.yaml")
     try:
         values = merge(load_yaml_file(reference, "reference"), config.train)
-        epochs = build(TrainConfig, values).epochs
+        longest = [level for level in config.levels if isinstance(level, int)] if config.factor == "epochs" else []
+        epochs = max([build(TrainConfig, values).epochs, *longest])  # patience covers the longest trial: none stops early
         values = {"val_seed": values.get("seed", 0) + 1, **values, "patience": epochs, "num_threads": max(1, int(config.cpus_per_trial))}
         if values.get("init") and "://" not in str(values["init"]):
             values["init"] = str(Path(values["init"]).expanduser().resolve())

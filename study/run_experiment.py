@@ -58,8 +58,9 @@ def main(argv: list[str] | None = None) -> None:
 
         _, base = preflight(config, args.resume)
         trials = len(config.levels) * len(config.seeds)
+        epochs = "its level's epochs" if config.factor == "epochs" else f"{base.epochs} epochs"
         print(f"experiment {config.uri}: {config.factor} at {', '.join(config.names)} x {len(config.seeds)} seeds = {trials} trials of "
-              f"{base.epochs} epochs on {base.train_size or 'all'} training faces", flush=True)
+              f"{epochs} on {base.train_size or 'all'} training faces", flush=True)
         if config.verbose < 2:
             quiet_ray()
         connect(args.address, args.num_cpus, config.verbose)

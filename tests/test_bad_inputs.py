@@ -26,6 +26,7 @@ from denoise_core.model import ModelConfig
 from denoise_core.fit import TrainConfig, fit
 from denoise_core.train import main as train_main
 from results.compare import main as compare_main
+from results.findings import main as findings_main
 from results.report import main as report_main
 from results.showcase import main as showcase_main
 from study.run import main as study_main
@@ -159,6 +160,7 @@ def ws(tmp_path_factory):
 TRAIN = "--data {ws}/data/fer2013.csv --out {ws}/runs/{case} --epochs 1 --batch-size 8 --model-base-width 4 --train-size 32"
 STUDY = "--preset smoke --data {ws}/data/fer2013.csv --storage {ws}/studies --name {case}"
 D = "--model {ws}/models/model.pt"
+F = "--model {ws}/models/model.pt --data {ws}/data/fer2013.csv"
 
 CASES = [
     # data, through the training command
@@ -290,6 +292,15 @@ CASES = [
     ("report-trials-no-id", report_main, "{ws}/damaged/no-id", r"no-id/trials\.csv is damaged: no trial_id column"),
     ("report-trials-not-csv", report_main, "{ws}/damaged/binary", r"binary/trials\.csv is damaged: it is not CSV text"),
     ("compare-trials-cut-mid-row", compare_main, "{ws}/damaged/cut {ws}/damaged/cut --out {ws}/outputs/{case}", r"cut/trials\.csv is damaged"),
+    # the findings document
+    ("findings-experiments-not-a-folder", findings_main, F + " --experiments {ws}/a-file --out {ws}/outputs/{case}.md", r"a-file is not a folder"),
+    ("findings-model-missing", findings_main, "--model {ws}/models/nowhere.pt --data {ws}/data/fer2013.csv --out {ws}/outputs/{case}.md",
+     r"nowhere\.pt does not exist"),
+    ("findings-model-crafted", findings_main, "--model {ws}/models/crafted.pt --data {ws}/data/fer2013.csv --out {ws}/outputs/{case}.md", r"was refused"),
+    ("findings-faces-1", findings_main, F + " --faces 1 --out {ws}/outputs/{case}.md", r"--faces must be at least 2"),
+    ("findings-out-exists", findings_main, F + " --out {ws}/inputs/notes.txt", r"notes\.txt exists; refusing to overwrite it"),
+    ("findings-overwrite-a-user-file", findings_main, F + " --out {ws}/inputs/notes.txt --overwrite", r"was not written by this program as findings"),
+    ("findings-out-is-a-folder", findings_main, F + " --out {ws}/inputs --overwrite", r"inputs is a directory"),
 ]
 
 
@@ -333,7 +344,7 @@ def test_bad_input_is_one_line_and_changes_nothing(ws, capsys, case, main, argv,
 
 def test_the_catalogue_is_at_least_forty_inputs_across_every_command():
     assert len(CASES) >= 40
-    assert {main for _, main, _, _ in CASES} == {train_main, denoise_main, study_main, report_main, compare_main, showcase_main}
+    assert {main for _, main, _, _ in CASES} == {train_main, denoise_main, study_main, report_main, compare_main, showcase_main, findings_main}
 
 
 @pytest.mark.parametrize("bug", [ValueError("a bug"), KeyError("x"), TypeError("y"), FileNotFoundError("internal")])

@@ -42,7 +42,9 @@ def test_trials_differ_only_in_the_factor_and_seed(path, monkeypatch):
     first = to_dict(grid[0][2])
     for level, seed, trial in grid:
         assert set(differences(first, to_dict(trial))) <= {config.factor, "seed"}
-        assert (trial.epochs, trial.val_size, trial.val_noise) == (grid[0][2].epochs, grid[0][2].val_size, grid[0][2].val_noise)
+        assert (trial.val_size, trial.val_noise, trial.patience) == (grid[0][2].val_size, grid[0][2].val_noise, grid[0][2].patience)
+        assert trial.epochs == grid[0][2].epochs or config.factor == "epochs"
+        assert trial.patience >= trial.epochs  # no trial stops early
         assert to_dict(trial)["seed"] == seed
     assert sorted({(repr(level), seed) for level, seed, _ in grid}) == sorted({(repr(v), s) for v in config.levels for s in config.seeds})
 

@@ -20,6 +20,7 @@ from denoise_core.errors import InputError
 from denoise_core.evaluate import Denoiser
 from denoise_core.holdout import Holdout
 from denoise_core.noise import NoiseSpec
+from results.analysis.evidence import Evidence, verdict_word
 
 
 PREFERRED_CONDITIONS = ("sp:0.1", "sp:0.3", "sp:0.5", "sp:0.7", "sp:0.9", "gauss:25", "sp:0.2+gauss:20")
@@ -31,9 +32,14 @@ class Finding:
     title: str
     sentence: str  # one sentence stating the finding with its numbers
     expectation: str | None  # the project's expected finding this checks, or None
-    supported: bool | None  # whether the data supports the expectation (None: not applicable / not testable)
+    supported: bool | None  # the verdict of its headline evidence (``evidence.overall``; None: cannot tell, or not testable)
     table: pd.DataFrame  # the numbers behind it
     figure: str | None = None  # file name of a PNG in out_dir, or None
+    evidence: tuple[Evidence, ...] = ()  # each number with its interval and verdict; the headline ones decide ``supported``
+
+    @property
+    def verdict(self) -> str:
+        return verdict_word(self.supported, any(e.headline for e in self.evidence))
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,11 @@ def runs(denoisers: Mapping[str, Denoiser], holdout: Holdout, conditions: Sequen
         for name, denoiser in denoisers.items():
             outputs.append(Run(name, condition, impulse_density(condition), clean, noisy, restore(denoiser, noisy)))
     return outputs
+
+
+def with_replicates(run: Run, replicates: Sequence[Denoiser]) -> np.ndarray:
+    """The run's output and each replicate's (the first denoiser trained again from other seeds) on the same input: (seeds, N, 48, 48)."""
+    return np.stack([run.restored, *(restore(replicate, run.noisy) for replicate in replicates)])
 
 
 def primary_name(denoisers: Mapping[str, Denoiser]) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from scipy import ndimage, stats
 
-from denoise_core.metrics import psnr
+from denoise_core.metrics import PSNR_CAP, psnr
 
 
 def db(mse: np.ndarray | float) -> np.ndarray | float:
@@ -21,6 +21,16 @@ def db(mse: np.ndarray | float) -> np.ndarray | float:
 def mean_psnr(restored: np.ndarray, clean: np.ndarray) -> float:
     """Mean per-image PSNR, capped as every reported mean is (unlike the pooled group PSNRs above, which may read inf)."""
     return float(psnr(torch.from_numpy(np.ascontiguousarray(restored)), torch.from_numpy(np.ascontiguousarray(clean))).mean())
+
+
+def face_db(mse: np.ndarray) -> np.ndarray:
+    """Per-face PSNR (dB) from per-face MSE, capped as every per-image PSNR is, so a face with no error counts as the cap, not inf."""
+    return np.minimum(db(mse), PSNR_CAP)
+
+
+def face_mse(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """MSE of each face over the pixels of a (48, 48) mask; ``pred`` may carry a leading seeds axis, (seeds, N, 48, 48) gives (seeds, N)."""
+    return ((pred.astype(np.float64) - target.astype(np.float64)) ** 2)[..., mask].mean(axis=-1)
 
 
 def pooled_mse(pred: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -56,6 +66,15 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     if ra.std() == 0 or rb.std() == 0:
         return math.nan
     return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def spearman_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row of ``a`` with the same row of ``b`` (both (rows, n)); NaN for a constant row."""
+    ra, rb = stats.rankdata(a, axis=1), stats.rankdata(b, axis=1)
+    ra, rb = ra - ra.mean(axis=1, keepdims=True), rb - rb.mean(axis=1, keepdims=True)
+    scale = np.sqrt((ra**2).sum(axis=1) * (rb**2).sum(axis=1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(scale > 0, (ra * rb).sum(axis=1) / scale, np.nan)
 
 
 def nanmean(values: Sequence[float]) -> float:
