@@ -114,4 +114,4 @@ def test_presets_search_conditional_spaces_that_validate():
         assert config.search and list(branches(config.search))
     full = build_config("full")
     assert {"output", "refinement", "model.refine_width", "model.mirror"} <= set(parameters(full.search))
-    assert "switching" in parameters(build_config("local").search)["output"]["choice"]
+    assert "switching" in parameters(full.search)["output"]["choice"]
