@@ -146,3 +146,10 @@ def test_a_tiny_multi_objective_study_runs_end_to_end(study_env, tmp_path):
     importance = param_importance(study)  # from optuna.db: each trial's first value, the validation metric
     assert importance.trials == 4 and "from optuna.db" in importance.reason
     assert by_id.loc[summary.best_trial, "best_val_psnr"] == by_id["best_val_psnr"].max()  # selection still follows the metric
+
+
+def test_the_shipped_tradeoff_study_searches_width_and_bottleneck_on_two_objectives():
+    config = build_config("local", config_file=str(Path(__file__).resolve().parents[1] / "study" / "configs" / "tradeoff.yaml"))
+    assert config.objectives == ("parameters",)
+    assert {"model.bottleneck_size", "model.base_width"} <= set(config.search)
+    assert (config.num_samples, config.train.epochs) == (8, 6)
