@@ -28,9 +28,10 @@ import pandas as pd
 import torch
 import yaml
 
-from denoise_core.checkpoint import load_checkpoint
+from denoise_core.checkpoint import CheckpointError, load_checkpoint
 from denoise_core.data import default_cache_dir, load_splits, resolve_data_path
 from denoise_core.errors import MissingFile, OutputExists
+from denoise_core.files import write_atomic
 from denoise_core.evaluate import face_scores, model_denoiser
 from denoise_core.fit import TrainConfig
 from denoise_core.holdout import SYNTHETIC_CONDITIONS, holdout_for, validate_conditions
@@ -143,8 +144,11 @@ def base_config(config: ExperimentConfig) -> TrainConfig:
         raise ExperimentError(f"reference {reference} with the experiment's train: settings: {error}") from None
     if config.factor == "noise" and base.val_noise is None:
         raise ExperimentError("factor noise with no val_noise: each level would pick its best epoch on its own noise; set train.val_noise")
-    if base.init and not Path(base.init).is_file():
-        raise MissingFile(f"init model {base.init} (from the reference or train:) does not exist")
+    if base.init:
+        try:
+            load_checkpoint(base.init)
+        except (MissingFile, CheckpointError) as error:
+            raise type(error)(f"init (from the reference or train:): {error}") from None
     return base
 
 

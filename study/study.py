@@ -30,7 +30,7 @@ import pyarrow.fs as pafs
 import torch
 import yaml
 
-from denoise_core.checkpoint import checkpoint_bytes, export_model, load_checkpoint
+from denoise_core.checkpoint import CheckpointError, checkpoint_bytes, export_model, load_checkpoint
 from denoise_core.data import default_cache_dir, load_splits, resolve_data_path
 from denoise_core.errors import MissingFile, OutputExists
 from denoise_core.evaluate import evaluate_on_holdout, model_denoiser
@@ -192,13 +192,20 @@ def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) 
         raise StudyConfigError(f"{data_path} has no {' and no '.join(empty)} faces: a study trains on Training, selects on PublicTest "
                                "faces and scores its best model on PrivateTest faces, leaving out copies of Training faces (in PublicTest "
                                "unless train.val_unique is false)")
-    for init in sorted({value for value in [config.train.init, *space.possible_values(config.search, "init")] if value}):
-        if not Path(init).is_file():
-            raise MissingFile(f"train.init: model file {init} does not exist")
+    check_inits(config)
     if config.gpus_per_trial and not joining and not _local_gpus():
         raise StudyConfigError(f"gpus_per_trial is {config.gpus_per_trial} but this machine has no GPU; set gpus_per_trial: 0 "
                                "or join a cluster with GPUs (--address)")
     return data_path
+
+
+def check_inits(config: StudyConfig) -> None:
+    """Every model a trial can start from loads: a missing, damaged or refused one would fail every trial, each with a traceback."""
+    for init in sorted({value for value in [config.train.init, *space.possible_values(config.search, "init")] if value}):
+        try:
+            load_checkpoint(init)
+        except (MissingFile, CheckpointError) as error:
+            raise type(error)(f"train.init: {error}") from None
 
 
 def refuse_pickled_searcher(config: StudyConfig) -> None:
