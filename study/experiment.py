@@ -256,18 +256,19 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
         tuner = tune.Tuner.restore(str(out), trainable=trainable, resume_errored=True)
     else:
         out.mkdir(parents=True)
-        (out / "experiment.yaml").write_text(experiment_yaml(config, base))
-        (out / "base.yaml").write_text("# The training settings every trial shares; each trial sets the factor and seed over them.\n"
-                                       + yaml.safe_dump(to_dict(base), sort_keys=False))
+        write_atomic(out / "experiment.yaml", experiment_yaml(config, base).encode())
+        write_atomic(out / "base.yaml", ("# The training settings every trial shares; each trial sets the factor and seed over them.\n"
+                                         + yaml.safe_dump(to_dict(base), sort_keys=False)).encode())
         space = {config.factor: tune.grid_search(list(config.levels)), "seed": tune.grid_search(list(config.seeds))}
         tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
                            tune_config=tune.TuneConfig(scheduler=FIFOScheduler(), num_samples=1, max_concurrent_trials=max(1, concurrent),
                                                        trial_dirname_creator=trial_dirname))
     log.info("experiment %s: %d levels x %d seeds, %d at a time", out, len(config.levels), len(config.seeds), concurrent)
-    with stop_signals() as received:
+    with stop_signals(f"study/run_experiment.py: stopped at once by a second interrupt; the finished trials and each trial's last "
+                      f"checkpoint are saved in {out}; continue it with the same command and --resume") as received:
         results = tuner.fit()
     trials = experiment_table(results, config, base, saved_statuses(str(out)))
-    trials.to_csv(out / "trials.csv", index=False)
+    write_atomic(out / "trials.csv", trials.to_csv(index=False).encode())
     if received or (trials["status"] == "interrupted").any() or len(trials) < len(config.levels) * len(config.seeds):
         log.warning("experiment interrupted: continue it with the same command and --resume")
         return ExperimentSummary(out, trials, None, interrupted=True, data=data_path)
@@ -277,7 +278,7 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
 def score_experiment(trained: "ExperimentSummary", config: ExperimentConfig) -> "ExperimentSummary":
     """Score the trained grid per face into ``scores.parquet`` (needs no Ray: a command line may shut it down first)."""
     scores = score_trials(trained.trials, config, trained.data)
-    scores.to_parquet(trained.path / "scores.parquet", index=False)
+    write_atomic(trained.path / "scores.parquet", scores.to_parquet(index=False))
     return ExperimentSummary(trained.path, trained.trials, scores, interrupted=False, data=trained.data)
 
 

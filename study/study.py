@@ -41,6 +41,7 @@ from denoise_core.settings import to_dict
 from denoise_core.study_files import (BEST_HOLDOUT, BEST_MODEL, BEST_RECIPE, BEST_TRIAL, CHECKPOINT_FILE, STUDY_CONFIG, TRAIN_RUNS, TRIAL_DIR_PREFIX,
                                       TRIALS_CSV, TRIALS_PARQUET, selection_column, trial_dirname, trial_status, usable_rows)
 from study import optuna_db, storage
+from study.full_disk import stop_on_a_full_disk
 from study.config import StudyConfig, StudyConfigError, storage_root, to_yaml
 from study.trial import tune_trial, tune_trial_with_trainer
 
@@ -239,7 +240,7 @@ def run_study(config: StudyConfig, resume: bool = False, trial: TrialFunction | 
              f"{resources.workers} TorchTrainer worker(s) x {resources.cpu:g} CPU / {resources.gpu:g} GPU" if resources.workers
              else f"{resources.cpu:g} CPU / {resources.gpu:g} GPU in-process")
     tuner = restored_tuner(config, trainable) if resume else new_tuner(config, trainable, resources)
-    with stop_signals() as received, optuna_db.answering(config):
+    with stop_signals(hard_stop_line(config)) as received, optuna_db.answering(config), stop_on_a_full_disk(config):
         results = tuner.fit()
     statuses = saved_statuses(config.study_uri)
     trials = trial_table(results, config, statuses)
@@ -260,7 +261,7 @@ def study_trainable(config: StudyConfig, resources: Resources, data_path: str, t
     if train_settings["device"] == "auto":
         train_settings["device"] = "cuda" if resources.gpu > 0 else "cpu"
     settings = {
-        "train": train_settings, "search": config.search, "data": data_path, "grid_every": config.grid_every,
+        "train": train_settings, "search": config.search, "data": data_path, "grid_every": config.grid_every, "study_uri": config.study_uri,
         "max_failures": config.max_failures, "train_storage": f"{config.study_uri}/{TRAIN_RUNS}",
         "resources": {"workers": resources.workers, "cpu": resources.cpu, "gpu": resources.gpu},
     }
@@ -316,14 +317,23 @@ def without_tune_resume_advice(record: logging.LogRecord) -> bool:
     return "Tuner.restore(" not in record.getMessage()
 
 
+def hard_stop_line(config: StudyConfig) -> str:
+    """What a second Ctrl-C leaves, and how to go on: it ends the driver at once, without Tune's orderly stop."""
+    return (f"study: stopped at once by a second interrupt; the finished trials and each trial's last checkpoint are saved in "
+            f"{config.study_uri}; continue the study with: python study/run.py --name {config.name} --storage {config.storage} --resume")
+
+
 @contextlib.contextmanager
-def stop_signals():
+def stop_signals(hard_stop: str):
     """Ctrl-C and SIGTERM stop the study as Tune's own stop signal does (state saved for a resume), and are recorded.
 
     Tune's SIGINT handler does not say afterwards that it fired, and it does not handle SIGTERM, so both are
-    caught here and passed on as SIGUSR1, which Tune always handles. A second signal stops at once. Tune's own
-    advice on an interrupt (``Tuner.restore(...)``) is not how a study resumes, so it is left out; the study says
-    how (``--resume``).
+    caught here and passed on as SIGUSR1, which Tune always handles. A second signal stops at once, with the line
+    ``hard_stop`` and no traceback: the process exits from the handler, as a kill would, so Tune's half-done stop
+    raises nothing; what Tune has saved is what a SIGKILL leaves, which ``--resume`` continues. Once a signal has come
+    the driver is ending, so its handler stays after the block: a second one while the trial table is written or Ray
+    shuts down at exit also ends it at once. Tune's own advice on an interrupt (``Tuner.restore(...)``) is not how a
+    study resumes, so it is left out; the study says how (``--resume``).
     """
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
@@ -335,8 +345,9 @@ def stop_signals():
         if len(received) == 1:
             os.kill(os.getpid(), signal.SIGUSR1)
             return
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        sys.stdout.flush()
+        print(hard_stop, file=sys.stderr, flush=True)
+        os._exit(128 + signum)
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     previous_usr1 = signal.getsignal(signal.SIGUSR1)
@@ -349,7 +360,8 @@ def stop_signals():
     finally:
         tune_log.removeFilter(without_tune_resume_advice)
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if not received:
+                signal.signal(signum, handler)
         signal.signal(signal.SIGUSR1, previous_usr1)
         if saved_env is None:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)

@@ -394,7 +394,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(ws, capsys, monkeypa
         train_main(TRAIN.format(ws=ws, case="disk-full").split())
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.count("\n") == 0
-    assert re.search(r"no space left on the device mounted at .* \(writing .*last\.pt\)", err), err
+    assert re.search(r"no space left on the device mounted at .* \(writing .*last\.pt, which needs \d+\.\d [kM]B with .* free\)", err), err
     assert not list(out.glob("*.partial")) and not (out / "last.pt").exists()
 
 
