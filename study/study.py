@@ -141,6 +141,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, verbose: in
               "instance on 127.0.0.1; unset RAY_AUTH_MODE to turn it on", file=sys.stderr)
     create_private_token(token)
     keep_token_private(token)
+    if verbose:
+        print("study: starting a Ray instance of its own on 127.0.0.1 ...", flush=True)
     with node_on_loopback():
         ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **quiet)
     keep_token_private(token)
@@ -249,6 +251,8 @@ def run_study(config: StudyConfig, resume: bool = False, trial: TrialFunction | 
         log.warning("study interrupted: resume it with --name %s --storage %s --resume", config.name, config.storage)
         return StudySummary(study_uri=config.study_uri, trials=trials, best_trial=None, best_model=None, holdout=None, interrupted=True,
                             stop_signal=received[0] if received else None)
+    if config.verbose:
+        print(f"study: exporting the best trial and scoring it on the hold-out ({len(config.holdout_conditions)} conditions) ...", flush=True)
     best_trial, best_model, holdout = export_best(results, trials, config, data_path)
     return StudySummary(study_uri=config.study_uri, trials=trials, best_trial=best_trial, best_model=best_model, holdout=holdout)
 
