@@ -288,7 +288,7 @@ def test_a_warm_started_trial_is_scored_on_the_initial_model_first(study_env, fi
     init = Path(summary.study_uri) / "best" / "model.pt"
     _, checkpoint = load_model(init)
     config = smoke(study_env, "warm", num_samples=1, search={}, scheduler="none", train__epochs=1, train__init=str(init),
-                   train__model=checkpoint["config"]["model"])
+                   train__model=checkpoint["config"]["model"], train__loss=checkpoint["config"]["loss"])  # the best trial's loss: mse or mae
     warm = run_study(config)
     first = json.loads(next(Path(warm.study_uri).glob("trial_*/result.json")).read_text().splitlines()[0])
     assert first["init_val_psnr"] == pytest.approx(checkpoint["best_metrics"]["val_psnr"], abs=1e-4)
