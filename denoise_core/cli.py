@@ -42,7 +42,7 @@ def run_cli(main: Callable[[], int | None], program: str) -> None:
             fail(program, f"{error.filename}: {(error.strerror or 'permission denied').lower()}; choose a writable location or change its permissions")
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        fail(program, str(disk_full(error.filename or "the output")))
+        fail(program, str(disk_full(error.filename or "the output", quota=error.errno == errno.EDQUOT)))
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
         raise SystemExit(130) from None

@@ -7,6 +7,7 @@ import errno
 import io
 import logging
 import os
+import shutil
 import zipfile
 import zlib
 from pathlib import Path
@@ -34,7 +35,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
             raise
     except OSError as error:
         if error.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise disk_full(path) from None
+            raise disk_full(path, len(data), quota=error.errno == errno.EDQUOT) from None
         if error.errno in NOT_WRITABLE:
             raise not_writable(error.filename or path, error) from None
         raise
@@ -61,14 +62,28 @@ def cache_writable(directory: str | os.PathLike, log: logging.Logger) -> bool:
     return True
 
 
-def disk_full(path: str | os.PathLike) -> DiskFull:
-    """The one-line error for a full disk, naming the mount point that filled up and the file being written."""
+def disk_full(path: str | os.PathLike, needed: int | None = None, quota: bool = False, then: str = "run the command again") -> DiskFull:
+    """The one-line error for a full disk (or a used-up quota), naming the mount point that filled up, the file being
+    written and, when known, the space that file needs beside what is free; ``then`` is what to do once there is room."""
     mount = Path(path).absolute()
     while not os.path.ismount(mount) and mount != mount.parent:
         mount = mount.parent
-    error = DiskFull(f"no space left on the device mounted at {mount} (writing {path}); free some space and run the command again")
-    error.errno = errno.ENOSPC
+    room = "" if needed is None else f", which needs {byte_size(needed)}"
+    if needed is not None and not quota:  # a quota's room is not the device's free space
+        room += f" with {byte_size(shutil.disk_usage(mount).free)} free"
+    what = "your disk quota is used up" if quota else "no space left"
+    error = DiskFull(f"{what} on the device mounted at {mount} (writing {path}{room}); free some space and {then}")
+    error.errno = errno.EDQUOT if quota else errno.ENOSPC
+    error.path, error.needed, error.quota = str(path), needed, quota  # kept through a pickle (errno is not), to say it again elsewhere
     return error
+
+
+def byte_size(count: int) -> str:
+    """A byte count for people: ``512 B``, ``3.2 kB``, ``1.4 MB``, ``2.0 GB`` (powers of 1000, as ``df -H``)."""
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
 
 
 def read_npz(source: Path | bytes, names: tuple[str, ...]) -> dict[str, np.ndarray]:

@@ -148,8 +148,15 @@ def jpeg(images: torch.Tensor, quality: float | torch.Tensor) -> torch.Tensor:
 
 
 def parse_alternatives(text: str) -> tuple[NoiseSpec, ...]:
-    """``A|B|C`` as its specs; a plain spec is a choice of one."""
-    return tuple(NoiseSpec.parse(part) for part in str(text).split("|"))
+    """``A|B|C`` as its specs; a plain spec is a choice of one. An empty alternative (``sp:0.1|``) is refused: it would
+    leave a share of the faces clean without saying so, where ``none`` says it."""
+    parts = str(text).split("|")
+    if len(parts) > 1:
+        for index, part in enumerate(parts, 1):
+            if not part.strip():
+                raise NoiseSpecError(f"bad noise spec '{text}': alternative {index} of {len(parts)} is empty; remove the stray '|' "
+                                     "(write none for a clean alternative)")
+    return tuple(NoiseSpec.parse(part) for part in parts)
 
 
 def most_specialised(kinds: Mapping[K, tuple[str, ...]], kind: str) -> K | None:

@@ -23,7 +23,8 @@ entries of its own, searched only when that option is chosen (conditional parame
 
 Each group is one parameter named after the group (its options are its values) and each setting one parameter
 named after the setting, so a trial's parameters are exactly the choices it depended on. A setting may
-appear in several options, always with the same distribution, but never twice on one path.
+appear in several options, always with the same distribution, but never twice on one path: not in an option and an
+enclosing level, nor in options of two groups that one trial can choose together.
 
 This module reads a space and needs neither Ray nor Optuna: checking it, its option paths, the settings a
 trial's parameters stand for, the values a setting can take. Sampling it with Optuna is ``study.space``.
@@ -54,6 +55,8 @@ def check_space(space: Mapping[str, Any], settings: set[str]) -> None:
         raise SearchSpaceError(f"search must be a mapping of settings and groups, got {space!r}")
     seen: dict[str, Any] = {}
     _check_entries(space, settings, "search", set(), seen)
+    for path in _setters(space, "search"):
+        _check_set_once(path)
 
 
 def _check_entries(entries: Mapping[str, Any], settings: set[str], where: str, on_path: set[str], seen: dict[str, Any]) -> None:
@@ -97,6 +100,33 @@ def _check_entries(entries: Mapping[str, Any], settings: set[str], where: str, o
 def _fixed_names(entries: Mapping[str, Any], except_name: str) -> set[str]:
     """Settings that this level already searches, which an option below must not set again."""
     return {name for name, entry in entries.items() if name != except_name and is_distribution(entry)}
+
+
+def _setters(entries: Mapping[str, Any], where: str) -> Iterator[list[tuple[str, str]]]:
+    """Every option path as the settings it sets, each with the option that sets it (``search.GROUP.OPTION``)."""
+    own = [(name, where) for name, entry in entries.items() if not is_group(entry)]
+    groups = [(name, entry["choice"]) for name, entry in entries.items() if is_group(entry)]
+    yield from _combine(own, groups, where)
+
+
+def _combine(found: list[tuple[str, str]], groups: list[tuple[str, Mapping[str, Any]]], where: str) -> Iterator[list[tuple[str, str]]]:
+    if not groups:
+        yield found
+        return
+    (name, options), rest = groups[0], groups[1:]
+    for option, body in options.items():
+        for below in _setters(body or {}, f"{where}.{name}.{option}"):
+            yield from _combine(found + below, rest, where)
+
+
+def _check_set_once(path: list[tuple[str, str]]) -> None:
+    """A setting set twice on one path (two sibling groups' options, say) would train a trial with one value and record the other."""
+    first: dict[str, str] = {}
+    for name, where in path:
+        if name in first:
+            raise SearchSpaceError(f"search: '{name}' is set by both {first[name]} and {where}, which one trial can choose "
+                                   "together, so it would train with one value and be recorded with the other; set it in one place only")
+        first[name] = where
 
 
 def _check_distribution(spec: Mapping[str, Any], at: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import logging
 import shutil
 from pathlib import Path
@@ -24,6 +25,7 @@ from denoise_core.checkpoint import export_model, load_checkpoint, save_checkpoi
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import load_splits
 from denoise_core.errors import InputError, MissingFile, OutputExists
+from denoise_core.files import write_atomic
 from denoise_core.inference import resolve_device
 from denoise_core.tblog import write_epoch, write_hparams
 from denoise_core.settings import Flag, Layers, add_flags, add_layer_arguments, assemble, read_layers, to_dict
@@ -80,7 +82,7 @@ def train_run(layers: Layers, data_path: str | None, run_dir: Path, resume: bool
         _claim_run_dir(run_dir)
     splits = load_splits(data_path)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    write_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False).encode())
     log.info("training %s", config)
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     progress = tqdm(total=config.epochs, initial=previous["epoch"] if previous else 0, desc="epochs", unit="epoch", disable=None)
@@ -130,12 +132,13 @@ def _claim_run_dir(run_dir: Path) -> None:
 
 
 def _append_history(path: Path, metrics: dict[str, float]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(metrics))
-        if new:
-            writer.writeheader()
-        writer.writerow(metrics)
+    """One more row, written whole with the rows before it: a full disk never leaves half a row."""
+    rows = io.StringIO()
+    writer = csv.DictWriter(rows, fieldnames=list(metrics))
+    if not path.exists():
+        writer.writeheader()
+    writer.writerow(metrics)
+    write_atomic(path, (path.read_bytes() if path.exists() else b"") + rows.getvalue().encode())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The study's own console: a line per epoch and a line per finished trial, in the study's words, instead of Tune's tables."""
+"""The study's own console: a line per started trial, per epoch and per finished trial, in the study's words, instead of Tune's tables."""
 
 from __future__ import annotations
 
@@ -29,8 +29,14 @@ class ConsoleReporter(tune.Callback):
         self.metric = config.metric
         self.sign = 1.0 if config.mode == "max" else -1.0
         self.started = time.monotonic()
+        self.started_trials: set[str] = set()
         self.finished = 0
         self.best: tuple[float, str] | None = None
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.started_trials.add(trial.trial_id)
+        print(f"[{self._clock()}] trial {trial.trial_id} started ({len(self.started_trials)} of {self.num_samples}): {describe(trial.config)}",
+              flush=True)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
         value = result.get(f"best_{self.metric}")

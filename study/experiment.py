@@ -28,9 +28,10 @@ import pandas as pd
 import torch
 import yaml
 
-from denoise_core.checkpoint import load_checkpoint
+from denoise_core.checkpoint import CheckpointError, load_checkpoint
 from denoise_core.data import default_cache_dir, load_splits, resolve_data_path
 from denoise_core.errors import MissingFile, OutputExists
+from denoise_core.files import write_atomic
 from denoise_core.evaluate import face_scores, model_denoiser
 from denoise_core.fit import TrainConfig
 from denoise_core.holdout import SYNTHETIC_CONDITIONS, holdout_for, validate_conditions
@@ -144,8 +145,11 @@ def base_config(config: ExperimentConfig) -> TrainConfig:
         raise ExperimentError(f"reference {reference} with the experiment's train: settings: {error}") from None
     if config.factor == "noise" and base.val_noise is None:
         raise ExperimentError("factor noise with no val_noise: each level would pick its best epoch on its own noise; set train.val_noise")
-    if base.init and not Path(base.init).is_file():
-        raise MissingFile(f"init model {base.init} (from the reference or train:) does not exist")
+    if base.init:
+        try:
+            load_checkpoint(base.init)
+        except (MissingFile, CheckpointError) as error:
+            raise type(error)(f"init (from the reference or train:): {error}") from None
     return base
 
 
@@ -253,18 +257,19 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
         tuner = tune.Tuner.restore(str(out), trainable=trainable, resume_errored=True)
     else:
         out.mkdir(parents=True)
-        (out / "experiment.yaml").write_text(experiment_yaml(config, base))
-        (out / "base.yaml").write_text("# The training settings every trial shares; each trial sets the factor and seed over them.\n"
-                                       + yaml.safe_dump(to_dict(base), sort_keys=False))
+        write_atomic(out / "experiment.yaml", experiment_yaml(config, base).encode())
+        write_atomic(out / "base.yaml", ("# The training settings every trial shares; each trial sets the factor and seed over them.\n"
+                                         + yaml.safe_dump(to_dict(base), sort_keys=False)).encode())
         space = {config.factor: tune.grid_search(list(config.levels)), "seed": tune.grid_search(list(config.seeds))}
         tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
                            tune_config=tune.TuneConfig(scheduler=FIFOScheduler(), num_samples=1, max_concurrent_trials=max(1, concurrent),
                                                        trial_dirname_creator=trial_dirname))
     log.info("experiment %s: %d levels x %d seeds, %d at a time", out, len(config.levels), len(config.seeds), concurrent)
-    with stop_signals() as received:
+    with stop_signals(f"study/run_experiment.py: stopped at once by a second interrupt; the finished trials and each trial's last "
+                      f"checkpoint are saved in {out}; continue it with the same command and --resume") as received:
         results = tuner.fit()
     trials = experiment_table(results, config, base, saved_statuses(str(out)))
-    trials.to_csv(out / "trials.csv", index=False)
+    write_atomic(out / "trials.csv", trials.to_csv(index=False).encode())
     if received or (trials["status"] == "interrupted").any() or len(trials) < len(config.levels) * len(config.seeds):
         log.warning("experiment interrupted: continue it with the same command and --resume")
         return ExperimentSummary(out, trials, None, interrupted=True, data=data_path)
@@ -274,7 +279,7 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
 def score_experiment(trained: "ExperimentSummary", config: ExperimentConfig) -> "ExperimentSummary":
     """Score the trained grid per face into ``scores.parquet`` (needs no Ray: a command line may shut it down first)."""
     scores = score_trials(trained.trials, config, trained.data)
-    scores.to_parquet(trained.path / "scores.parquet", index=False)
+    write_atomic(trained.path / "scores.parquet", scores.to_parquet(index=False))
     return ExperimentSummary(trained.path, trained.trials, scores, interrupted=False, data=trained.data)
 
 

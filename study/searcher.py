@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from ray.tune.search import Searcher
 
+from denoise_core.files import write_atomic
 from denoise_core.space import assignments
 from denoise_core.study_files import COMPLETED, FAILED, OBJECTIVE_MODES, STOPPED_BY_ASHA, trial_status
 from study import space
@@ -123,7 +124,7 @@ class RecordingSearch(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         state = {"trials": self._numbers, "told": sorted(self._told), "recorded": self._recorded}
-        Path(checkpoint_path).write_text(json.dumps(state, indent=1))
+        write_atomic(checkpoint_path, json.dumps(state, indent=1).encode())
 
     def restore(self, checkpoint_path: str) -> None:
         """Continue from the saved JSON state with a TPE seeded by the study's seed plus the trials asked so far (so a

@@ -30,7 +30,7 @@ import pyarrow.fs as pafs
 import torch
 import yaml
 
-from denoise_core.checkpoint import checkpoint_bytes, export_model, load_checkpoint
+from denoise_core.checkpoint import CheckpointError, checkpoint_bytes, export_model, load_checkpoint
 from denoise_core.data import default_cache_dir, load_splits, resolve_data_path
 from denoise_core.errors import MissingFile, OutputExists
 from denoise_core.evaluate import evaluate_on_holdout, model_denoiser
@@ -41,6 +41,7 @@ from denoise_core.settings import to_dict
 from denoise_core.study_files import (BEST_HOLDOUT, BEST_MODEL, BEST_RECIPE, BEST_TRIAL, CHECKPOINT_FILE, STUDY_CONFIG, TRAIN_RUNS, TRIAL_DIR_PREFIX,
                                       TRIALS_CSV, TRIALS_PARQUET, selection_column, trial_dirname, trial_status, usable_rows)
 from study import optuna_db, storage
+from study.full_disk import stop_on_a_full_disk
 from study.config import StudyConfig, StudyConfigError, storage_root, to_yaml
 from study.trial import tune_trial, tune_trial_with_trainer
 
@@ -140,6 +141,8 @@ def connect(address: str | None = None, num_cpus: int | None = None, verbose: in
               "instance on 127.0.0.1; unset RAY_AUTH_MODE to turn it on", file=sys.stderr)
     create_private_token(token)
     keep_token_private(token)
+    if verbose:
+        print("study: starting a Ray instance of its own on 127.0.0.1 ...", flush=True)
     with node_on_loopback():
         ray.init(address="local", num_cpus=num_cpus, _node_ip_address="127.0.0.1", **quiet)
     keep_token_private(token)
@@ -192,13 +195,20 @@ def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) 
         raise StudyConfigError(f"{data_path} has no {' and no '.join(empty)} faces: a study trains on Training, selects on PublicTest "
                                "faces and scores its best model on PrivateTest faces, leaving out copies of Training faces (in PublicTest "
                                "unless train.val_unique is false)")
-    for init in sorted({value for value in [config.train.init, *space.possible_values(config.search, "init")] if value}):
-        if not Path(init).is_file():
-            raise MissingFile(f"train.init: model file {init} does not exist")
+    check_inits(config)
     if config.gpus_per_trial and not joining and not _local_gpus():
         raise StudyConfigError(f"gpus_per_trial is {config.gpus_per_trial} but this machine has no GPU; set gpus_per_trial: 0 "
                                "or join a cluster with GPUs (--address)")
     return data_path
+
+
+def check_inits(config: StudyConfig) -> None:
+    """Every model a trial can start from loads: a missing, damaged or refused one would fail every trial, each with a traceback."""
+    for init in sorted({value for value in [config.train.init, *space.possible_values(config.search, "init")] if value}):
+        try:
+            load_checkpoint(init)
+        except (MissingFile, CheckpointError) as error:
+            raise type(error)(f"train.init: {error}") from None
 
 
 def refuse_pickled_searcher(config: StudyConfig) -> None:
@@ -232,7 +242,7 @@ def run_study(config: StudyConfig, resume: bool = False, trial: TrialFunction | 
              f"{resources.workers} TorchTrainer worker(s) x {resources.cpu:g} CPU / {resources.gpu:g} GPU" if resources.workers
              else f"{resources.cpu:g} CPU / {resources.gpu:g} GPU in-process")
     tuner = restored_tuner(config, trainable) if resume else new_tuner(config, trainable, resources)
-    with stop_signals() as received, optuna_db.answering(config):
+    with stop_signals(hard_stop_line(config)) as received, optuna_db.answering(config), stop_on_a_full_disk(config):
         results = tuner.fit()
     statuses = saved_statuses(config.study_uri)
     trials = trial_table(results, config, statuses)
@@ -241,6 +251,8 @@ def run_study(config: StudyConfig, resume: bool = False, trial: TrialFunction | 
         log.warning("study interrupted: resume it with --name %s --storage %s --resume", config.name, config.storage)
         return StudySummary(study_uri=config.study_uri, trials=trials, best_trial=None, best_model=None, holdout=None, interrupted=True,
                             stop_signal=received[0] if received else None)
+    if config.verbose:
+        print(f"study: exporting the best trial and scoring it on the hold-out ({len(config.holdout_conditions)} conditions) ...", flush=True)
     best_trial, best_model, holdout = export_best(results, trials, config, data_path)
     return StudySummary(study_uri=config.study_uri, trials=trials, best_trial=best_trial, best_model=best_model, holdout=holdout)
 
@@ -253,7 +265,7 @@ def study_trainable(config: StudyConfig, resources: Resources, data_path: str, t
     if train_settings["device"] == "auto":
         train_settings["device"] = "cuda" if resources.gpu > 0 else "cpu"
     settings = {
-        "train": train_settings, "search": config.search, "data": data_path, "grid_every": config.grid_every,
+        "train": train_settings, "search": config.search, "data": data_path, "grid_every": config.grid_every, "study_uri": config.study_uri,
         "max_failures": config.max_failures, "train_storage": f"{config.study_uri}/{TRAIN_RUNS}",
         "resources": {"workers": resources.workers, "cpu": resources.cpu, "gpu": resources.gpu},
     }
@@ -309,14 +321,23 @@ def without_tune_resume_advice(record: logging.LogRecord) -> bool:
     return "Tuner.restore(" not in record.getMessage()
 
 
+def hard_stop_line(config: StudyConfig) -> str:
+    """What a second Ctrl-C leaves, and how to go on: it ends the driver at once, without Tune's orderly stop."""
+    return (f"study: stopped at once by a second interrupt; the finished trials and each trial's last checkpoint are saved in "
+            f"{config.study_uri}; continue the study with: python study/run.py --name {config.name} --storage {config.storage} --resume")
+
+
 @contextlib.contextmanager
-def stop_signals():
+def stop_signals(hard_stop: str):
     """Ctrl-C and SIGTERM stop the study as Tune's own stop signal does (state saved for a resume), and are recorded.
 
     Tune's SIGINT handler does not say afterwards that it fired, and it does not handle SIGTERM, so both are
-    caught here and passed on as SIGUSR1, which Tune always handles. A second signal stops at once. Tune's own
-    advice on an interrupt (``Tuner.restore(...)``) is not how a study resumes, so it is left out; the study says
-    how (``--resume``).
+    caught here and passed on as SIGUSR1, which Tune always handles. A second signal stops at once, with the line
+    ``hard_stop`` and no traceback: the process exits from the handler, as a kill would, so Tune's half-done stop
+    raises nothing; what Tune has saved is what a SIGKILL leaves, which ``--resume`` continues. Once a signal has come
+    the driver is ending, so its handler stays after the block: a second one while the trial table is written or Ray
+    shuts down at exit also ends it at once. Tune's own advice on an interrupt (``Tuner.restore(...)``) is not how a
+    study resumes, so it is left out; the study says how (``--resume``).
     """
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGUSR1"):
@@ -328,8 +349,9 @@ def stop_signals():
         if len(received) == 1:
             os.kill(os.getpid(), signal.SIGUSR1)
             return
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        sys.stdout.flush()
+        print(hard_stop, file=sys.stderr, flush=True)
+        os._exit(128 + signum)
 
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     previous_usr1 = signal.getsignal(signal.SIGUSR1)
@@ -342,7 +364,8 @@ def stop_signals():
     finally:
         tune_log.removeFilter(without_tune_resume_advice)
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if not received:
+                signal.signal(signum, handler)
         signal.signal(signal.SIGUSR1, previous_usr1)
         if saved_env is None:
             os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)

@@ -12,20 +12,23 @@ instead of retried or crashing the study.
 
 from __future__ import annotations
 
+import errno
 import math
+import shutil
 import tempfile
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from denoise_core.checkpoint import load_checkpoint, save_checkpoint
 from denoise_core.data import load_splits
+from denoise_core.files import disk_full
 from denoise_core.tblog import image_grid
 from denoise_core.fit import EpochReport, fit
 from denoise_core.space import assignments
-from denoise_core.study_files import CHECKPOINT_FILE
+from denoise_core.study_files import CHECKPOINT_FILE, trial_dirname
 from study.config import trial_config
 
 IMAGES = "val_images"  # noisy | denoised | clean grid, (1, H, W) uint8
@@ -88,14 +91,40 @@ def train_in_process(
         report(diverged_metrics(error), None)
 
 
+@contextmanager
+def whole_checkpoint(directory: str | None, destination: str | None) -> Iterator[None]:
+    """Ray's copy of a checkpoint into the trial's folder ``destination`` in the study, whole or not at all: it is not
+    begun without the room it needs, and what it copied is removed if the disk fills up on the way (Ray copies file by
+    file, in place). Nothing is checked without a local folder (object storage, or a trial run outside a study)."""
+    if directory is None or destination is None or "://" in destination or not Path(destination).is_dir():
+        yield
+        return
+    needed = sum(file.stat().st_size for file in Path(directory).rglob("*") if file.is_file())
+    target = Path(destination)
+    if shutil.disk_usage(target).free < needed:
+        raise disk_full(target / CHECKPOINT_FILE, needed)
+    before = set(target.glob("checkpoint_*"))
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        for partial in set(target.glob("checkpoint_*")) - before:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise disk_full(target / CHECKPOINT_FILE, needed, quota=error.errno == errno.EDQUOT) from None
+
+
 def tune_trial(sampled: dict[str, Any], settings: dict[str, Any]) -> None:
     """Tune function trainable for ``train_workers: 0``: the core loop runs in this process."""
     from ray import tune
 
     params = {**settings, "sampled": sampled}
 
+    trial_dir = f"{settings['study_uri']}/{trial_dirname(tune.get_context().get_trial_id())}" if "study_uri" in settings else None
+
     def report(metrics: dict[str, Any], directory: str | None) -> None:
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory) if directory else None)
+        with whole_checkpoint(directory, trial_dir):
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory) if directory else None)
 
     previous = tune.get_checkpoint()
     with previous.as_directory() if previous else nullcontext() as directory:

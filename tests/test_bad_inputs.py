@@ -301,6 +301,24 @@ CASES = [
     ("findings-out-exists", findings_main, F + " --out {ws}/inputs/notes.txt", r"notes\.txt exists; refusing to overwrite it"),
     ("findings-overwrite-a-user-file", findings_main, F + " --out {ws}/inputs/notes.txt --overwrite", r"was not written by this program as findings"),
     ("findings-out-is-a-folder", findings_main, F + " --out {ws}/inputs --overwrite", r"inputs is a directory"),
+    # an empty noise alternative would leave a share of the faces clean, wherever a spec is read
+    ("train-noise-empty-alternative", train_main, TRAIN + " --noise 'sp:0.1|'", r"bad noise spec 'sp:0\.1\|': alternative 2 of 2 is empty"),
+    ("train-val-noise-empty-alternative", train_main, TRAIN + " --val-noise '|sp:0.1'", r"alternative 1 of 2 is empty"),
+    ("study-noise-empty-alternative", study_main, STUDY + " --noise 'sp:0.1||gauss:5'", r"alternative 2 of 3 is empty"),
+    ("study-searched-noise-empty-alternative", study_main, STUDY + " --set 'search.noise={{choice: [sp:0.1, \"sp:0.2|\"]}}'",
+     r"'noise' value 'sp:0\.2\|'.*alternative 2 of 2 is empty"),
+    ("study-holdout-alternative", study_main, STUDY + " --set 'holdout_conditions=[\"sp:0.1|\"]'", r"holdout_conditions: .*choice between kinds"),
+    ("report-bm3d-empty-alternative", report_main, "{ws}/not-a-study --bm3d-conditions 'gauss:25,sp:0.1|'", r"bm3d_conditions: .*alternative 2 of 2 is empty"),
+    # a setting set by two groups that one trial chooses together: trained with one value, recorded with the other
+    ("study-search-sibling-groups", study_main, STUDY + " --set 'search.output={{choice: {{a: {{model.skip: true}}}}}}' "
+     "--set 'search.stage={{choice: {{b: {{model.skip: false}}}}}}'", r"'model\.skip' is set by both search\.output\.a and search\.stage\.b"),
+    # an init model is loaded before Ray starts: a bad one would fail every trial
+    ("study-init-is-a-recipe", study_main, STUDY + " --set train.init={ws}/configs/lr-abc.yaml", r"train\.init: .*lr-abc\.yaml is a recipe"),
+    ("study-init-damaged", study_main, STUDY + " --set train.init={ws}/models/truncated.pt", r"train\.init: .*truncated\.pt is damaged"),
+    ("study-init-crafted", study_main, STUDY + " --set train.init={ws}/models/crafted.pt", r"train\.init: .*crafted\.pt was refused"),
+    ("study-init-a-folder", study_main, STUDY + " --set train.init={ws}/runs/done", r"train\.init: model .*done is a directory"),
+    ("study-searched-init-foreign", study_main, STUDY + " --set 'search.init={{choice: [{ws}/models/model.pt, {ws}/models/foreign.pt]}}'",
+     r"train\.init: .*foreign\.pt is not a facestudy checkpoint"),
 ]
 
 
@@ -387,7 +405,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_partial_file(ws, capsys, monkeypa
         train_main(TRAIN.format(ws=ws, case="disk-full").split())
     err = capsys.readouterr().err.strip()
     assert exit_info.value.code == 2 and err.count("\n") == 0
-    assert re.search(r"no space left on the device mounted at .* \(writing .*last\.pt\)", err), err
+    assert re.search(r"no space left on the device mounted at .* \(writing .*last\.pt, which needs \d+\.\d [kM]B with .* free\)", err), err
     assert not list(out.glob("*.partial")) and not (out / "last.pt").exists()
 
 

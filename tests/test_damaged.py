@@ -315,6 +315,7 @@ def test_a_full_disk_is_one_disk_full_line_and_leaves_the_old_file_and_no_partia
             write()
     message = str(caught.value)
     assert target.name in message and "no space left" in message and "\n" not in message
+    assert re.search(r"which needs [\d.]+ (B|kB|MB) with [\d.]+ (B|kB|MB|GB) free\)", message), message  # the room it takes
     assert target.read_bytes() == before
     assert sorted(tmp_path.rglob("*")) == files_before  # no .partial left behind
     write()  # room again: the same write replaces the file whole

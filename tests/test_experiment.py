@@ -100,6 +100,20 @@ def test_a_level_the_training_settings_refuse_is_named(tmp_path):
         trial_grid(config, base_config(config))
 
 
+def test_a_noise_level_with_an_empty_alternative_is_named(tmp_path):
+    config = load_experiment(experiment_file(tmp_path, factor="noise", levels=["sp:0.1|", "sp:0.2"], train={"init": None, "val_noise": "sp:0.1"}))
+    with pytest.raises(ExperimentError, match=r"level sp:0\.1\|: .*alternative 2 of 2 is empty"):
+        trial_grid(config, base_config(config))
+
+
+def test_an_init_that_is_not_a_model_is_refused_before_training(tmp_path):
+    config = load_experiment(experiment_file(tmp_path, train={"init": str(REPO / "models" / "fer2013-blind.yaml"), "epochs": 2}))
+    with pytest.raises(ValueError, match=r"init \(from the reference or train:\): .*fer2013-blind\.yaml is a recipe"):
+        base_config(config)
+    with pytest.raises(MissingFile, match=r"init \(from the reference or train:\): model file .*nowhere\.pt does not exist"):
+        base_config(load_experiment(experiment_file(tmp_path, train={"init": str(tmp_path / "nowhere.pt"), "epochs": 2})))
+
+
 def test_noise_as_the_factor_needs_a_fixed_validation_noise(tmp_path):
     reference = tmp_path / "reference.yaml"
     reference.write_text("epochs: 2\nnoise: sp:0.1-0.5\n")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from denoise_core.noise import NoiseSource, NoiseSpec, corrupt, gaussian, impulse_mask, make_generator, salt_and_pepper
+from denoise_core.noise import NoiseSource, NoiseSpec, corrupt, parse_alternatives, gaussian, impulse_mask, make_generator, salt_and_pepper
 
 
 def grey(count: int = 64) -> torch.Tensor:
@@ -84,6 +84,14 @@ def test_alternatives_pick_one_noise_kind_per_image():
         assert share.float().mean().item() == pytest.approx(1 / 3, abs=0.06)
     again = corrupt(grey(600), "sp:0.3|gauss:20|none", make_generator(11))
     assert torch.equal(noisy, again)
+
+
+@pytest.mark.parametrize(("text", "empty"), [("sp:0.1|", "2 of 2"), ("|sp:0.1", "1 of 2"), ("sp:0.1||gauss:5", "2 of 3"), ("sp:0.1| ", "2 of 2")])
+def test_an_empty_alternative_is_refused_where_none_says_clean(text, empty):
+    with pytest.raises(ValueError, match=f"alternative {empty} is empty; remove the stray '\\|'") as error:
+        parse_alternatives(text)
+    assert "\n" not in str(error.value)
+    assert [spec.is_clean for spec in parse_alternatives("sp:0.1|none")] == [False, True]
 
 
 def test_a_single_condition_cannot_be_a_choice():

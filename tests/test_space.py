@@ -90,11 +90,23 @@ def test_branches_list_every_option_path_with_its_fixed_and_sampled_settings():
     ({"lr": {"choice": [0.1]}, "g": {"choice": {"a": {"lr": 0.2}}}}, "'lr' is set twice on one path"),
     ({"g": {"choice": {"a": {"lr": {"choice": [0.1]}}, "b": {"lr": {"choice": [0.2]}}}}}, "use the same distribution everywhere"),
     ({"g": {"choice": {"a": {}}}, "h": {"choice": {"x": {"g": {"choice": {"b": {}}}}}}}, "the group name 'g' is used twice"),
+    ({"g": {"choice": {"a": {"model.dropout": 0.1}}}, "h": {"choice": {"b": {"model.dropout": 0.2}}}},
+     r"'model.dropout' is set by both search\.g\.a and search\.h\.b, which one trial can choose together"),
+    ({"g": {"choice": {"a": {}, "b": {"lr": {"choice": [0.1]}}}}, "h": {"choice": {"c": {"lr": {"choice": [0.1]}}}}},
+     r"'lr' is set by both search\.g\.b and search\.h\.c"),
+    ({"g": {"choice": {"a": {"model.skip": True, "h": {"choice": {"b": {"model.skip": False}}}}}}},
+     r"'model.skip' is set by both search\.g\.a and search\.g\.a\.h\.b"),
 ])
 def test_bad_search_spaces_are_one_line_errors(space, message):
     with pytest.raises(SearchSpaceError, match=message) as error:
         check_space(space, searchable_settings())
     assert "\n" not in str(error.value)
+
+
+def test_options_of_one_group_may_each_set_a_setting_as_no_trial_chooses_two():
+    space = {"g": {"choice": {"a": {"model.dropout": 0.1}, "b": {"model.dropout": 0.2}}}, "h": {"choice": {"c": {"lr": {"choice": [0.1]}}}}}
+    check_space(space, searchable_settings())
+    assert [dict(fixed) for _, fixed, _ in branches(space)] == [{"model.dropout": 0.1}, {"model.dropout": 0.2}]
 
 
 def test_every_value_on_every_path_is_checked_against_the_studys_own_settings():

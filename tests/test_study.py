@@ -288,7 +288,7 @@ def test_a_warm_started_trial_is_scored_on_the_initial_model_first(study_env, fi
     init = Path(summary.study_uri) / "best" / "model.pt"
     _, checkpoint = load_model(init)
     config = smoke(study_env, "warm", num_samples=1, search={}, scheduler="none", train__epochs=1, train__init=str(init),
-                   train__model=checkpoint["config"]["model"])
+                   train__model=checkpoint["config"]["model"], train__loss=checkpoint["config"]["loss"])  # the best trial's loss: mse or mae
     warm = run_study(config)
     first = json.loads(next(Path(warm.study_uri).glob("trial_*/result.json")).read_text().splitlines()[0])
     assert first["init_val_psnr"] == pytest.approx(checkpoint["best_metrics"]["val_psnr"], abs=1e-4)
@@ -375,6 +375,37 @@ def test_ctrl_c_after_the_last_trial_started_is_an_interruption_not_a_success(st
     assert (study_dir / "best" / "model.pt").exists()
 
 
+@pytest.mark.slow
+def test_a_second_ctrl_c_ends_the_driver_at_once_in_one_line_and_the_study_resumes(study_env, tmp_path):
+    storage = tmp_path / "studies"
+    command = [sys.executable, str(REPO / "study" / "run.py"), "--preset", "smoke", "--name", "twice", "--storage", str(storage),
+               "--data", str(study_env["data"]), "--num-samples", "2", "--max-concurrent", "1", "--num-cpus", "1", "--epochs", "3",
+               "--set", "scheduler=none", "--set", "report=false"]
+    env = {**os.environ, **QUIET_RAY}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    study_dir = storage / "twice"
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline and not (len(result_lines(study_dir)) == 2 and 3 in result_lines(study_dir).values()):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=90) == 130
+    stderr = process.stderr.read()
+    hard_stop = stderr.strip().splitlines()[-1]  # the first signal's lines come before it: Tune's "Stop signal received"
+    assert "Traceback" not in stderr and stderr.count("stopped at once") == 1, stderr
+    assert hard_stop.startswith("study: stopped at once by a second interrupt") and f"saved in {study_dir}" in hard_stop
+    assert "--name twice" in hard_stop and hard_stop.endswith("--resume")
+    finished_before = {name: count for name, count in result_lines(study_dir).items() if count == 3}
+    resumed = subprocess.run([*command, "--resume"], capture_output=True, text=True, env=env, timeout=400)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    after = result_lines(study_dir)
+    assert finished_before and {name: after[name] for name in finished_before} == finished_before  # nothing finished ran again
+    trials = pd.read_csv(study_dir / "trials.csv")
+    assert len(trials) == 2 and set(trials["status"]) == {"completed"} and (study_dir / "best" / "model.pt").exists()
+    assert optuna_trials(study_dir) == {(trial_id, "COMPLETE") for trial_id in trials["trial_id"].astype(str)}
+
+
 def test_trial_table_keeps_whole_numbers_whole_and_names_each_outcome():
     from types import SimpleNamespace
 
@@ -399,7 +430,7 @@ def test_tunes_own_resume_advice_is_left_out_while_a_study_runs(caplog):
     from study.study import stop_signals
 
     tune_log = logging.getLogger("ray.tune.tune")
-    with caplog.at_level(logging.WARNING), stop_signals():
+    with caplog.at_level(logging.WARNING), stop_signals("a second interrupt"):
         tune_log.warning('Experiment has been interrupted, but the most recent state was saved.\nResume experiment with: Tuner.restore(path="x", trainable=...)')
         tune_log.warning("a trial failed")
     assert "a trial failed" in caplog.text and "Tuner.restore" not in caplog.text
