@@ -37,7 +37,7 @@ from denoise_core.holdout import SYNTHETIC_CONDITIONS, holdout_for, validate_con
 from denoise_core.model import ConvAutoencoder, model_config_from_dict
 from denoise_core.settings import SettingsError, apply_assignments, build, differences, field_paths, load_yaml, load_yaml_file, merge, to_dict
 from denoise_core.study_files import trial_status
-from study.config import StudyConfigError, storage_root, trial_config
+from study.config import StudyConfigError, check_name, storage_root, trial_config
 from study.trial import CHECKPOINT_FILE
 
 log = logging.getLogger("study.experiment")
@@ -75,7 +75,6 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (bool(self.name) and "/" not in self.name and self.name not in (".", ".."), "name must be a non-empty directory name"),
             (bool(self.factor), "factor is missing: name the training setting that varies, e.g. factor: model.bottleneck_size"),
             (self.factor not in NOT_FACTORS, f"factor {self.factor!r} cannot vary: {', '.join(NOT_FACTORS)} are held fixed (seed is the replicate)"),
             (self.factor in field_paths(TrainConfig), f"factor {self.factor!r} is not a training setting; known: {', '.join(field_paths(TrainConfig))}"),
@@ -94,6 +93,7 @@ class ExperimentConfig:
         for ok, message in checks:
             if not ok:
                 raise ExperimentError(message)
+        check_name(self.name)
         try:
             validate_conditions(self.holdout_conditions)
         except Exception as error:  # InputError: one line naming the bad condition

@@ -24,7 +24,7 @@ from denoise_core.data import resolve_data_path  # noqa: E402
 from denoise_core.errors import MissingFile  # noqa: E402
 from denoise_core.settings import Flag, Layers, add_flags, add_layer_arguments, read_layers  # noqa: E402
 from denoise_core.fit import TrainConfig  # noqa: E402
-from study.config import PRESETS, StudyConfig, load_preset, new_study, resumed_study, storage_root, study_report_options, to_yaml  # noqa: E402
+from study.config import PRESETS, StudyConfig, check_name, load_preset, new_study, resumed_study, storage_root, study_report_options, to_yaml  # noqa: E402
 
 DEFAULT_PRESET = "local"
 
@@ -69,7 +69,8 @@ def resumed_study_uri(preset: str, layers: Layers) -> str:
     """Where the study to resume is: ``--name`` and ``--storage`` if given (in the file or the flags), else the preset's
     name under the default storage."""
     given = {**layers.file, **dict(layers.assignments)}
-    name = given.get("name", load_preset(preset).get("name", StudyConfig.name))
+    name = str(given.get("name", load_preset(preset).get("name", StudyConfig.name)))
+    check_name(name)
     return f"{storage_root(str(given.get('storage', StudyConfig.storage)))}/{name}"
 
 

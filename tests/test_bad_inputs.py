@@ -252,6 +252,11 @@ CASES = [
     ("study-lr-nan", study_main, STUDY + " --lr .nan", r"train\.lr: expected a finite number"),
     ("study-config-duplicate-key", study_main, STUDY + " --config {ws}/configs/duplicate.yaml", r"duplicate key 'lr'"),
     ("study-report-faces-negative", study_main, STUDY + " --set report_options.faces=-1", r"report_options: faces must be >= 0"),
+    ("study-name-too-long", study_main, "--preset smoke --data {ws}/data/fer2013.csv --storage {ws}/studies --name " + "n" * 300,
+     r"name is 300 characters long; use at most 100"),
+    ("study-resume-name-too-long", study_main, "--storage {ws}/studies --resume --name " + "n" * 300, r"name is 300 characters long"),
+    ("study-name-with-a-space", study_main, "--preset smoke --data {ws}/data/fer2013.csv --storage {ws}/studies --name 'my study'",
+     r"name 'my study' may hold only letters, digits"),
     ("study-report-unknown-option", study_main, STUDY + " --set report_options.colour=1", r"unknown setting\(s\) report_options\.colour"),
     # results
     ("report-not-a-study", report_main, "{ws}/not-a-study", r"not a study directory"),
