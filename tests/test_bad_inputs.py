@@ -347,6 +347,20 @@ def test_bad_input_is_one_line_and_changes_nothing(ws, capsys, case, main, argv,
     assert not (ws / PAYLOAD_MARKER).exists()
 
 
+def test_a_second_driver_of_the_same_study_is_refused_before_ray_starts_naming_the_first(ws, capsys):
+    from study.lock import study_lock
+
+    with study_lock(str(ws / "studies" / "held")):
+        with pytest.raises(SystemExit) as exit_info:
+            study_main(shlex.split(STUDY.format(ws=ws, case="held")))
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.count("\n") == 0, err
+    assert f"study 'held' is being run by another driver (pid {os.getpid()}" in err and "--resume" in err, err
+    assert not (ws / "studies" / "held").exists()
+    with study_lock(str(ws / "studies" / "held")):  # released when the first driver ends, even after a kill
+        pass
+
+
 def test_the_catalogue_is_at_least_forty_inputs_across_every_command():
     assert len(CASES) >= 40
     assert {main for _, main, _, _ in CASES} == {train_main, denoise_main, study_main, report_main, compare_main, showcase_main, findings_main}
