@@ -37,6 +37,7 @@ from denoise_core.holdout import SYNTHETIC_CONDITIONS, holdout_for, validate_con
 from denoise_core.model import ConvAutoencoder, model_config_from_dict
 from denoise_core.settings import SettingsError, apply_assignments, build, differences, field_paths, load_yaml, load_yaml_file, merge, to_dict
 from denoise_core.study_files import trial_status
+from study import signing
 from study.config import StudyConfigError, check_name, storage_root, trial_config
 from study.trial import CHECKPOINT_FILE
 
@@ -250,6 +251,7 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
         callbacks=[TrialJsonLogger(), TrialCsvLogger(), TrialTensorBoard()], checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=config.max_failures))
     if resume:
+        signing.verify(str(out), config.name)
         tuner = tune.Tuner.restore(str(out), trainable=trainable, resume_errored=True)
     else:
         out.mkdir(parents=True)
@@ -261,8 +263,11 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
                            tune_config=tune.TuneConfig(scheduler=FIFOScheduler(), num_samples=1, max_concurrent_trials=max(1, concurrent),
                                                        trial_dirname_creator=trial_dirname))
     log.info("experiment %s: %d levels x %d seeds, %d at a time", out, len(config.levels), len(config.seeds), concurrent)
-    with stop_signals() as received:
-        results = tuner.fit()
+    try:
+        with stop_signals() as received:
+            results = tuner.fit()
+    finally:
+        signing.sign(str(out))
     trials = experiment_table(results, config, base, saved_statuses(str(out)))
     trials.to_csv(out / "trials.csv", index=False)
     if received or (trials["status"] == "interrupted").any() or len(trials) < len(config.levels) * len(config.seeds):

@@ -76,6 +76,26 @@ def add_red_team_inputs(root: Path, good: bytes) -> None:
         (root / "damaged" / name / "trials.csv").write_bytes(content)
 
 
+def _sent_studies(root: Path) -> None:
+    """Study folders someone sent: Tune state a resume would unpickle, unsigned, changed after signing, or beside an unlisted pickle."""
+    from study import signing
+    from study.config import build_config, to_yaml
+
+    for name in ("sent-unsigned", "sent-changed", "sent-unlisted"):
+        study = root / "studies" / name
+        study.mkdir(parents=True)
+        config = build_config("smoke", assignments=[("name", name), ("storage", str(root / "studies")), ("data", str(root / "data" / "fer2013.csv"))])
+        (study / "study.yaml").write_text(to_yaml(config))
+        (study / "tuner.pkl").write_bytes(pickle.dumps({"benign": 1}))
+        if name != "sent-unsigned":
+            signing.sign(str(study))
+    payload = pickle.dumps(Payload(root / PAYLOAD_MARKER))
+    (root / "studies" / "sent-unsigned" / "tuner.pkl").write_bytes(payload)
+    (root / "studies" / "sent-changed" / "tuner.pkl").write_bytes(payload)
+    (root / "studies" / "sent-unlisted" / "trial_1").mkdir()
+    (root / "studies" / "sent-unlisted" / "trial_1" / "error.pkl").write_bytes(payload)
+
+
 def _data_files(data: Path) -> bytes:
     """FER2013 files good and bad; returns the good CSV's bytes."""
     data.mkdir()
@@ -151,6 +171,7 @@ def ws(tmp_path_factory):
     (root / "studies").mkdir()
     (root / "not-a-study").mkdir()
     add_red_team_inputs(root, good)
+    _sent_studies(root)
     yield root
     if saved is None:
         os.environ.pop("FACESTUDY_CACHE", None)
@@ -257,6 +278,12 @@ CASES = [
     ("study-resume-name-too-long", study_main, "--storage {ws}/studies --resume --name " + "n" * 300, r"name is 300 characters long"),
     ("study-name-with-a-space", study_main, "--preset smoke --data {ws}/data/fer2013.csv --storage {ws}/studies --name 'my study'",
      r"name 'my study' may hold only letters, digits"),
+    ("study-resume-unsigned-pickle", study_main, "--storage {ws}/studies --name sent-unsigned --resume",
+     r"sent-unsigned/resume-manifest\.json is missing: .*python -m study\.signing"),
+    ("study-resume-changed-pickle", study_main, "--storage {ws}/studies --name sent-changed --resume",
+     r"sent-changed/tuner\.pkl changed after your driver closed study 'sent-changed'"),
+    ("study-resume-unlisted-pickle", study_main, "--storage {ws}/studies --name sent-unlisted --resume",
+     r"sent-unlisted/trial_1/error\.pkl is a pickle that resume-manifest\.json does not list"),
     ("study-report-unknown-option", study_main, STUDY + " --set report_options.colour=1", r"unknown setting\(s\) report_options\.colour"),
     # results
     ("report-not-a-study", report_main, "{ws}/not-a-study", r"not a study directory"),
