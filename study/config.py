@@ -11,6 +11,7 @@ that file, and may change only the settings in ``StudyConfig.RESUMABLE``. ``repo
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -28,6 +29,8 @@ from results.options import ReportOptions
 
 PRESETS = ("smoke", "local", "workstation", "full")
 QUICK_REPORT = {"faces": 200, "bm3d_faces": 16, "tune_faces": 32, "analysis_faces": 100}  # minutes, not a quarter hour
+NAME_MAX = 100  # a study's directory and Tune's file names under it stay within the file system's 255 bytes
+NAME_CHARACTERS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 WHOLE = ("search",)  # replaced as a unit by a file layer; --set search.NAME sets the entry NAME (dots included)
 
 
@@ -113,12 +116,12 @@ class StudyConfig:
             (self.holdout_faces is None or self.holdout_faces >= 1, "holdout_faces must be >= 1, or null for every face"),
             (self.optuna_storage is None or "://" in self.optuna_storage,
              "optuna_storage must be a database URL, e.g. postgresql://optuna@HEAD_IP/optuna or sqlite:///PATH/optuna.db"),
-            (bool(self.name) and "/" not in self.name and self.name not in (".", ".."), "name must be a non-empty directory name"),
             (self.mode == METRIC_MODES.get(self.metric, self.mode), f"mode for {self.metric} must be {METRIC_MODES.get(self.metric)}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise StudyConfigError(message)
+        check_name(self.name)
         study_report_options(self)
         _check_objectives(self.objectives)
         try:
@@ -203,6 +206,16 @@ def trial_config(base: dict[str, Any], assignments: list[tuple[str, Any]], what:
 def storage_root(storage: str) -> str:
     """Absolute local path or a URI (``s3://...``); Ray needs absolute paths for local storage."""
     return storage.rstrip("/") if "://" in storage else str(Path(storage).expanduser().resolve())
+
+
+def check_name(name: str) -> None:
+    """A study's name becomes its directory and part of Ray's paths: refused before Ray starts when too long or when it holds
+    characters a directory name, a shell or a URI would treat specially."""
+    if len(name) > NAME_MAX:
+        raise StudyConfigError(f"name is {len(name)} characters long; use at most {NAME_MAX} (letters, digits, '.', '_' and '-')")
+    if not NAME_CHARACTERS.fullmatch(name):
+        raise StudyConfigError(f"name {name!r} may hold only letters, digits, '.', '_' and '-', starting with a letter or digit "
+                               f"(at most {NAME_MAX} characters)")
 
 
 def load_preset(name: str) -> dict[str, Any]:

@@ -38,7 +38,8 @@ from denoise_core.holdout import SYNTHETIC_CONDITIONS, holdout_for, validate_con
 from denoise_core.model import ConvAutoencoder, model_config_from_dict
 from denoise_core.settings import SettingsError, apply_assignments, build, differences, field_paths, load_yaml, load_yaml_file, merge, to_dict
 from denoise_core.study_files import trial_status
-from study.config import StudyConfigError, storage_root, trial_config
+from study import signing
+from study.config import StudyConfigError, check_name, storage_root, trial_config
 from study.trial import CHECKPOINT_FILE
 
 log = logging.getLogger("study.experiment")
@@ -76,7 +77,6 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         checks = [
-            (bool(self.name) and "/" not in self.name and self.name not in (".", ".."), "name must be a non-empty directory name"),
             (bool(self.factor), "factor is missing: name the training setting that varies, e.g. factor: model.bottleneck_size"),
             (self.factor not in NOT_FACTORS, f"factor {self.factor!r} cannot vary: {', '.join(NOT_FACTORS)} are held fixed (seed is the replicate)"),
             (self.factor in field_paths(TrainConfig), f"factor {self.factor!r} is not a training setting; known: {', '.join(field_paths(TrainConfig))}"),
@@ -95,6 +95,7 @@ class ExperimentConfig:
         for ok, message in checks:
             if not ok:
                 raise ExperimentError(message)
+        check_name(self.name)
         try:
             validate_conditions(self.holdout_conditions)
         except Exception as error:  # InputError: one line naming the bad condition
@@ -254,6 +255,7 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
         callbacks=[TrialJsonLogger(), TrialCsvLogger(), TrialTensorBoard()], checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=config.max_failures))
     if resume:
+        signing.verify(str(out), config.name)
         tuner = tune.Tuner.restore(str(out), trainable=trainable, resume_errored=True)
     else:
         out.mkdir(parents=True)
@@ -265,9 +267,12 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
                            tune_config=tune.TuneConfig(scheduler=FIFOScheduler(), num_samples=1, max_concurrent_trials=max(1, concurrent),
                                                        trial_dirname_creator=trial_dirname))
     log.info("experiment %s: %d levels x %d seeds, %d at a time", out, len(config.levels), len(config.seeds), concurrent)
-    with stop_signals(f"study/run_experiment.py: stopped at once by a second interrupt; the finished trials and each trial's last "
-                      f"checkpoint are saved in {out}; continue it with the same command and --resume") as received:
-        results = tuner.fit()
+    try:
+        with stop_signals(f"study/run_experiment.py: stopped at once by a second interrupt; the finished trials and each trial's last "
+                          f"checkpoint are saved in {out}; continue it with the same command and --resume") as received:
+            results = tuner.fit()
+    finally:
+        signing.sign(str(out))
     trials = experiment_table(results, config, base, saved_statuses(str(out)))
     write_atomic(out / "trials.csv", trials.to_csv(index=False).encode())
     if received or (trials["status"] == "interrupted").any() or len(trials) < len(config.levels) * len(config.seeds):

@@ -13,7 +13,7 @@ import io
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from denoise_core.errors import OutputExists, UserError, describe
+from denoise_core.errors import MissingFile, OutputExists, UserError, describe
 from denoise_core.study_files import OPTUNA_ARTIFACTS, OPTUNA_DB
 from study import storage
 from study.config import StudyConfig, StudyConfigError
@@ -49,7 +49,7 @@ def open_storage(url: str):
     except ImportError:
         raise StudyConfigError(f"optuna_storage {url}: the Python driver for this database is not installed; "
                                "for PostgreSQL: pip install 'psycopg[binary]'") from None
-    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.OperationalError, ValueError) as error:
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.DatabaseError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StudyConfigError(f"optuna_storage {url} cannot be opened: {first}") from None
 
@@ -87,6 +87,30 @@ def check_new(url: str, name: str) -> None:
     if has_study(url, name):
         raise OutputExists(f"the Optuna storage {url} already holds a study named '{name}'; choose another --name "
                            "(or --resume the study of that name)")
+
+
+def check_resumable(url: str, name: str) -> None:
+    """A resumed study continues the Optuna study of its name in its own database: a SQLite file that was deleted, emptied,
+    replaced or damaged, or a database without that study, is refused before Optuna writes to it."""
+    import optuna
+    import sqlalchemy
+
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise MissingFile(f"{path} is missing: it holds study '{name}''s Optuna trials, without which it cannot be resumed; put it "
+                              "back from a copy of the study, or start a new study")
+        with open(path, "rb") as database:
+            if database.read(16) != b"SQLite format 3\x00":
+                raise StudyConfigError(f"{path} is not a SQLite database (emptied or replaced); put the study's own optuna.db back from a copy")
+    try:
+        names = optuna.study.get_all_study_names(open_storage(url))
+    except sqlalchemy.exc.DatabaseError as error:
+        raise StudyConfigError(f"the Optuna storage {url} cannot be read ({describe(error.orig or error)}); put the study's own database "
+                               "back from a copy of the study") from None
+    if name not in names:
+        raise StudyConfigError(f"the Optuna storage {url} holds no study named '{name}' (it holds {', '.join(map(repr, names)) or 'none'}): "
+                               "it is not this study's database; put the study's own back from a copy")
 
 
 class StudyArtifactStore:

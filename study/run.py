@@ -24,7 +24,7 @@ from denoise_core.data import resolve_data_path  # noqa: E402
 from denoise_core.errors import MissingFile  # noqa: E402
 from denoise_core.settings import Flag, Layers, add_flags, add_layer_arguments, read_layers  # noqa: E402
 from denoise_core.fit import TrainConfig  # noqa: E402
-from study.config import PRESETS, StudyConfig, load_preset, new_study, resumed_study, storage_root, study_report_options, to_yaml  # noqa: E402
+from study.config import PRESETS, StudyConfig, check_name, load_preset, new_study, resumed_study, storage_root, study_report_options, to_yaml  # noqa: E402
 
 DEFAULT_PRESET = "local"
 
@@ -69,7 +69,8 @@ def resumed_study_uri(preset: str, layers: Layers) -> str:
     """Where the study to resume is: ``--name`` and ``--storage`` if given (in the file or the flags), else the preset's
     name under the default storage."""
     given = {**layers.file, **dict(layers.assignments)}
-    name = given.get("name", load_preset(preset).get("name", StudyConfig.name))
+    name = str(given.get("name", load_preset(preset).get("name", StudyConfig.name)))
+    check_name(name)
     return f"{storage_root(str(given.get('storage', StudyConfig.storage)))}/{name}"
 
 
@@ -79,47 +80,56 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> int | None:
         config = resolve(args, flags)
         setup_logging(verbose=config.verbose > 1, quiet=config.verbose < 2)
-        from study.study import connect, preflight, run_study
+        from study.lock import study_lock
+        from study.study import preflight
 
         preflight(config, resume=args.resume, joining=bool(args.address or os.environ.get("RAY_ADDRESS")))
-        if config.verbose > 1:
-            print(f"study configuration:\n{to_yaml(config)}", flush=True)
-        elif config.verbose:
-            train = config.train
-            print(f"study {config.study_uri}: {config.num_samples} trials of up to {train.epochs} epochs on "
-                  f"{train.train_size or 'all'} training faces, searching {', '.join(config.search) or 'nothing'}; "
-                  f"settings in study.yaml there (--verbose 2 prints them, and Ray's own progress)", flush=True)
-        if config.verbose < 2:
-            quiet_ray()
-        connect(args.address, args.num_cpus, config.verbose)
-        summary = run_study(config, resume=args.resume)
-        print(f"\ntrials ({len(summary.trials)}):")
-        columns = [c for c in summary.trials.columns if c not in ("path", "checkpoint", "node_ip", "time_s", "parameters")]
-        print(summary.trials[columns].rename(columns=lambda c: c.removeprefix("param_").rsplit(".", 1)[-1])
-              .to_string(index=False, max_colwidth=24, float_format=lambda v: f"{v:.4g}"))
-        if summary.interrupted:
-            print(f"study/run.py: study interrupted, nothing exported; continue it with: python study/run.py --name {config.name} "
-                  f"--storage {config.storage} --resume", file=sys.stderr)
-            return 128 + (summary.stop_signal or signal.SIGINT)
-        if summary.holdout is not None:
-            print(f"\nbest trial {summary.best_trial} on the fixed noisy hold-out (test faces not in Training):")
-            print(summary.holdout.drop(columns=["trial_id"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-        if config.verbose and config.report and summary.best_model:
-            print("\nbuilding the report (results.report) ...", flush=True)
-        report = build_study_report(config, summary)
-        print(f"\nstudy directory: {summary.study_uri}")
-        if summary.best_model is None:
-            print("no trial finished with a usable model; the trial table above says why")
-            return 1
-        print("what to do next:")
-        if report:
-            print(f"  read the report:          {report}/index.html")
-        print(f"  denoise your own faces:   python -m denoise_core.denoise --model {summary.best_model} IN.png OUT.png")
-        print(f"  compare the trials:       tensorboard --logdir {summary.study_uri}  (or {summary.study_uri}/trials.csv)")
-        print(f"  replay the best trial:    python -m denoise_core.train --config {summary.study_uri}/best/train.yaml --data {resolve_data_path(config.data)} --out runs/best")
-        print(f"  rebuild the report:       python -m results.report {summary.study_uri} --overwrite")
+        with study_lock(config.study_uri):
+            return drive(config, args)
 
     run_cli(run, "study/run.py")
+
+
+def drive(config: StudyConfig, args: argparse.Namespace) -> int | None:
+    """Ray, the study and its report, once the checks that need no Ray have passed and this driver holds the study's lock."""
+    from study.study import connect, run_study
+
+    if config.verbose > 1:
+        print(f"study configuration:\n{to_yaml(config)}", flush=True)
+    elif config.verbose:
+        train = config.train
+        print(f"study {config.study_uri}: {config.num_samples} trials of up to {train.epochs} epochs on "
+              f"{train.train_size or 'all'} training faces, searching {', '.join(config.search) or 'nothing'}; "
+              f"settings in study.yaml there (--verbose 2 prints them, and Ray's own progress)", flush=True)
+    if config.verbose < 2:
+        quiet_ray()
+    connect(args.address, args.num_cpus, config.verbose)
+    summary = run_study(config, resume=args.resume)
+    print(f"\ntrials ({len(summary.trials)}):")
+    columns = [c for c in summary.trials.columns if c not in ("path", "checkpoint", "node_ip", "time_s", "parameters")]
+    print(summary.trials[columns].rename(columns=lambda c: c.removeprefix("param_").rsplit(".", 1)[-1])
+          .to_string(index=False, max_colwidth=24, float_format=lambda v: f"{v:.4g}"))
+    if summary.interrupted:
+        print(f"study/run.py: study interrupted, nothing exported; continue it with: python study/run.py --name {config.name} "
+              f"--storage {config.storage} --resume", file=sys.stderr)
+        return 128 + (summary.stop_signal or signal.SIGINT)
+    if summary.holdout is not None:
+        print(f"\nbest trial {summary.best_trial} on the fixed noisy hold-out (test faces not in Training):")
+        print(summary.holdout.drop(columns=["trial_id"]).to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if config.verbose and config.report and summary.best_model:
+        print("\nbuilding the report (results.report) ...", flush=True)
+    report = build_study_report(config, summary)
+    print(f"\nstudy directory: {summary.study_uri}")
+    if summary.best_model is None:
+        print("no trial finished with a usable model; the trial table above says why")
+        return 1
+    print("what to do next:")
+    if report:
+        print(f"  read the report:          {report}/index.html")
+    print(f"  denoise your own faces:   python -m denoise_core.denoise --model {summary.best_model} IN.png OUT.png")
+    print(f"  compare the trials:       tensorboard --logdir {summary.study_uri}  (or {summary.study_uri}/trials.csv)")
+    print(f"  replay the best trial:    python -m denoise_core.train --config {summary.study_uri}/best/train.yaml --data {resolve_data_path(config.data)} --out runs/best")
+    print(f"  rebuild the report:       python -m results.report {summary.study_uri} --overwrite")
 
 
 def quiet_ray() -> None:

@@ -40,7 +40,7 @@ from denoise_core import space
 from denoise_core.settings import to_dict
 from denoise_core.study_files import (BEST_HOLDOUT, BEST_MODEL, BEST_RECIPE, BEST_TRIAL, CHECKPOINT_FILE, STUDY_CONFIG, TRAIN_RUNS, TRIAL_DIR_PREFIX,
                                       TRIALS_CSV, TRIALS_PARQUET, selection_column, trial_dirname, trial_status, usable_rows)
-from study import optuna_db, storage
+from study import optuna_db, signing, storage
 from study.full_disk import stop_on_a_full_disk
 from study.config import StudyConfig, StudyConfigError, storage_root, to_yaml
 from study.trial import tune_trial, tune_trial_with_trainer
@@ -181,8 +181,11 @@ def preflight(config: StudyConfig, resume: bool = False, joining: bool = False) 
     if resume and storage.exists(f"{study_uri}/{BEST_MODEL}"):
         raise OutputExists(f"study '{config.name}' has finished (its best model is {study_uri}/{BEST_MODEL}), so there is nothing to "
                            "resume; start another study with a new --name")
+    signing.study_key(create=True)
     if resume:
         refuse_pickled_searcher(config)
+        signing.verify(study_uri, config.name)
+        optuna_db.check_resumable(url, config.name)
     if not resume and storage.exists(study_uri):
         raise OutputExists(f"study '{config.name}' already exists at {study_uri}; pass --resume to continue it or choose another --name")
     if not resume and config.optuna_storage:
@@ -242,8 +245,11 @@ def run_study(config: StudyConfig, resume: bool = False, trial: TrialFunction | 
              f"{resources.workers} TorchTrainer worker(s) x {resources.cpu:g} CPU / {resources.gpu:g} GPU" if resources.workers
              else f"{resources.cpu:g} CPU / {resources.gpu:g} GPU in-process")
     tuner = restored_tuner(config, trainable) if resume else new_tuner(config, trainable, resources)
-    with stop_signals(hard_stop_line(config)) as received, optuna_db.answering(config), stop_on_a_full_disk(config):
-        results = tuner.fit()
+    try:
+        with stop_signals(hard_stop_line(config)) as received, optuna_db.answering(config), stop_on_a_full_disk(config):
+            results = tuner.fit()
+    finally:
+        signing.sign(config.study_uri)  # control is back with the driver: vouch for the state Tune left for a resume
     statuses = saved_statuses(config.study_uri)
     trials = trial_table(results, config, statuses)
     write_trial_table(config.study_uri, trials)
@@ -279,7 +285,22 @@ def restored_tuner(config: StudyConfig, trainable: Any) -> Any:
     from ray import tune
 
     log.info("resuming study %s", config.study_uri)
-    return tune.Tuner.restore(config.study_uri, trainable=trainable, resume_errored=True)
+    tuner = tune.Tuner.restore(config.study_uri, trainable=trainable, resume_errored=True)
+    with_own_searcher(tuner, config)
+    return tuner
+
+
+def with_own_searcher(tuner: Any, config: StudyConfig) -> None:
+    """The searcher pickled in ``tuner.pkl`` holds the paths of the folder where the study began, so a copy resumed from
+    another ``--storage`` would write into the original's ``optuna.db``. It is replaced by one opened from this study's
+    own paths, which Tune then restores from its JSON state. (Through Ray Client, Tune keeps the pickled one.)"""
+    import dataclasses
+
+    from study.searcher import RecordingSearch
+
+    local = getattr(tuner, "_local_tuner", None)
+    if local is not None:
+        local._tune_config = dataclasses.replace(local._tune_config, search_alg=RecordingSearch(config, optuna_db.storage_url(config)))
 
 
 def new_tuner(config: StudyConfig, trainable: Any, resources: Resources) -> Any:

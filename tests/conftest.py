@@ -29,6 +29,18 @@ def fer2013_path() -> Path:
 
 
 @pytest.fixture(autouse=True, scope="session")
+def private_study_key(tmp_path_factory):
+    """The studies' signing key (study.signing) in a temporary folder, never the user's own; subprocesses inherit it."""
+    saved = os.environ.get("FACESTUDY_STUDY_KEY")
+    os.environ["FACESTUDY_STUDY_KEY"] = str(tmp_path_factory.mktemp("key") / "study-key")
+    yield
+    if saved is None:
+        os.environ.pop("FACESTUDY_STUDY_KEY", None)
+    else:
+        os.environ["FACESTUDY_STUDY_KEY"] = saved
+
+
+@pytest.fixture(autouse=True, scope="session")
 def one_torch_thread():
     """Tests are tiny: one intra-op thread avoids thread contention making them slow on a busy 2-core machine."""
     import torch

@@ -76,6 +76,26 @@ def add_red_team_inputs(root: Path, good: bytes) -> None:
         (root / "damaged" / name / "trials.csv").write_bytes(content)
 
 
+def _sent_studies(root: Path) -> None:
+    """Study folders someone sent: Tune state a resume would unpickle, unsigned, changed after signing, or beside an unlisted pickle."""
+    from study import signing
+    from study.config import build_config, to_yaml
+
+    for name in ("sent-unsigned", "sent-changed", "sent-unlisted"):
+        study = root / "studies" / name
+        study.mkdir(parents=True)
+        config = build_config("smoke", assignments=[("name", name), ("storage", str(root / "studies")), ("data", str(root / "data" / "fer2013.csv"))])
+        (study / "study.yaml").write_text(to_yaml(config))
+        (study / "tuner.pkl").write_bytes(pickle.dumps({"benign": 1}))
+        if name != "sent-unsigned":
+            signing.sign(str(study))
+    payload = pickle.dumps(Payload(root / PAYLOAD_MARKER))
+    (root / "studies" / "sent-unsigned" / "tuner.pkl").write_bytes(payload)
+    (root / "studies" / "sent-changed" / "tuner.pkl").write_bytes(payload)
+    (root / "studies" / "sent-unlisted" / "trial_1").mkdir()
+    (root / "studies" / "sent-unlisted" / "trial_1" / "error.pkl").write_bytes(payload)
+
+
 def _data_files(data: Path) -> bytes:
     """FER2013 files good and bad; returns the good CSV's bytes."""
     data.mkdir()
@@ -151,6 +171,7 @@ def ws(tmp_path_factory):
     (root / "studies").mkdir()
     (root / "not-a-study").mkdir()
     add_red_team_inputs(root, good)
+    _sent_studies(root)
     yield root
     if saved is None:
         os.environ.pop("FACESTUDY_CACHE", None)
@@ -252,6 +273,17 @@ CASES = [
     ("study-lr-nan", study_main, STUDY + " --lr .nan", r"train\.lr: expected a finite number"),
     ("study-config-duplicate-key", study_main, STUDY + " --config {ws}/configs/duplicate.yaml", r"duplicate key 'lr'"),
     ("study-report-faces-negative", study_main, STUDY + " --set report_options.faces=-1", r"report_options: faces must be >= 0"),
+    ("study-name-too-long", study_main, "--preset smoke --data {ws}/data/fer2013.csv --storage {ws}/studies --name " + "n" * 300,
+     r"name is 300 characters long; use at most 100"),
+    ("study-resume-name-too-long", study_main, "--storage {ws}/studies --resume --name " + "n" * 300, r"name is 300 characters long"),
+    ("study-name-with-a-space", study_main, "--preset smoke --data {ws}/data/fer2013.csv --storage {ws}/studies --name 'my study'",
+     r"name 'my study' may hold only letters, digits"),
+    ("study-resume-unsigned-pickle", study_main, "--storage {ws}/studies --name sent-unsigned --resume",
+     r"sent-unsigned/resume-manifest\.json is missing: .*python -m study\.signing"),
+    ("study-resume-changed-pickle", study_main, "--storage {ws}/studies --name sent-changed --resume",
+     r"sent-changed/tuner\.pkl changed after your driver closed study 'sent-changed'"),
+    ("study-resume-unlisted-pickle", study_main, "--storage {ws}/studies --name sent-unlisted --resume",
+     r"sent-unlisted/trial_1/error\.pkl is a pickle that resume-manifest\.json does not list"),
     ("study-report-unknown-option", study_main, STUDY + " --set report_options.colour=1", r"unknown setting\(s\) report_options\.colour"),
     # results
     ("report-not-a-study", report_main, "{ws}/not-a-study", r"not a study directory"),
@@ -358,6 +390,20 @@ def test_bad_input_is_one_line_and_changes_nothing(ws, capsys, case, main, argv,
     after = snapshot(ws)
     assert {name: digest for name, digest in after.items() if name in before} == before
     assert not (ws / PAYLOAD_MARKER).exists()
+
+
+def test_a_second_driver_of_the_same_study_is_refused_before_ray_starts_naming_the_first(ws, capsys):
+    from study.lock import study_lock
+
+    with study_lock(str(ws / "studies" / "held")):
+        with pytest.raises(SystemExit) as exit_info:
+            study_main(shlex.split(STUDY.format(ws=ws, case="held")))
+    err = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and err.count("\n") == 0, err
+    assert f"study 'held' is being run by another driver (pid {os.getpid()}" in err and "--resume" in err, err
+    assert not (ws / "studies" / "held").exists()
+    with study_lock(str(ws / "studies" / "held")):  # released when the first driver ends, even after a kill
+        pass
 
 
 def test_the_catalogue_is_at_least_forty_inputs_across_every_command():

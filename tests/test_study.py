@@ -1,9 +1,12 @@
 """The study on a real Ray instance, the smoke preset and a slice of the real data."""
 
+import hashlib
 import json
 import math
 import os
+import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +19,7 @@ import pytest
 from denoise_core.checkpoint import load_checkpoint, load_model
 from denoise_core.errors import OutputExists
 from study.config import StudyConfigError, build_config
-from study.study import plan_resources, run_study
+from study.study import plan_resources, preflight, run_study
 from study.trial import report_to_train, train_worker, tune_trial_with_trainer
 from conftest import QUIET_RAY
 
@@ -273,6 +276,74 @@ def test_interrupted_study_resumes_without_rerunning_finished_trials(study_env, 
     trials = pd.read_csv(study_dir / "trials.csv")
     assert len(trials) == 3 and set(trials["status"]) == {"completed"}
     assert optuna_trials(study_dir) == {(trial_id, "COMPLETE") for trial_id in trials["trial_id"].astype(str)}
+
+
+def test_a_copied_interrupted_study_resumes_in_its_own_folder_and_leaves_the_original_as_it_was(study_env, finished, tmp_path):
+    from test_postgres import once
+
+    config = smoke(study_env, "original", num_samples=2, max_concurrent=1, search={}, scheduler="none", report=False)
+    study_dir = Path(config.study_uri)
+    with once(lambda: 3 in result_lines(study_dir).values(), lambda: os.kill(os.getpid(), signal.SIGTERM)):
+        assert run_study(config).interrupted
+    assert "tuner.pkl" in json.loads((study_dir / "resume-manifest.json").read_text())["files"]
+    original = hashlib.sha256((study_dir / "optuna.db").read_bytes()).hexdigest()
+    copy = smoke(study_env, "original", storage=str(tmp_path / "copies"), num_samples=2, max_concurrent=1, search={}, scheduler="none",
+                 report=False)
+    copy_dir = Path(copy.study_uri)
+    shutil.copytree(study_dir, copy_dir)
+    databases = {"deleted": (None, r"optuna\.db is missing"), "emptied": (b"", r"not a SQLite database"),
+                 "truncated": ((study_dir / "optuna.db").read_bytes()[:3000], r"cannot be (opened|read)"),
+                 "swapped": ((Path(finished[1].study_uri) / "optuna.db").read_bytes(), r"holds no study named 'original' \(it holds 'finished'\)")}
+    for case, (content, message) in databases.items():
+        (copy_dir / "optuna.db").unlink(missing_ok=True)
+        if content is not None:
+            (copy_dir / "optuna.db").write_bytes(content)
+        with pytest.raises(Exception, match=message) as refused:
+            preflight(copy, resume=True)
+        assert type(refused.value).__name__ in ("MissingFile", "StudyConfigError") and "\n" not in str(refused.value), case
+    shutil.copy(study_dir / "optuna.db", copy_dir / "optuna.db")
+    resumed = run_study(copy, resume=True)
+    assert not resumed.interrupted and resumed.best_model
+    assert hashlib.sha256((study_dir / "optuna.db").read_bytes()).hexdigest() == original and not (study_dir / "best").exists()
+    assert optuna_trials(copy_dir) == {(trial_id, "COMPLETE") for trial_id in resumed.trials["trial_id"].astype(str)}
+
+
+def test_a_crafted_tuner_pkl_is_refused_before_it_is_unpickled(tmp_path):
+    from synthetic import Payload
+    from study import signing
+
+    study_dir = tmp_path / "sent"
+    study_dir.mkdir()
+    (study_dir / "tuner.pkl").write_bytes(pickle.dumps({"benign": 1}))
+    (study_dir / "experiment_state-1.json").write_text("{}")
+    signing.sign(str(study_dir))
+    signing.verify(str(study_dir), "sent")
+    marker = tmp_path / "payload-ran"
+    (study_dir / "tuner.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(StudyConfigError, match=r"sent/tuner\.pkl changed after your driver closed study 'sent'"):
+        signing.verify(str(study_dir), "sent")
+    (study_dir / "tuner.pkl").write_bytes(pickle.dumps({"benign": 1}))
+    (study_dir / "trial_1").mkdir()
+    (study_dir / "trial_1" / "error.pkl").write_bytes(pickle.dumps(Payload(marker)))
+    with pytest.raises(StudyConfigError, match=r"trial_1/error\.pkl is a pickle that resume-manifest\.json does not list"):
+        signing.verify(str(study_dir), "sent")
+    (study_dir / "trial_1" / "error.pkl").unlink()
+    manifest = json.loads((study_dir / "resume-manifest.json").read_text())
+    (study_dir / "resume-manifest.json").write_text(json.dumps({**manifest, "hmac": "0" * 64}))
+    with pytest.raises(StudyConfigError, match=r"resume-manifest\.json is not signed with your study key"):
+        signing.verify(str(study_dir), "sent")
+    assert not marker.exists()
+
+
+def test_a_study_key_that_others_can_read_is_refused(tmp_path, monkeypatch):
+    from study import signing
+
+    key = tmp_path / "key"
+    monkeypatch.setenv("FACESTUDY_STUDY_KEY", str(key))
+    assert len(signing.study_key()) == 64 and (key.stat().st_mode & 0o777) == 0o600
+    key.chmod(0o644)
+    with pytest.raises(StudyConfigError, match=r"is not private to you \(mode 0644\).*chmod 600"):
+        signing.study_key()
 
 
 def optuna_trials(study_dir: Path) -> set[tuple[str, str]]:
