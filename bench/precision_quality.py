@@ -2,8 +2,7 @@
 
     python bench/precision_quality.py [--data PATH] [--seeds 0 1 2] [--threads 1] [--quick]
 
-The configuration is the ``local`` preset's fixed training settings with the switching output (one of the two
-outputs its search tries), trained for the preset's epochs on its training faces, at each seed in fp32 and at
+The configuration is the ``local`` preset's fixed training settings (with its gated output), trained for the preset's epochs on its training faces, at each seed in fp32 and at
 ``precision: auto`` (what ``auto`` resolves to on this machine is printed). Each run is scored on the validation
 faces (its best epoch) and on the preset's first 300 hold-out faces at S&P 0.1, 0.3, 0.5 and 0.7. The table gives
 each seed's numbers, the mean difference auto - fp32 over seeds and its spread (min and max over seeds): the
@@ -39,10 +38,9 @@ HOLDOUT_FACES = 300
 
 
 def local_config(quick: bool) -> TrainConfig:
-    """The local preset's training settings with the switching output; ``quick`` shrinks them to a smoke test."""
+    """The local preset's fixed training settings (its gated output); ``quick`` shrinks them to a smoke test."""
     preset = load_yaml(resources.files("study.presets").joinpath("local.yaml").read_text(), "preset local")
     config = replace(build(TrainConfig, preset["train"]), device="cpu")
-    config = replace(config, model=replace(config.model, switching=True))
     return replace(config, epochs=1, train_size=256, val_size=64) if quick else config
 
 
