@@ -81,10 +81,10 @@ def test_refinement_stage_starts_as_the_identity_and_then_corrects_the_autoencod
 
 
 def test_mirror_model_averages_the_face_and_its_mirror_image_and_is_equivariant():
-    plain = ConvAutoencoder(ModelConfig(base_width=8, gate=True, skip=True, refine=2, refine_width=4)).eval()
+    plain = ConvAutoencoder(ModelConfig(base_width=8, bottleneck_size=16, gate=True, skip=True, mask_input=False, refine=2, refine_width=4)).eval()
     with torch.no_grad():
         plain.refiner[-1].bias.fill_(0.02)
-    mirror = ConvAutoencoder(ModelConfig(base_width=8, gate=True, skip=True, refine=2, refine_width=4, mirror=True)).eval()
+    mirror = ConvAutoencoder(ModelConfig(base_width=8, bottleneck_size=16, gate=True, skip=True, mask_input=False, refine=2, refine_width=4, mirror=True)).eval()
     mirror.load_state_dict(plain.state_dict())
     noisy = torch.rand(3, 1, 48, 48, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
