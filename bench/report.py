@@ -52,7 +52,7 @@ def train_sources(data: Path) -> list[dict]:
     splits = load_splits(data)
     sources = []
     for seed, (bottleneck, loss) in enumerate(SOURCES):
-        config = TrainConfig(model=ModelConfig(base_width=8, bottleneck_size=bottleneck), noise="sp:0.1-0.5", loss=loss, epochs=2,
+        config = TrainConfig(model=ModelConfig(base_width=8, bottleneck_size=bottleneck, skip=False, mask_input=False, gate=False), noise="sp:0.1-0.5", loss=loss, epochs=2,
                              batch_size=32, lr=0.006, train_size=512, val_size=64, seed=seed, device="cpu")
         result = fit(config, splits)
         sources.append({"checkpoint": result.checkpoint, "best": result.best, "best_epoch": result.best_epoch, "parameters": result.parameters,

@@ -15,7 +15,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -26,10 +26,11 @@ from denoise_core.data import Splits
 from denoise_core.errors import InputError, UserError
 from denoise_core.inference import denoise_tensor, resolve_device
 from denoise_core.metrics import psnr, ssim
+from denoise_core.model import SAVED_BEFORE as MODEL_SAVED_BEFORE
 from denoise_core.model import ConvAutoencoder, ModelConfig, count_parameters, model_config_from_dict
 from denoise_core.noise import NoiseSource, corrupt, make_generator, parse_alternatives
 from denoise_core.precision import AUTOCAST_DTYPES, PRECISIONS, legacy_precision, resolve_precision
-from denoise_core.settings import build, resume_changes
+from denoise_core.settings import build, merge, resume_changes
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,11 @@ def psnr_loss(output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"mse": F.mse_loss, "mae": F.l1_loss, "psnr": psnr_loss}
-SAVED_BEFORE = {"val_unique": False}  # a config saved before val_unique existed validated on every PublicTest face
+SAVED_BEFORE: dict[str, Any] = {  # what a saved config that omits a setting ran with: the defaults of its day
+    "val_unique": False,  # saved before val_unique existed: validated on every PublicTest face
+    "noise": "sp:0.05-0.5", "loss": "mse", "lr": 2e-3, "batch_size": 128,  # saved before the studies' recipe became the default
+    "model": MODEL_SAVED_BEFORE,
+}
 
 
 class Diverged(UserError, FloatingPointError):
@@ -56,12 +61,12 @@ class Diverged(UserError, FloatingPointError):
 @dataclass(frozen=True)
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
-    noise: str = "sp:0.05-0.5"  # training corruption; a range is drawn per image (blind training)
+    noise: str = "sp:0.05-0.9"  # training corruption; a range is drawn per image (blind training)
     val_noise: str | None = None  # fixed validation corruption; defaults to ``noise``
-    loss: str = "mse"  # "mse", "mae" or "psnr" (minus the mean per-image PSNR)
+    loss: str = "psnr"  # "mse", "mae" or "psnr" (minus the mean per-image PSNR)
     epochs: int = 30
-    batch_size: int = 128
-    lr: float = 2e-3
+    batch_size: int = 64
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     schedule: str = "cosine"  # "cosine", "plateau" or "constant"
     patience: int = 5  # epochs without validation-loss improvement before stopping
@@ -188,9 +193,15 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
 
 
 def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """A TrainConfig from nested dicts (YAML, a checkpoint); settings added since it was saved take their defaults,
-    except those in ``SAVED_BEFORE``, which take the value that reproduces what such a run did."""
-    return build(TrainConfig, {**SAVED_BEFORE, **values})
+    """A TrainConfig from a saved config's nested dicts (YAML, a checkpoint); settings it omits take their defaults,
+    except those in ``SAVED_BEFORE`` (added since, or whose default changed), which take the value that reproduces
+    what such a run did."""
+    return build(TrainConfig, saved_values(values))
+
+
+def saved_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A saved config's mapping with what it omits filled in from ``SAVED_BEFORE``, at every depth (``model`` too)."""
+    return merge(SAVED_BEFORE, values)
 
 
 

@@ -3,8 +3,8 @@
 The bottleneck is either ``channels`` (k feature maps at the lowest resolution, what the study searches:
 it keeps the spatial layout of the face) or ``dense`` (a k-unit latent vector, the textbook autoencoder).
 Skip connections across the bottleneck and a residual output (the network predicts the noise) are
-options, off by default. ``mask_input`` adds the impulse mask (pixels exactly 0 or 1) as a second input
-channel: the cue a switching median filter uses. ``gate`` makes the output a per-pixel blend
+options; the defaults are what the studies found best for impulses (skips, the mask input and the gated output on).
+``mask_input`` adds the impulse mask (pixels exactly 0 or 1) as a second input channel: the cue a switching median filter uses. ``gate`` makes the output a per-pixel blend
 ``noisy + g * (restored - noisy)`` with ``g = max(impulse mask, sigmoid(learned gate))``: impulses are always
 replaced, and the network learns to leave clean pixels exactly as they came (what makes a switching median
 strong on impulse noise) while still smoothing everywhere under Gaussian noise. ``switching`` goes all the way
@@ -34,6 +34,8 @@ from denoise_core.noise import impulse_mask
 from denoise_core.settings import build
 
 SIDE = 48
+SAVED_BEFORE = {"bottleneck_size": 16, "dropout": 0.1, "skip": False, "mask_input": False, "gate": False}
+"""The defaults before the studies' recipe became the default: a saved model config that omits one of these was made with it."""
 
 
 @dataclass(frozen=True)
@@ -41,14 +43,14 @@ class ModelConfig:
     stages: int = 3
     base_width: int = 16
     bottleneck: str = "channels"  # "channels" or "dense"
-    bottleneck_size: int = 16
-    dropout: float = 0.1
+    bottleneck_size: int = 32
+    dropout: float = 0.15
     batchnorm: bool = True
     upsample: str = "transpose"  # "transpose" or "resize"
-    skip: bool = False
+    skip: bool = True
     residual: bool = False
-    mask_input: bool = False
-    gate: bool = False
+    mask_input: bool = True
+    gate: bool = True
     switching: bool = False
     refine: int = 0
     refine_width: int = 32
@@ -82,7 +84,7 @@ class ModelConfig:
         if self.bottleneck_size < 1 or self.base_width < 1:
             raise InputError("bottleneck_size and base_width must be positive")
         if self.gate and self.switching:
-            raise InputError("gate and switching are two kinds of output: choose one")
+            raise InputError("gate and switching are two kinds of output: choose one (gate is on by default: add --no-model-gate, or model.gate: false)")
         if self.refine < 0 or self.refine == 1 or self.refine_width < 1:
             raise InputError(f"refine must be 0 (off) or at least 2 layers, and refine_width positive; got {self.refine}, {self.refine_width}")
         if not 0.0 <= self.dropout < 1.0:
@@ -193,5 +195,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def model_config_from_dict(values: dict) -> ModelConfig:
-    """A ModelConfig from a (YAML or checkpoint) dict; unknown keys and wrong types are errors, not ignored."""
-    return build(ModelConfig, values)
+    """A ModelConfig from a saved (YAML or checkpoint) dict; unknown keys and wrong types are errors, not ignored, and a
+    setting it omits takes the value it was saved with (``SAVED_BEFORE``), so older checkpoints rebuild the same network."""
+    return build(ModelConfig, {**SAVED_BEFORE, **values})

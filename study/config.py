@@ -23,7 +23,7 @@ from denoise_core import space as search_space
 from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, validate_conditions
 from denoise_core.settings import Layers, SettingsError, assemble, build, field_paths, load_yaml, load_yaml_file, merge, to_dict
-from denoise_core.fit import MAX_SEED, SAVED_BEFORE, TrainConfig
+from denoise_core.fit import MAX_SEED, TrainConfig, saved_values
 from denoise_core.study_files import DEFAULT_METRIC, DEFAULT_MODE, METRIC_MODES, OBJECTIVE_MODES
 from results.options import ReportOptions
 
@@ -268,7 +268,7 @@ def resumed_study(saved_yaml: bytes | str, layers: Layers) -> StudyConfig:
     if not isinstance(saved, dict):
         raise StudyConfigError("the saved study.yaml is not a mapping of settings; the study directory is damaged")
     if isinstance(saved.get("train", {}), dict):  # training settings added since the study was saved keep what its trials did
-        saved = {**saved, "train": {**SAVED_BEFORE, **saved.get("train", {})}}
+        saved = {**saved, "train": saved_values(saved.get("train", {}))}
     base = to_dict(assemble_study(saved, Layers()))
     return assemble_study(base, layers, resume=("study.yaml", "start a new study with another --name"))
 

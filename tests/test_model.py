@@ -7,10 +7,10 @@ OPTIONS = [
     {},
     {"bottleneck": "dense", "bottleneck_size": 64},
     {"upsample": "resize"},
-    {"skip": True},
+    {"skip": False},
     {"residual": True},
-    {"mask_input": True},
-    {"gate": True}, {"gate": True, "residual": True, "mask_input": True, "skip": True}, {"switching": True, "mask_input": True},
+    {"mask_input": False},
+    {"gate": False}, {"gate": False, "skip": False, "mask_input": False, "dropout": 0.1, "bottleneck_size": 16}, {"gate": True, "residual": True, "mask_input": True, "skip": True}, {"switching": True, "gate": False, "mask_input": True},
     {"batchnorm": False, "dropout": 0.0},
     {"stages": 1}, {"stages": 2}, {"stages": 4},
     {"stages": 4, "bottleneck": "dense", "skip": True, "residual": True, "upsample": "resize", "mask_input": True},
@@ -81,10 +81,10 @@ def test_refinement_stage_starts_as_the_identity_and_then_corrects_the_autoencod
 
 
 def test_mirror_model_averages_the_face_and_its_mirror_image_and_is_equivariant():
-    plain = ConvAutoencoder(ModelConfig(base_width=8, gate=True, skip=True, refine=2, refine_width=4)).eval()
+    plain = ConvAutoencoder(ModelConfig(base_width=8, bottleneck_size=16, gate=True, skip=True, mask_input=False, refine=2, refine_width=4)).eval()
     with torch.no_grad():
         plain.refiner[-1].bias.fill_(0.02)
-    mirror = ConvAutoencoder(ModelConfig(base_width=8, gate=True, skip=True, refine=2, refine_width=4, mirror=True)).eval()
+    mirror = ConvAutoencoder(ModelConfig(base_width=8, bottleneck_size=16, gate=True, skip=True, mask_input=False, refine=2, refine_width=4, mirror=True)).eval()
     mirror.load_state_dict(plain.state_dict())
     noisy = torch.rand(3, 1, 48, 48, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -96,7 +96,7 @@ def test_mirror_model_averages_the_face_and_its_mirror_image_and_is_equivariant(
 
 @pytest.mark.parametrize("refine", [0, 3])
 def test_switching_model_changes_only_impulses(refine):
-    model = ConvAutoencoder(ModelConfig(base_width=8, switching=True, mask_input=True, refine=refine, refine_width=8)).eval()
+    model = ConvAutoencoder(ModelConfig(base_width=8, switching=True, gate=False, mask_input=True, refine=refine, refine_width=8)).eval()
     if refine:
         with torch.no_grad():
             model.refiner[-1].bias.fill_(0.05)  # a correction everywhere, of which only the impulses may keep theirs

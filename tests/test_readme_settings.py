@@ -51,7 +51,7 @@ def test_the_tables_name_every_setting_and_its_default():
         for path, _ in field_paths(cls).items():
             if not path.startswith("train."):
                 assert f"| `{prefix}{path}` |" in generated[name]
-    assert "| `train.model.dropout` | `--model-dropout` | `0.1` |" in generated["TrainConfig"]
+    assert "| `train.model.dropout` | `--model-dropout` | `0.15` |" in generated["TrainConfig"]
     assert "| `train.seed` | `--train-seed` | `0` |" in generated["TrainConfig"]
     assert "| `top` | `--top` | `3` |" in generated["ReportOptions"] and COMPARED.top == 1
 

@@ -82,6 +82,16 @@ def test_resume_rebuilds_exactly_the_saved_config_of_every_preset(preset):
     assert resumed.train.train_size == config.train.train_size
 
 
+def test_resuming_a_study_saved_before_the_recipe_defaults_keeps_what_its_trials_ran():
+    saved = yaml.safe_load(to_yaml(build_config("smoke", assignments=[("name", "x")])))
+    for key in ("loss", "lr", "batch_size"):
+        del saved["train"][key]
+    del saved["train"]["model"]["gate"]
+    resumed = resume_config(yaml.safe_dump(saved))
+    assert (resumed.train.loss, resumed.train.lr, resumed.train.batch_size, resumed.train.model.gate) == ("mse", 2e-3, 128, False)
+    assert resumed.train.model.base_width == 8  # what it saved is kept
+
+
 def test_resume_may_change_only_the_documented_settings():
     config = build_config("full", assignments=[("name", "x")])
     resumed = resume_config(to_yaml(config), assignments=[("holdout_conditions", ["sp:0.5"]), ("holdout_faces", 100), ("report", False)])
@@ -125,7 +135,7 @@ def test_one_resumable_list_per_kind_of_run_is_what_resume_checks():
     saved = to_dict(TrainConfig())
     for name in TrainConfig.RESUMABLE:
         assert resume_changes(TrainConfig, saved, {**saved, name: "changed"}) == []
-    assert resume_changes(TrainConfig, saved, {**saved, "lr": 1.0, "model": {**saved["model"], "skip": True}}) == ["lr", "model.skip"]
+    assert resume_changes(TrainConfig, saved, {**saved, "lr": 1.0, "model": {**saved["model"], "skip": not saved["model"]["skip"]}}) == ["lr", "model.skip"]
     study = to_dict(build_config("smoke"))
     assert resume_changes(StudyConfig, study, {**study, "report_options": {"faces": 0}, "num_samples": 99}) == ["num_samples"]
 

@@ -1,4 +1,5 @@
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ from denoise_core.checkpoint import CheckpointError, export_model, load_checkpoi
 from denoise_core.data import Faces, parse_csv_bytes, split_faces, write_csv
 from denoise_core.inference import denoise_tensor
 from denoise_core.metrics import psnr
-from denoise_core.model import ConvAutoencoder, ModelConfig
+from denoise_core.model import ConvAutoencoder, ModelConfig, model_config_from_dict
 from denoise_core.noise import corrupt, make_generator
 from denoise_core.precision import BF16_CPU_FLAGS, choose_precision, cpu_flags, resolve_precision
 from denoise_core.settings import load_yaml_file, override
@@ -16,8 +17,9 @@ from denoise_core.train import main as train_main
 from denoise_core.fit import TrainConfig, config_from_dict, config_to_dict, fit, psnr_loss, with_resolved_precision
 from synthetic import smooth_faces, smooth_splits, smooth_usage
 
-TINY = TrainConfig(model=ModelConfig(base_width=4, bottleneck_size=8), noise="sp:0.2", epochs=2, batch_size=16, lr=3e-3, seed=0,
-                   precision="fp32")  # the same numbers on every machine; auto would pick bf16 on some
+TINY = TrainConfig(model=ModelConfig(base_width=4, bottleneck_size=8, dropout=0.1, skip=False, mask_input=False, gate=False), noise="sp:0.2",
+                   loss="mse", epochs=2, batch_size=16, lr=3e-3, seed=0,
+                   precision="fp32")  # the plain model, and the same numbers on every machine (auto would pick bf16 on some)
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +119,31 @@ def test_a_config_saved_before_val_unique_existed_keeps_validating_on_every_face
     saved = config_to_dict(TINY)
     del saved["val_unique"]
     assert config_from_dict(saved).val_unique is False and TrainConfig().val_unique is True
+
+
+OLD_MODEL = ModelConfig(bottleneck_size=16, dropout=0.1, skip=False, mask_input=False, gate=False)  # the defaults before the recipe's
+
+
+def test_a_config_saved_before_the_recipe_defaults_keeps_the_settings_it_ran_with():
+    """A saved config or checkpoint that omits a setting whose default changed ran with the old default: resuming it
+    or rebuilding its model must not switch to the new one."""
+    old = replace(TrainConfig(), noise="sp:0.05-0.5", loss="mse", lr=2e-3, batch_size=128, val_unique=False, model=OLD_MODEL)
+    assert config_from_dict({}) == old and config_from_dict({"model": {}}) == old
+    partial = config_from_dict({"loss": "psnr", "model": {"skip": True}})
+    assert (partial.loss, partial.lr, partial.model.skip, partial.model.gate) == ("psnr", 2e-3, True, False)
+    assert model_config_from_dict({"gate": True, "mask_input": True}) == replace(OLD_MODEL, gate=True, mask_input=True)
+    assert config_from_dict(config_to_dict(TrainConfig())) == TrainConfig()  # a config saved today names everything
+
+
+def test_the_defaults_are_the_local_presets_recipe():
+    """A first training without settings trains what the studies found best for impulses at that size."""
+    preset = load_yaml_file(Path(__file__).parents[1] / "study" / "presets" / "local.yaml")["train"]
+    defaults = TrainConfig()
+    assert [getattr(defaults, key) for key in ("noise", "validation_noise", "loss", "lr", "batch_size")] == \
+        [preset[key] for key in ("noise", "val_noise", "loss", "lr", "batch_size")]
+    assert {key: getattr(defaults.model, key) for key in preset["model"] if key != "dropout"} == \
+        {key: value for key, value in preset["model"].items() if key != "dropout"}
+    assert 0.05 <= defaults.model.dropout <= 0.2  # inside the range the preset searches
 
 
 def test_psnr_loss_is_minus_the_mean_per_image_psnr():

@@ -10,7 +10,7 @@ from denoise_core.model import ModelConfig, model_config_from_dict
 
 FULL_PRESET = REPO_ROOT / "study" / "presets" / "full.yaml"
 
-SMALLEST = ModelConfig(stages=2, base_width=16, bottleneck="channels", bottleneck_size=8)
+SMALLEST = ModelConfig(stages=2, base_width=16, bottleneck="channels", bottleneck_size=8, dropout=0.1, skip=False, mask_input=False, gate=False)
 LARGEST = ModelConfig(stages=4, base_width=64, bottleneck="dense", bottleneck_size=128, skip=True, mask_input=True, gate=True,
                       refine=6, refine_width=32, mirror=True)
 

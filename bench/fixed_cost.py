@@ -1,0 +1,172 @@
+"""What a study trial pays besides training, at the ``local`` preset's size: each cost in seconds and as % of a trial.
+
+One trial of the preset's base settings runs here, with each piece of the study's machinery timed by calling the code
+the study calls (the search space is left out: one configuration, its base):
+- Ray start (once per study) and a fresh Ray actor that imports the trial code (Tune starts one per trial);
+- the data load: ``load_splits`` as each trial calls it (the parse cache warm, as after the study's first trial);
+- fit's setup (model, faces to the device, the fixed noisy validation set) and each epoch's validation and
+  bookkeeping: fit's wall time minus its training steps, from its epoch reports;
+- checkpoints: ``save_checkpoint`` every epoch as ``train_in_process`` does, and one copy into the storage (what Tune
+  persists);
+- TensorBoard: the epoch's metrics and image grid (``epoch_metrics``) and ``write_epoch``;
+- Optuna recording: ``RecordingSearch`` on a SQLite study, as the study runs it: ask, every epoch's result, tell;
+- the end-of-study hold-out scoring of the best model, divided by the study's trials (it runs once per study).
+
+    python bench/fixed_cost.py [--data PATH] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+
+from denoise_core.checkpoint import save_checkpoint  # noqa: E402
+from denoise_core.data import default_cache_dir, load_splits, resolve_data_path  # noqa: E402
+from denoise_core.evaluate import evaluate_on_holdout, model_denoiser  # noqa: E402
+from denoise_core.fit import EpochReport, fit  # noqa: E402
+from denoise_core.holdout import holdout_for  # noqa: E402
+from denoise_core.model import ConvAutoencoder, model_config_from_dict  # noqa: E402
+from denoise_core.study_files import CHECKPOINT_FILE  # noqa: E402
+from denoise_core.tblog import write_epoch  # noqa: E402
+from study.config import StudyConfig, build_config  # noqa: E402
+from study.optuna_db import storage_url  # noqa: E402
+from study.searcher import RecordingSearch  # noqa: E402
+from study.trial import epoch_metrics  # noqa: E402
+
+QUICK = [("train.epochs", 2), ("train.train_size", 256), ("train.val_size", 64), ("holdout_faces", 16)]
+ORDER = ("Ray start (per study, a trial's share)", "Ray actor start", "data load", "fit setup (model, data, validation set)",
+         "validation and epoch bookkeeping", "checkpoints", "TensorBoard", "Optuna recording", "hold-out scoring (per study, a trial's share)")
+
+
+def timed(costs: dict[str, float], name: str, work: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    value = work()
+    costs[name] += time.perf_counter() - start
+    return value
+
+
+def study_config(storage: Path, quick: bool) -> StudyConfig:
+    """The local preset at one thread per trial (its two concurrent trials share the 2 cores), or its quick size."""
+    return build_config("local", assignments=[("name", "fixed-cost"), ("storage", str(storage)), ("train.num_threads", 1),
+                                              ("search", {}), *(QUICK if quick else [])])
+
+
+def ray_costs(costs: dict[str, float], trials: int) -> None:
+    """Ray's start (a share of it) and one fresh actor that imports what a trial runs."""
+    import ray
+
+    os.environ.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"})
+    start = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    costs[ORDER[0]] += (time.perf_counter() - start) / trials
+
+    @ray.remote(num_cpus=1)
+    class Probe:
+        def ready(self) -> bool:
+            import ray.tune  # noqa: F401
+            import study.trial  # noqa: F401
+            return True
+
+    probe = timed(costs, ORDER[1], lambda: Probe.remote())
+    timed(costs, ORDER[1], lambda: ray.get(probe.ready.remote()))
+    ray.kill(probe)
+    ray.shutdown()
+
+
+def one_trial(config: StudyConfig, data: str, storage: Path, costs: dict[str, float]) -> Any:
+    """The trial, with every piece of the study's machinery around ``fit`` timed; returns fit's result."""
+    splits = timed(costs, ORDER[2], lambda: load_splits(data))
+    search = RecordingSearch(config, storage_url(config))
+    timed(costs, ORDER[7], lambda: search.suggest("trial"))
+    writer = SummaryWriter(str(storage / "tensorboard"))
+    reports: list[EpochReport] = []
+    results: list[dict[str, Any]] = []
+    callbacks: dict[str, float] = defaultdict(float)
+
+    def on_epoch(report: EpochReport) -> None:
+        reports.append(report)
+        results.append(timed(callbacks, ORDER[6], lambda: epoch_metrics(report, config.grid_every)))
+        with tempfile.TemporaryDirectory() as directory:
+            timed(callbacks, ORDER[5], lambda: save_checkpoint(report.checkpoint, Path(directory) / CHECKPOINT_FILE))
+            timed(callbacks, ORDER[5], lambda: shutil.copytree(directory, storage / "checkpoint", dirs_exist_ok=True))
+        timed(callbacks, ORDER[6], lambda: write_epoch(writer, report, config.grid_every))
+        timed(callbacks, ORDER[7], lambda: search.on_trial_result("trial", results[-1]))
+
+    start = time.perf_counter()
+    result = fit(config.train, splits, on_epoch=on_epoch)
+    wall = time.perf_counter() - start
+    timed(costs, ORDER[7], lambda: search.on_trial_complete("trial", results[-1]))
+    writer.close()
+    faces = min(config.train.train_size or len(splits.train), len(splits.train))
+    training = sum(_train_seconds(report, faces, config.train.batch_size) for report in reports)
+    epochs = sum(report.seconds for report in reports)
+    for name, seconds in callbacks.items():
+        costs[name] += seconds
+    costs["training"] += training
+    costs[ORDER[4]] += epochs - training
+    costs[ORDER[3]] += wall - epochs - sum(callbacks.values())
+    return result
+
+
+def _train_seconds(report: EpochReport, faces: int, batch_size: int) -> float:
+    """An epoch's training steps: its images over its images/s (fit counts the whole batches it ran)."""
+    return max(1, faces // batch_size) * min(batch_size, faces) / report.images_per_second
+
+
+def holdout_share(config: StudyConfig, data: str, result: Any, costs: dict[str, float]) -> None:
+    """The closing hold-out scoring of the best model, as ``export_best`` does it, divided by the study's trials."""
+    def score() -> None:
+        model = ConvAutoencoder(model_config_from_dict(result.checkpoint["config"]["model"]))
+        model.load_state_dict(result.checkpoint["best_model_state"])
+        holdout = holdout_for(load_splits(data).test_unique, default_cache_dir(), config.holdout_conditions)
+        evaluate_on_holdout(model_denoiser(model.eval(), "cpu"), holdout, faces=config.holdout_faces)
+
+    start = time.perf_counter()
+    score()
+    costs[ORDER[8]] += (time.perf_counter() - start) / config.num_samples
+
+
+def table(costs: dict[str, float]) -> str:
+    trial = sum(costs.values())
+    rows = ["| cost | seconds | % of a trial |", "|---|--:|--:|", f"| training steps | {costs['training']:.1f} | {100 * costs['training'] / trial:.1f} |"]
+    rows += [f"| {name} | {costs[name]:.2f} | {100 * costs[name] / trial:.1f} |" for name in ORDER]
+    fixed = trial - costs["training"]
+    rows.append(f"| **all but training** | {fixed:.1f} | {100 * fixed / trial:.1f} |")
+    rows.append(f"| a trial | {trial:.1f} | 100 |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="FER2013 file (default: $FER2013_PATH)")
+    parser.add_argument("--quick", action="store_true", help="2 epochs on 256 faces: checks the benchmark runs, measures nothing")
+    args = parser.parse_args(argv)
+    data = str(resolve_data_path(args.data).resolve())
+    load_splits(data)  # the parse cache filled, as the study's first trial leaves it
+    costs: dict[str, float] = defaultdict(float)
+    with tempfile.TemporaryDirectory() as storage:
+        config = study_config(Path(storage), args.quick)
+        ray_costs(costs, config.num_samples)
+        result = one_trial(config, data, Path(storage), costs)
+        holdout_share(config, data, result, costs)
+    print(f"\n{'quick size' if args.quick else 'the local preset'}: {config.train.epochs} epochs of {config.train.train_size} faces, "
+          f"{config.train.val_size} validation faces, precision {result.checkpoint['config']['precision']}, 1 thread; "
+          f"hold-out {config.holdout_faces} faces x {len(config.holdout_conditions)} conditions over {config.num_samples} trials; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print(table(costs))
+    return dict(costs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""bench/fixed_cost.py at its --quick size: one row per cost, each a share of a trial that adds up (not a measurement)."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("fixed_cost", REPO_ROOT / "bench" / "fixed_cost.py")
+    module = importlib.util.module_from_spec(spec)
+    saved = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
+
+
+def test_the_quick_fixed_cost_table_names_every_cost_and_adds_up(fer2013_path, capsys):
+    bench = load_bench()
+    costs = bench.main(["--quick", "--data", str(fer2013_path)])
+    table = capsys.readouterr().out
+    assert set(costs) == {"training", *bench.ORDER}
+    assert all(seconds >= 0 for seconds in costs.values()) and costs["training"] > 0 and costs["Ray actor start"] > 0
+    rows = {line.split("|")[1].strip(): line.split("|") for line in table.splitlines() if line.startswith("| ") and "---" not in line}
+    assert set(bench.ORDER) <= set(rows) and "a trial" in rows
+    shares = [float(rows[name][3]) for name in ("training steps", *bench.ORDER)]
+    assert abs(sum(shares) - 100) < 0.6  # the rows are the whole trial
+    assert float(rows["a trial"][2]) == round(sum(costs.values()), 1)
