@@ -421,17 +421,24 @@ def test_an_interrupted_full_preset_study_resumes_with_the_full_presets_own_sett
         assert trained["model"]["base_width"] in (4, 8)
 
 
-def test_ctrl_c_after_the_last_trial_started_is_an_interruption_not_a_success(study_env, tmp_path):
+def two_trial_driver(study_env, tmp_path, name: str, epochs: int, ready) -> tuple[list[str], dict, subprocess.Popen, Path]:
+    """A smoke study of 2 trials run one at a time in its own process, returned once ``ready(result_lines)`` holds."""
     storage = tmp_path / "studies"
-    command = [sys.executable, str(REPO / "study" / "run.py"), "--preset", "smoke", "--name", "terminated", "--storage", str(storage),
-               "--data", str(study_env["data"]), "--num-samples", "2", "--max-concurrent", "1", "--num-cpus", "1", "--epochs", "4",
+    command = [sys.executable, str(REPO / "study" / "run.py"), "--preset", "smoke", "--name", name, "--storage", str(storage),
+               "--data", str(study_env["data"]), "--num-samples", "2", "--max-concurrent", "1", "--num-cpus", "1", "--epochs", str(epochs),
                "--set", "scheduler=none", "--set", "report=false"]
     env = {**os.environ, **QUIET_RAY}
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    study_dir = storage / "terminated"
+    study_dir = storage / name
     deadline = time.monotonic() + 400
-    while time.monotonic() < deadline and not (len(result_lines(study_dir)) == 2 and min(result_lines(study_dir).values()) >= 1):
-        time.sleep(0.5)
+    while time.monotonic() < deadline and not ready(result_lines(study_dir)):
+        time.sleep(0.2)
+    return command, env, process, study_dir
+
+
+def test_ctrl_c_after_the_last_trial_started_is_an_interruption_not_a_success(study_env, tmp_path):
+    command, env, process, study_dir = two_trial_driver(study_env, tmp_path, "terminated", 4,
+                                                        lambda lines: len(lines) == 2 and min(lines.values()) >= 1)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=90) == 130
     assert "--resume" in process.stderr.read()
@@ -448,16 +455,7 @@ def test_ctrl_c_after_the_last_trial_started_is_an_interruption_not_a_success(st
 
 @pytest.mark.slow
 def test_a_second_ctrl_c_ends_the_driver_at_once_in_one_line_and_the_study_resumes(study_env, tmp_path):
-    storage = tmp_path / "studies"
-    command = [sys.executable, str(REPO / "study" / "run.py"), "--preset", "smoke", "--name", "twice", "--storage", str(storage),
-               "--data", str(study_env["data"]), "--num-samples", "2", "--max-concurrent", "1", "--num-cpus", "1", "--epochs", "3",
-               "--set", "scheduler=none", "--set", "report=false"]
-    env = {**os.environ, **QUIET_RAY}
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
-    study_dir = storage / "twice"
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline and not (len(result_lines(study_dir)) == 2 and 3 in result_lines(study_dir).values()):
-        time.sleep(0.2)
+    command, env, process, study_dir = two_trial_driver(study_env, tmp_path, "twice", 3, lambda lines: len(lines) == 2 and 3 in lines.values())
     process.send_signal(signal.SIGINT)
     time.sleep(0.3)
     process.send_signal(signal.SIGINT)
