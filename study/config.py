@@ -208,6 +208,11 @@ def storage_root(storage: str) -> str:
     return storage.rstrip("/") if "://" in storage else str(Path(storage).expanduser().resolve())
 
 
+def resume_command(config: StudyConfig) -> str:
+    """The command that continues this study where it stopped: every message that ends a study early names it."""
+    return f"python study/run.py --name {config.name} --storage {config.storage} --resume"
+
+
 def check_name(name: str) -> None:
     """A study's name becomes its directory and part of Ray's paths: refused before Ray starts when too long or when it holds
     characters a directory name, a shell or a URI would treat specially."""

@@ -20,7 +20,7 @@ from typing import Iterator
 from denoise_core.errors import DiskFull
 from denoise_core.files import disk_full
 from study import optuna_db
-from study.config import StudyConfig
+from study.config import StudyConfig, resume_command
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
 # Where Ray says what a full disk did: a failed trial, a failed copy into the storage, a failed save of Tune's state, the
@@ -47,7 +47,7 @@ def full_disk_cause(error: BaseException | None) -> BaseException | None:
 
 def study_disk_full(cause: BaseException, config: StudyConfig) -> DiskFull:
     """The study's one line for a full disk: what filled up, and how to continue once there is room."""
-    then = f"continue the study, saved up to there, with: python study/run.py --name {config.name} --storage {config.storage} --resume"
+    then = f"continue the study, saved up to there, with: {resume_command(config)}"
     if isinstance(cause, DiskFull) and hasattr(cause, "path"):
         return disk_full(cause.path, cause.needed, cause.quota, then=then)
     if isinstance(cause, OSError):

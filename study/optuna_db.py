@@ -16,7 +16,7 @@ from typing import Any, BinaryIO, Iterator
 from denoise_core.errors import MissingFile, OutputExists, UserError, describe
 from denoise_core.study_files import OPTUNA_ARTIFACTS, OPTUNA_DB
 from study import storage
-from study.config import StudyConfig, StudyConfigError
+from study.config import StudyConfig, StudyConfigError, resume_command
 
 TUNE_TRIAL_ID = "tune_trial_id"
 
@@ -69,8 +69,7 @@ def answering(config: StudyConfig) -> Iterator[None]:
         if lost is None:
             raise
         raise StorageUnreachable(f"the Optuna storage {storage_url(config)} stopped answering mid-study ({describe(lost.orig or lost)}); "
-                                 f"once it answers again, continue the study with: python study/run.py --name {config.name} "
-                                 f"--storage {config.storage} --resume") from None
+                                 f"once it answers again, continue the study with: {resume_command(config)}") from None
 
 
 def connection_error(error: BaseException | None) -> Any:

@@ -24,7 +24,7 @@ from denoise_core.data import resolve_data_path  # noqa: E402
 from denoise_core.errors import MissingFile  # noqa: E402
 from denoise_core.settings import Flag, Layers, add_flags, add_layer_arguments, read_layers  # noqa: E402
 from denoise_core.fit import TrainConfig  # noqa: E402
-from study.config import PRESETS, StudyConfig, check_name, load_preset, new_study, resumed_study, storage_root, study_report_options, to_yaml  # noqa: E402
+from study.config import PRESETS, StudyConfig, check_name, load_preset, resume_command, new_study, resumed_study, storage_root, study_report_options, to_yaml  # noqa: E402
 
 DEFAULT_PRESET = "local"
 
@@ -110,8 +110,7 @@ def drive(config: StudyConfig, args: argparse.Namespace) -> int | None:
     print(summary.trials[columns].rename(columns=lambda c: c.removeprefix("param_").rsplit(".", 1)[-1])
           .to_string(index=False, max_colwidth=24, float_format=lambda v: f"{v:.4g}"))
     if summary.interrupted:
-        print(f"study/run.py: study interrupted, nothing exported; continue it with: python study/run.py --name {config.name} "
-              f"--storage {config.storage} --resume", file=sys.stderr)
+        print(f"study/run.py: study interrupted, nothing exported; continue it with: {resume_command(config)}", file=sys.stderr)
         return 128 + (summary.stop_signal or signal.SIGINT)
     if summary.holdout is not None:
         print(f"\nbest trial {summary.best_trial} on the fixed noisy hold-out (test faces not in Training):")

@@ -42,7 +42,7 @@ from denoise_core.study_files import (BEST_HOLDOUT, BEST_MODEL, BEST_RECIPE, BES
                                       TRIALS_CSV, TRIALS_PARQUET, selection_column, trial_dirname, trial_status, usable_rows)
 from study import optuna_db, signing, storage
 from study.full_disk import stop_on_a_full_disk
-from study.config import StudyConfig, StudyConfigError, storage_root, to_yaml
+from study.config import StudyConfig, StudyConfigError, resume_command, storage_root, to_yaml
 from study.trial import tune_trial, tune_trial_with_trainer
 
 log = logging.getLogger("study")
@@ -345,7 +345,7 @@ def without_tune_resume_advice(record: logging.LogRecord) -> bool:
 def hard_stop_line(config: StudyConfig) -> str:
     """What a second Ctrl-C leaves, and how to go on: it ends the driver at once, without Tune's orderly stop."""
     return (f"study: stopped at once by a second interrupt; the finished trials and each trial's last checkpoint are saved in "
-            f"{config.study_uri}; continue the study with: python study/run.py --name {config.name} --storage {config.storage} --resume")
+            f"{config.study_uri}; continue the study with: {resume_command(config)}")
 
 
 @contextlib.contextmanager
