@@ -31,6 +31,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
+from bench.ray_nodes import QUIET_RAY  # noqa: E402
 from denoise_core.checkpoint import save_checkpoint  # noqa: E402
 from denoise_core.data import default_cache_dir, load_splits, resolve_data_path  # noqa: E402
 from denoise_core.evaluate import evaluate_on_holdout, model_denoiser  # noqa: E402
@@ -66,7 +67,7 @@ def ray_costs(costs: dict[str, float], trials: int) -> None:
     """Ray's start (a share of it) and one fresh actor that imports what a trial runs."""
     import ray
 
-    os.environ.update({"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"})
+    os.environ.update(QUIET_RAY)
     start = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     costs[ORDER[0]] += (time.perf_counter() - start) / trials

@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,3 +41,14 @@ def test_the_speed_bench_refuses_an_unknown_variant(capsys):
     with pytest.raises(SystemExit):
         load_bench().parse_args(["--variants", "fp32,fp8"])
     assert "unknown variant(s) fp8" in capsys.readouterr().err
+
+
+def test_the_end_to_end_margins_read_a_reports_curves_by_the_names_it_writes():
+    speed = load_bench()
+    rows = [{"model": model, "family": family, "condition": condition, "psnr": psnr + offset}
+            for condition, offset in zip(speed.END_TO_END_DENSITIES, (0.0, -5.0, -8.0, -11.0))
+            for model, family, psnr in (("AE#1 a", "learned", 38.5), ("AE#2 b", "learned", 38.0), ("switching_median", "classical", 35.0),
+                                        ("biharmonic_inpaint", "classical", 38.25))]
+    margins = speed.against_classics(pd.DataFrame(rows))
+    assert margins["sp:0.1 best"] == 38.5 and margins["sp:0.7 best"] == 27.5
+    assert margins["sp:0.5 vs switching median"] == 3.5 and margins["sp:0.3 vs biharmonic"] == 0.25
