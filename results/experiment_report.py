@@ -126,6 +126,11 @@ def design_text(experiment: Experiment) -> str:
             "(PrivateTest faces not in Training) at every condition below; the statistics pair those faces.")
 
 
+def question_text(experiment: Experiment) -> str:
+    """The experiment file's question, or one made from its factor."""
+    return experiment.config.get("question") or f"What does {experiment.config.get('factor')} change?"
+
+
 def method_text(seeds: int) -> str:
     return (f"Level means: the mean over seeds of each model's mean score, with a {CONFIDENCE:.0%} Student-t interval over seeds "
             f"(n - 1 degrees of freedom; with {seeds} seeds the interval is wide on purpose, and one seed has none). Differences: "
@@ -139,7 +144,7 @@ def method_text(seeds: int) -> str:
 
 def answer_section(experiment: Experiment, summary: pd.DataFrame, differences: pd.DataFrame, work: Path) -> Section:
     levels, label = experiment.levels, experiment.label
-    question = experiment.config.get("question") or f"What does {experiment.config.get('factor')} change?"
+    question = question_text(experiment)
     plot_levels(summary, levels, f"{experiment.config.get('name')}: {question}", work / "levels.png")
     blocks: list = [Text(question), Text(design_text(experiment), "note")]
     blocks += [Text(line) for line in pair_summary(differences, "psnr", label)]

@@ -36,7 +36,7 @@ from denoise_core.inference import resolve_device
 from results.analysis import (METHOD, Finding, LevelModels, contrast_split, evidence_table, expected_findings, filled_in_experiments, memoised,
                               misalignment, oversmoothing, region_errors, ssim_vs_psnr, subset)
 from results.analysis.common import PREFERRED_CONDITIONS
-from results.experiment_report import Experiment, design_text, interval_table, read_experiment
+from results.experiment_report import Experiment, design_text, interval_table, question_text, read_experiment
 from results.html import Section, Table, Text, render_markdown
 from results.models import as_denoiser, experiment_models, for_inference
 from results.output import check_file_output, publish_file
@@ -84,7 +84,7 @@ def question_section(experiment: Experiment) -> Section:
     levels, label = experiment.levels, experiment.label
     summary = level_summary(experiment.scores)
     differences = pairwise_differences(experiment.scores, levels)
-    question = experiment.config.get("question") or f"What does {experiment.config.get('factor')} change?"
+    question = question_text(experiment)
     blocks: list = [Text(f"**{question}**"), Text(design_text(experiment), "note")]
     blocks += [Text(line) for line in pair_summary(differences, "psnr", label)]
     for metric in ("psnr", "ssim"):
