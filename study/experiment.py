@@ -269,7 +269,8 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
     log.info("experiment %s: %d levels x %d seeds, %d at a time", out, len(config.levels), len(config.seeds), concurrent)
     try:
         with stop_signals(f"study/run_experiment.py: stopped at once by a second interrupt; the finished trials and each trial's last "
-                          f"checkpoint are saved in {out}; continue it with the same command and --resume") as received:
+                          f"checkpoint are saved in {out}; continue it with the same command and --resume",
+                          lambda: signing.sign(str(out))) as received:
             results = tuner.fit()
     finally:
         signing.sign(str(out))

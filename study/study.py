@@ -246,7 +246,7 @@ def run_study(config: StudyConfig, resume: bool = False, trial: TrialFunction | 
              else f"{resources.cpu:g} CPU / {resources.gpu:g} GPU in-process")
     tuner = restored_tuner(config, trainable) if resume else new_tuner(config, trainable, resources)
     try:
-        with stop_signals(hard_stop_line(config)) as received, optuna_db.answering(config), stop_on_a_full_disk(config):
+        with stop_signals(hard_stop_line(config), lambda: signing.sign(config.study_uri)) as received, optuna_db.answering(config), stop_on_a_full_disk(config):
             results = tuner.fit()
     finally:
         signing.sign(config.study_uri)  # control is back with the driver: vouch for the state Tune left for a resume
@@ -349,13 +349,14 @@ def hard_stop_line(config: StudyConfig) -> str:
 
 
 @contextlib.contextmanager
-def stop_signals(hard_stop: str):
+def stop_signals(hard_stop: str, before_exit: Callable[[], None]):
     """Ctrl-C and SIGTERM stop the study as Tune's own stop signal does (state saved for a resume), and are recorded.
 
     Tune's SIGINT handler does not say afterwards that it fired, and it does not handle SIGTERM, so both are
     caught here and passed on as SIGUSR1, which Tune always handles. A second signal stops at once, with the line
     ``hard_stop`` and no traceback: the process exits from the handler, as a kill would, so Tune's half-done stop
-    raises nothing; what Tune has saved is what a SIGKILL leaves, which ``--resume`` continues. Once a signal has come
+    raises nothing; what Tune has saved is what a SIGKILL leaves, which ``--resume`` continues once ``before_exit`` has
+    signed it (the driver's own files: it vouches for them as at a normal end). Once a signal has come
     the driver is ending, so its handler stays after the block: a second one while the trial table is written or Ray
     shuts down at exit also ends it at once. Tune's own advice on an interrupt (``Tuner.restore(...)``) is not how a
     study resumes, so it is left out; the study says how (``--resume``).
@@ -371,6 +372,11 @@ def stop_signals(hard_stop: str):
             os.kill(os.getpid(), signal.SIGUSR1)
             return
         sys.stdout.flush()
+        try:
+            before_exit()
+        except OSError as error:
+            print(f"study: could not sign the study for a resume ({error}); if you trust it, sign it with python -m study.signing",
+                  file=sys.stderr, flush=True)
         print(hard_stop, file=sys.stderr, flush=True)
         os._exit(128 + signum)
 

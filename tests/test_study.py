@@ -499,7 +499,7 @@ def test_tunes_own_resume_advice_is_left_out_while_a_study_runs(caplog):
     from study.study import stop_signals
 
     tune_log = logging.getLogger("ray.tune.tune")
-    with caplog.at_level(logging.WARNING), stop_signals("a second interrupt"):
+    with caplog.at_level(logging.WARNING), stop_signals("a second interrupt", lambda: None):
         tune_log.warning('Experiment has been interrupted, but the most recent state was saved.\nResume experiment with: Tuner.restore(path="x", trainable=...)')
         tune_log.warning("a trial failed")
     assert "a trial failed" in caplog.text and "Tuner.restore" not in caplog.text
