@@ -158,6 +158,20 @@ def edge_values(spec: Mapping[str, Any]) -> list[Any]:
     return [values[0], values[1]]
 
 
+def discrete_values(space: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """Every value of each parameter that is a choice (a ``choice`` setting or a group), in the space's order."""
+    found: dict[str, list[Any]] = {}
+    for name, entry in space.items():
+        if is_group(entry):
+            found.setdefault(name, list(entry["choice"]))
+            for body in entry["choice"].values():
+                for inner, values in discrete_values(body or {}).items():
+                    found.setdefault(inner, values)
+        elif is_distribution(entry) and "choice" in entry:
+            found.setdefault(name, list(entry["choice"]))
+    return found
+
+
 def branches(space: Mapping[str, Any]) -> Iterator[tuple[str, Assignments, dict[str, Any]]]:
     """Every option path of the space: its description, its fixed settings, and the distributions it samples.
 

@@ -6,7 +6,7 @@ a local run and a cluster study the same way.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -67,13 +67,30 @@ def write_epoch(writer: SummaryWriter, report: EpochReport, grid_every: int = 5)
     writer.flush()
 
 
-def write_hparams(writer: SummaryWriter, params: dict[str, Any], metrics: dict[str, float]) -> None:
-    """HParams with the final metrics, in the writer's own directory so trials line up in the HParams tab."""
-    clean = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in params.items()}
-    experiment, session_start, session_end = hparams(clean, {f"hparam/{k}": v for k, v in metrics.items()})
+def write_hparams(writer: SummaryWriter, params: dict[str, Any], metrics: dict[str, float], domains: Mapping[str, list[Any]] | None = None) -> None:
+    """HParams with the final metrics, in the writer's own directory so trials line up in the HParams tab.
+
+    ``domains`` (a setting's every possible value, in order) becomes the tab's list of values to tick; a setting whose
+    values do not all come out as one type gets none.
+    """
+    domains = domains or {}
+    shown = {k: hparam_value(v, domains.get(k, ())) for k, v in params.items()}
+    listed = {k: [hparam_value(d, domain) for d in domain] for k, domain in domains.items() if k in shown and domain}
+    listed = {k: values for k, values in listed.items() if {type(v) for v in values} == {type(shown[k])}}
+    experiment, session_start, session_end = hparams(shown, {f"hparam/{k}": v for k, v in metrics.items()}, listed)
     file_writer = writer._get_file_writer()
     for summary in (experiment, session_start, session_end):
         file_writer.add_summary(summary)
     for name, value in metrics.items():
         writer.add_scalar(f"hparam/{name}", value)
     writer.flush()
+
+
+def hparam_value(value: Any, domain: Sequence[Any] = ()) -> float | str:
+    """A setting as the HParams tab should show it. The tab prints every number to five digits (16 as 16.000, True as
+    1.0000), so whole numbers, booleans and anything else go as text; a fraction stays a number, and so does a whole
+    number whose setting can also take fractions (``{choice: [0, 0.1]}``)."""
+    fractional = isinstance(value, float) or any(isinstance(d, float) for d in domain)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and fractional:
+        return float(value)
+    return str(value)

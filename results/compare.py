@@ -23,7 +23,7 @@ from denoise_core.errors import InputError
 from denoise_core.inference import resolve_device
 from denoise_core.settings import Flag
 from results.classical import baseline_curves
-from results.curves import COLUMNS, curve_conditions, model_curves, plot_curves, sp_conditions, write_tensorboard
+from results.curves import COLUMNS, curve_conditions, model_curves, plot_curves, sp_conditions, tensorboard_hint
 from results.html import Figure, Section, Table, Text, render_html, render_markdown
 from results.models import Learned, as_denoiser, load_trial_models
 from results.output import check_output, publish, scratch_dir
@@ -105,7 +105,6 @@ def build_comparison(study_dirs: list[Path], out: Path, data: str | None = None,
         table.to_csv(work / "compare.csv", index=False)
         curves.to_csv(work / "curves.csv", index=False)
         plot_curves(curves, work / "robustness.png", f"{', '.join(labels)}: best models on the fixed noisy hold-out")
-        write_tensorboard(curves, work / "tensorboard")
         clock.lap("plots")
         blocks = [
             Text(f"The {options.top} best trial(s) of each study by its own validation metric, scored on {int(model_rows['faces'].max()) if len(model_rows) else 0} "
@@ -150,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         setup_logging(args.verbose)
         set_threads(args.threads)
         out = build_comparison(args.study_dirs, args.out, args.data, options_from(args, flags, COMPARED), baselines=not args.no_baselines)
-        print(f"comparison: {out / 'index.html'}\nsummary: {out / 'summary.md'}")
+        print(f"comparison: {out / 'index.html'}\nsummary: {out / 'summary.md'}\ncurves in TensorBoard: {tensorboard_hint(out, out.name)}")
 
     run_cli(run, "results.compare")
 

@@ -1,5 +1,9 @@
 """Robustness curves: PSNR and SSIM of every denoiser against the noise level, on the fixed noisy hold-out.
 
+``python -m results.curves REPORT_DIR --out LOGDIR`` writes a report's or a comparison's curves (its ``curves.csv``) as
+TensorBoard runs, one per model. They are written on demand and never inside a study, so that ``tensorboard --logdir
+STUDY`` shows the trials' training curves only.
+
 Curves run over salt-and-pepper density, Gaussian sigma and the S&P + Gaussian mixtures. Density 0 is the
 clean face itself ("none"): it shows what a denoiser does to an image that needs nothing. A denoiser that
 returns an image unchanged has infinite PSNR, so per-image PSNR is capped at ``denoise_core.metrics.PSNR_CAP``
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +23,19 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import to_float
-from denoise_core.errors import InputError
+from denoise_core.errors import InputError, MissingFile
 from denoise_core.evaluate import score_images, score_ssim_gaussian
 from denoise_core.holdout import DEFAULT_CONDITIONS, Holdout
 from denoise_core.noise import NoiseSpec
+from denoise_core.study_files import STUDY_CONFIG
+from results.output import check_output, publish, scratch_dir
 
 Denoiser = Callable[[np.ndarray], np.ndarray]
 CLEAN = "none"
+CURVES_CSV = "curves.csv"  # what a report and a comparison write the curves to
+NOISY_RUN = "noisy_input"  # the TensorBoard run of what doing nothing scores
 KINDS = ("sp", "gauss", "mixture", "rv", "jpeg")
 AXIS_LABELS = {"sp": "salt-and-pepper density", "gauss": "Gaussian sigma (of 255)", "mixture": "mixture: S&P density + Gaussian sigma",
                "rv": "random-valued impulse density", "jpeg": "noise, then saved as JPEG of quality Q"}
@@ -186,28 +196,37 @@ def tensorboard_step(kind: str, level: float) -> int:
     return int(round(level * 100)) if kind in ("sp", "mixture", "rv") else int(round(level))
 
 
+def tensorboard_tag(metric: str, kind: str) -> str:
+    return f"robustness/{metric}_vs_{kind}"
+
+
 def write_tensorboard(table: pd.DataFrame, log_dir: Path) -> None:
-    """One scalar tag per model, metric and noise kind (``psnr_vs_sp/<model>``), plus a Custom Scalars
-    layout that overlays every model of one metric and kind in a single chart."""
+    """One TensorBoard run per model (and one for the noisy input) under ``log_dir``, each with the tags
+    ``robustness/<metric>_vs_<kind>``, plus a Custom Scalars layout with one chart per metric and kind.
+
+    TensorBoard colours a line by its run, so each model is its own run: as tags of one run, every model
+    was drawn in the same colour.
+    """
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(str(log_dir))
-    try:
-        kinds = [k for k in KINDS if (table["noise"] == k).any()]
-        curves = [(m, metric) for m in dict.fromkeys(table["model"]) for metric in ("psnr", "ssim")]
-        for kind in kinds:
-            for model, metric in curves:
-                for _, point in series(table, model, kind, metric).iterrows():
-                    writer.add_scalar(f"{metric}_vs_{kind}/{tag_name(model)}", float(point["value"]), tensorboard_step(kind, point["level"]))
-            first = table["model"].iloc[0]
-            for metric in ("psnr", "ssim"):
-                for _, point in series(table, first, kind, f"noisy_{metric}").iterrows():
-                    if point["level"] > 0:
-                        writer.add_scalar(f"{metric}_vs_{kind}/noisy_input", float(point["value"]), tensorboard_step(kind, point["level"]))
-        layout = {"robustness": {f"{metric} vs {kind}": ["Multiline", [f"{metric}_vs_{kind}/.*"]] for kind in kinds for metric in ("psnr", "ssim")}}
-        writer.add_custom_scalars(layout)
-    finally:
-        writer.close()
+    kinds = [k for k in KINDS if (table["noise"] == k).any()]
+    models = list(dict.fromkeys(table["model"]))
+    layout = {"robustness": {f"{metric} vs {kind}": ["Multiline", [f"^{tensorboard_tag(metric, kind)}$"]] for kind in kinds for metric in ("psnr", "ssim")}}
+    runs = {tag_name(model): (model, "") for model in models} | {NOISY_RUN: (models[0], "noisy_")}
+    if len(runs) != len(models) + 1:
+        raise InputError(f"the models {', '.join(models)} do not give distinct TensorBoard run names; rename them in the curves table")
+    for index, (run, (model, prefix)) in enumerate(runs.items()):
+        writer = SummaryWriter(str(log_dir / run))
+        try:
+            for kind in kinds:
+                for metric in ("psnr", "ssim"):
+                    for _, point in series(table, model, kind, f"{prefix}{metric}").iterrows():
+                        if not prefix or point["level"] > 0:
+                            writer.add_scalar(tensorboard_tag(metric, kind), float(point["value"]), tensorboard_step(kind, point["level"]))
+            if index == 0:
+                writer.add_custom_scalars(layout)
+        finally:
+            writer.close()
 
 
 def tag_name(model: str) -> str:
@@ -216,3 +235,52 @@ def tag_name(model: str) -> str:
 
 def is_finite_table(table: pd.DataFrame) -> bool:
     return all(math.isfinite(v) for v in table[["psnr", "ssim"]].to_numpy().ravel())
+
+
+def export_tensorboard(source: Path, out: Path, overwrite: bool = False) -> Path:
+    """``source``'s curves.csv as TensorBoard runs in ``out``, built beside it and moved into place like a report."""
+    if not (source / CURVES_CSV).is_file():
+        raise MissingFile(f"{source} has no {CURVES_CSV}: give a report's directory (STUDY/report) or a comparison's --out")
+    study = next((d for d in (out.resolve(), *out.resolve().parents) if (d / STUDY_CONFIG).is_file()), None)
+    if study is not None:
+        raise InputError(f"--out {out} is inside the study {study}, where tensorboard --logdir would mix these curves with its "
+                         "trials; choose a directory outside it")
+    check_output(out, overwrite, "tensorboard curves", (source,))
+    table = pd.read_csv(source / CURVES_CSV)
+    missing = [c for c in ("model", "condition", "noise", "level", "psnr", "ssim", "noisy_psnr", "noisy_ssim") if c not in table.columns]
+    if missing or table.empty:
+        raise InputError(f"{source / CURVES_CSV} is not a curves table ({'no rows' if table.empty else 'no column ' + ', '.join(missing)}); "
+                         "rebuild the report with --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = scratch_dir(out, "tensorboard curves")
+    try:
+        write_tensorboard(table, work)
+        publish(work, out, overwrite, "tensorboard curves")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def tensorboard_hint(source: Path, name: str) -> str:
+    """The commands that open ``source``'s curves in TensorBoard, for the report's text and the commands' last lines."""
+    return f"python -m results.curves {source} --out curves/{name} && tensorboard --logdir curves/{name}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(prog="python -m results.curves", description="Write a report's or a comparison's robustness curves "
+                            "(its curves.csv) as TensorBoard runs, one per model, in a log directory outside the study.")
+    parser.add_argument("source", type=Path, help="a report's directory (STUDY/report) or a comparison's --out, holding curves.csv")
+    parser.add_argument("--out", type=Path, required=True, help="the TensorBoard log directory to write, outside every study (e.g. curves/NAME)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an --out that this command wrote before")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        setup_logging()
+        out = export_tensorboard(args.source, args.out, args.overwrite)
+        print(f"tensorboard --logdir {out}  (Scalars or Custom Scalars: one line per model; steps are density x 100 or sigma)")
+
+    run_cli(run, "results.curves")
+
+
+if __name__ == "__main__":
+    main()

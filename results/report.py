@@ -34,7 +34,7 @@ from denoise_core.inference import resolve_device
 from denoise_core import settings
 from denoise_core.settings import Flag, add_flags, add_layer_arguments, read_layers, to_dict
 from results.classical import BaselinePlan, baseline_curves, best_baseline, reference_baselines, validation_scores
-from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_curves, with_clean_point, write_tensorboard
+from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_curves, tensorboard_hint, with_clean_point
 from results.html import Section, Table, render_html, render_markdown
 from results.leaderboard import leaderboard, test_conditions, trial_test_rows
 from results.models import Learned, as_denoiser, load_trial_models
@@ -180,11 +180,11 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
     curves.to_csv(work / "curves.csv", index=False)
     tuning.to_csv(work / "baseline_tuning.csv", index=False)
     plot_curves(curves, work / "robustness.png", f"{study.name}: robustness on the fixed noisy hold-out (test faces not in Training)")
-    write_tensorboard(curves, work / "tensorboard")
     best = best_baseline(validation)
     references = reference_baselines(validation, curves)
     references.to_csv(work / "reference_baselines.csv", index=False)
-    robust = robustness_section(curves, best, references, options.tune_faces, holdout, [model.name for model in learned])
+    robust = robustness_section(curves, best, references, options.tune_faces, holdout, [model.name for model in learned],
+                                tensorboard_hint(study.path / REPORT_DIR, study.name))
     clock.lap("curves: plots")
 
     grid_section = grids_section(learned, best, tuning, holdout, work)
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
         setup_logging(args.verbose)
         set_threads(args.threads)
         out = build_report(args.study_dir, args.data, options_from(args, flags))
-        print(f"report: {out / 'index.html'}\nsummary: {out / 'summary.md'}")
+        print(f"report: {out / 'index.html'}\nsummary: {out / 'summary.md'}\ncurves in TensorBoard: {tensorboard_hint(out, out.parent.name)}")
 
     run_cli(run, "results.report")
 

@@ -226,7 +226,8 @@ def harm_warnings(curves: pd.DataFrame, models: list[str]) -> list[str]:
     return lines
 
 
-def robustness_section(curves: pd.DataFrame, best: str, references: pd.DataFrame, tune_faces: int, holdout: Holdout, models: list[str]) -> Section:
+def robustness_section(curves: pd.DataFrame, best: str, references: pd.DataFrame, tune_faces: int, holdout: Holdout, models: list[str],
+                       tensorboard: str) -> Section:
     """The curves figure, PSNR and SSIM tables at selected conditions, the reference filter per condition (chosen on
     validation), what was computed on subsets, and where a model harms."""
     total = int(curves["faces"].max())
@@ -249,8 +250,9 @@ def robustness_section(curves: pd.DataFrame, best: str, references: pd.DataFrame
              "corrupted with that condition's validation noise, every filter on the same faces; its test scores stand beside it "
              "(reference_baselines.csv)."),
         Table(references.round(4), "reference filter per condition: chosen by validation PSNR, then scored on the test faces", markdown_rows=40),
-        Text(f"Best baseline (highest mean validation PSNR over the S&P conditions, chosen on validation): {best}. The same curves are in TensorBoard: "
-             "tensorboard --logdir report/tensorboard (Custom Scalars overlays the models; steps are density x 100 or sigma).", "note"),
+        Text(f"Best baseline (highest mean validation PSNR over the S&P conditions, chosen on validation): {best}. The same curves in TensorBoard, "
+             f"one run (one colour) per model, kept out of the study so that its own TensorBoard shows only the trials: {tensorboard} "
+             "(steps are density x 100 or sigma).", "note"),
     ]
     return Section("Robustness curves", blocks)
 

@@ -252,7 +252,7 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
     trainable = tune.with_resources(tune.with_parameters(tune_trial, settings=settings), {"cpu": config.cpus_per_trial, "gpu": config.gpus_per_trial})
     run_config = tune.RunConfig(
         name=config.name, storage_path=storage_root(config.storage), verbose=config.verbose if config.verbose > 1 else 0,
-        callbacks=[TrialJsonLogger(), TrialCsvLogger(), TrialTensorBoard()], checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        callbacks=[TrialJsonLogger(), TrialCsvLogger(), TrialTensorBoard(settings["search"])], checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=config.max_failures))
     if resume:
         signing.verify(str(out), config.name)

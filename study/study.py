@@ -317,7 +317,7 @@ def new_tuner(config: StudyConfig, trainable: Any, resources: Resources) -> Any:
                  if config.scheduler == "asha" else FIFOScheduler())
     run_config = tune.RunConfig(
         name=config.name, storage_path=storage_root(config.storage), verbose=config.verbose if config.verbose > 1 else 0,
-        callbacks=[TrialJsonLogger(), TrialCsvLogger(), TrialTensorBoard(), *([ConsoleReporter(config)] if config.verbose == 1 else [])],
+        callbacks=[TrialJsonLogger(), TrialCsvLogger(), TrialTensorBoard(config.search), *([ConsoleReporter(config)] if config.verbose == 1 else [])],
         checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=0 if resources.workers else config.max_failures),
     )

@@ -7,13 +7,14 @@ take those places.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
 from torch.utils.tensorboard import SummaryWriter
 
+from denoise_core.space import discrete_values
 from denoise_core.tblog import GRID_TAG, SCALARS, scalar_tag, write_hparams
 from study.trial import IMAGES
 
@@ -39,11 +40,13 @@ class TrialCsvLogger(CSVLoggerCallback):
 
 
 class TrialTensorBoard(TBXLoggerCallback):
-    """A trial's TensorBoard events, written through ``denoise_core.tblog`` like a train CLI run's."""
+    """A trial's TensorBoard events, written through ``denoise_core.tblog`` like a train CLI run's; ``space`` (the study's
+    search space) gives the HParams tab every value of each choice, not only those the trials drew."""
 
-    def __init__(self) -> None:
+    def __init__(self, space: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self._writers: dict[Any, SummaryWriter] = {}
+        self._domains = discrete_values(space or {})
 
     def log_trial_start(self, trial: Any) -> None:
         if trial in self._writers:
@@ -71,5 +74,5 @@ class TrialTensorBoard(TBXLoggerCallback):
         metrics = {name.removeprefix("best_"): float(final[name]) for name in FINAL_METRICS
                    if isinstance(final.get(name), (int, float)) and np.isfinite(final[name])}
         if metrics:
-            write_hparams(writer, dict(trial.config), metrics)
+            write_hparams(writer, dict(trial.config), metrics, self._domains)
         writer.close()

@@ -145,7 +145,7 @@ def test_denoise_cli_rejects_a_foreign_model_file(tmp_path, capsys):
 
 CLI_MAINS = {"facestudy-train": "denoise_core.train", "facestudy-denoise": "denoise_core.denoise", "facestudy-study": "study.run",
              "facestudy-report": "results.report", "facestudy-compare": "results.compare", "results.showcase": "results.showcase",
-             "facestudy-dashboard": "study.dashboard"}
+             "facestudy-dashboard": "study.dashboard", "results.curves": "results.curves"}
 
 
 @pytest.mark.parametrize("module", sorted(set(CLI_MAINS.values())))

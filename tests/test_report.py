@@ -23,7 +23,7 @@ from denoise_core.metrics import PSNR_CAP
 from denoise_core.model import ModelConfig, count_parameters
 from denoise_core.fit import TrainConfig, fit
 from results.compare import build_comparison
-from results.curves import noise_axis
+from results.curves import main as curves_main, noise_axis, tag_name
 from results.importance import param_importance
 from results.report import ReportOptions, build_report, main
 from results.study_dir import Study, checkpoint_file, read_study, study_data_path
@@ -187,20 +187,29 @@ def test_noisy_input_psnr_matches_the_analytic_value(env, report):
     assert curves.at["none", "noisy_psnr"] == PSNR_CAP  # the clean input: infinite PSNR, capped
 
 
-def test_curves_are_plotted_and_written_to_tensorboard(env, report):
+def test_curves_are_plotted_and_kept_out_of_the_studys_tensorboard(env, report, tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     assert (report / "robustness.png").is_file()
-    events = EventAccumulator(str(report / "tensorboard"))
-    events.Reload()
-    tags = set(events.Tags()["scalars"])
-    for model in (f"AE_1_{ranked_ids(env['study'])[0]}", "switching_median", "noisy_input"):
-        for metric in ("psnr", "ssim"):
-            for kind in ("sp", "gauss", "mixture"):
-                assert f"{metric}_vs_{kind}/{model}" in tags
-    steps = [event.step for event in events.Scalars("psnr_vs_sp/switching_median")]
-    assert steps == [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90]
-    assert [event.step for event in events.Scalars("psnr_vs_gauss/median3")] == [0, 10, 15, 25, 35, 50]
+    outside_trials = [p for p in env["study"].rglob("*tfevents*") if not p.relative_to(env["study"]).parts[0].startswith("trial_")]
+    assert not outside_trials  # tensorboard --logdir STUDY shows the trials only
+    assert "python -m results.curves" in (report / "index.html").read_text()
+    out = tmp_path / "curves"
+    with pytest.raises(SystemExit) as exit_info:
+        curves_main([str(report), "--out", str(out)])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    models = list(dict.fromkeys(curves_of(report)["model"]))
+    assert {p.parent.name for p in out.rglob("*tfevents*")} == {tag_name(m) for m in models} | {"noisy_input"}
+    assert f"AE_1_{ranked_ids(env['study'])[0]}" in {p.name for p in out.iterdir()}
+    median = EventAccumulator(str(out / "switching_median"))
+    median.Reload()
+    for metric in ("psnr", "ssim"):
+        for kind in ("sp", "gauss", "mixture"):
+            assert f"robustness/{metric}_vs_{kind}" in median.Tags()["scalars"]
+    assert [event.step for event in median.Scalars("robustness/psnr_vs_sp")] == [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90]
+    median3 = EventAccumulator(str(out / "median3"))
+    median3.Reload()
+    assert [event.step for event in median3.Scalars("robustness/psnr_vs_gauss")] == [0, 10, 15, 25, 35, 50]
 
 
 # ------------------------------------------------------------------------------------ grids and error analysis
@@ -360,7 +369,7 @@ def test_a_model_that_makes_faces_worse_is_flagged_where_it_does():
 
 
 def test_realistic_conditions_have_their_own_curves():
-    from results.curves import noise_axis
+    from results.curves import main as curves_main, noise_axis, tag_name
 
     assert (noise_axis("rv:0.2").kind, noise_axis("rv:0.2").level) == ("rv", 0.2)
     assert (noise_axis("sp:0.1+jpeg:90").kind, noise_axis("sp:0.1+jpeg:90").level) == ("jpeg", 10.0)

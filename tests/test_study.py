@@ -71,10 +71,12 @@ def test_trial_table_is_written_as_csv_and_parquet(finished):
     assert list(csv["trial_id"].astype(str)) == list(parquet["trial_id"].astype(str)) == list(summary.trials["trial_id"])
     assert {"param_lr", "param_loss", "param_model.bottleneck_size", "best_epoch", "best_val_psnr", "parameters", "time_s"} <= set(csv.columns)
     assert (study_dir / "study.yaml").read_text().startswith("name: finished")
+    assert pd.api.types.is_integer_dtype(parquet["param_model.bottleneck_size"])  # a whole-number choice stays whole in the tables
 
 
 def test_every_trial_writes_tensorboard_scalars_images_and_hparams(finished):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
     _, summary = finished
     trial_dirs = sorted(Path(summary.study_uri).glob("trial_*"))
@@ -89,7 +91,14 @@ def test_every_trial_writes_tensorboard_scalars_images_and_hparams(finished):
         assert {"train/loss", "val/loss", "val/ssim", "val/noisy_input_psnr", "train/lr"} <= set(events.Tags()["scalars"])
         assert not [tag for tag in events.Tags()["scalars"] if tag.startswith("ray/")]
         assert len(events.Images("val/noisy_denoised_clean")) == epochs
-        assert "_hparams_/session_start_info" in events.summary_metadata
+        start, experiment = (HParamsPluginData.FromString(events.summary_metadata[f"_hparams_/{tag}"].plugin_data.content)
+                             for tag in ("session_start_info", "experiment"))
+        sampled = json.loads(trial_dir.joinpath("params.json").read_text())
+        assert type(sampled["model.bottleneck_size"]) is int  # an int through Optuna, Tune's config and its files
+        assert start.session_start_info.hparams["model.bottleneck_size"].string_value == str(sampled["model.bottleneck_size"])  # 8, not 8.000
+        assert start.session_start_info.hparams["lr"].number_value == pytest.approx(sampled["lr"])
+        infos = {info.name: info for info in experiment.experiment.hparam_infos}
+        assert [v.string_value for v in infos["model.bottleneck_size"].domain_discrete.values] == ["4", "8"]  # every choice, in order
         assert "val_images" not in trial_dir.joinpath("result.json").read_text()
         assert "val_images" not in trial_dir.joinpath("progress.csv").read_text()
 
