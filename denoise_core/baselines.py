@@ -302,18 +302,17 @@ BASELINES: dict[str, Baseline] = {
 TUNABLE: dict[str, str] = {"gaussian_blur": "sigma", "tv": "weight", "nlm": "h", "bm3d": "sigma"}
 
 
-def tune_parameter(name: str, noisy_val: np.ndarray, clean_val: np.ndarray, grid: list[float]) -> tuple[float, list[tuple[float, float]]]:
+def tune_parameter(name: str, noisy_val: np.ndarray, clean_val: np.ndarray, grid: list[float]) -> tuple[float, list[tuple[float, float]], torch.Tensor]:
     """Pick a baseline's main parameter on validation images by mean PSNR, so the comparison with learned
-    models is not won by a badly set classical filter. Returns the best value and (value, mean PSNR) rows
-    in grid order; ties go to the earlier grid value."""
+    models is not won by a badly set classical filter. Returns the best value, (value, mean PSNR) rows in grid
+    order (ties go to the earlier grid value), and the per-image PSNR at the best value: the tuned filter's
+    validation scores, which need not be computed again."""
     if name not in TUNABLE:
         raise ValueError(f"'{name}' has no tunable parameter; tunable baselines: {', '.join(TUNABLE)}")
     if len(grid) == 0:
         raise ValueError("grid is empty")
     clean = torch.from_numpy(_as_batch(clean_val))
-    table = []
-    for value in grid:
-        denoised = BASELINES[name](noisy_val, **{TUNABLE[name]: value})
-        table.append((value, float(psnr(torch.from_numpy(denoised), clean).mean())))
-    best = max(table, key=lambda row: row[1])
-    return best[0], table
+    per_image = [psnr(torch.from_numpy(BASELINES[name](noisy_val, **{TUNABLE[name]: value})), clean) for value in grid]
+    table = [(value, float(scores.mean())) for value, scores in zip(grid, per_image)]
+    best = max(range(len(grid)), key=lambda index: table[index][1])
+    return grid[best], table, per_image[best]

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -33,7 +36,7 @@ from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.inference import resolve_device
 from denoise_core import settings
 from denoise_core.settings import Flag, add_flags, add_layer_arguments, read_layers, to_dict
-from results.classical import BaselinePlan, baseline_curves, best_baseline, reference_baselines, validation_scores
+from results.classical import BaselinePlan, best_baseline, reference_baselines, started
 from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_curves, with_clean_point, write_tensorboard
 from results.html import Section, Table, render_html, render_markdown
 from results.leaderboard import leaderboard, test_conditions, trial_test_rows
@@ -47,6 +50,7 @@ from results.study_dir import Study, read_study, study_data_path, study_warnings
 
 log = logging.getLogger("results.report")
 REPORT_DIR = "report"
+MAX_WORKERS = 8
 
 
 @dataclass
@@ -57,9 +61,11 @@ class Stopwatch:
     started: float = field(default_factory=time.perf_counter)
 
     def lap(self, step: str) -> None:
+        """Close ``step`` and log it: a long report shows its progress step by step."""
         now = time.perf_counter()
         self.steps[step] = self.steps.get(step, 0.0) + now - self.started
         self.started = now
+        log.info("%s: %.1f s", step, self.steps[step])
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame({"step": list(self.steps), "seconds": list(self.steps.values())})
@@ -93,7 +99,13 @@ def score_cache(options: ReportOptions) -> ScoreCache:
 
 
 def baseline_plan(options: ReportOptions) -> BaselinePlan:
-    return BaselinePlan(faces=options.faces, slow_faces=options.bm3d_faces, tune_faces=options.tune_faces, bm3d_conditions=options.bm3d_conditions)
+    return BaselinePlan(faces=options.faces, slow_faces=options.bm3d_faces, tune_faces=options.tune_faces, bm3d_conditions=options.bm3d_conditions,
+                        workers=options.workers or default_workers())
+
+
+def default_workers() -> int:
+    """One process per CPU core this process may use, at most ``MAX_WORKERS`` (each holds its own torch and faces)."""
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, MAX_WORKERS))
 
 
 def learned_curves(learned: list[Learned], holdout: Holdout, conditions: tuple[str, ...], faces: int | None, known: pd.DataFrame) -> pd.DataFrame:
@@ -146,55 +158,82 @@ def build_report(study_dir: Path, data: str | None = None, options: ReportOption
 
 
 def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, clock: Stopwatch) -> tuple[list[Section], str]:
-    """Compute every artefact into ``work`` and return the report's sections and its one-line headline."""
+    """Compute every artefact into ``work`` and return the report's sections and its one-line headline.
+
+    The classical filters' jobs start first, on their own processes; the learned models are scored here meanwhile,
+    then what needs the reference filter (chosen on validation: the grids, the error analysis) runs while the
+    filters' test scores finish.
+    """
     conditions = curve_conditions(study.conditions)
     holdout = curve_holdout(splits, conditions)
     device = resolve_device(options.device)
     clock.lap("hold-out")
+    plan = baseline_plan(options)
+    log.info("report: %d conditions, the classical filters on %d process(es)", len(conditions), plan.workers)
+    with started(holdout, splits.val_unique, conditions, plan, score_cache(options)) as baselines, torch_threads(1 if baselines.pooled else None):
+        trial_models, notes = load_trial_models(study, device)
+        notes = reading_warnings([study], options.faces, holdout) + notes
+        scored = test_conditions(study, conditions)
+        test_rows = trial_test_rows(trial_models, holdout, scored, options.faces, device)
+        board = leaderboard(study, test_rows, {m.trial_id: m.parameters for m in trial_models})
+        board.to_csv(work / "leaderboard.csv", index=False)
+        leader = leaderboard_section(study, board, scored, options.faces, notes, work)
+        clock.lap("leaderboard")
+        search = search_section(study, work)
+        clock.lap("the search")
+        tradeoffs = tradeoffs_section(study, work)
+        clock.lap("trade-offs")
+        questions = questions_section(study, test_rows, scored, options.faces, work)
+        clock.lap("questions")
 
-    trial_models, notes = load_trial_models(study, device)
-    notes = reading_warnings([study], options.faces, holdout) + notes
-    scored = test_conditions(study, conditions)
-    test_rows = trial_test_rows(trial_models, holdout, scored, options.faces, device)
-    board = leaderboard(study, test_rows, {m.trial_id: m.parameters for m in trial_models})
-    board.to_csv(work / "leaderboard.csv", index=False)
-    leader = leaderboard_section(study, board, scored, options.faces, notes, work)
-    clock.lap("leaderboard")
-    search = search_section(study, work)
-    clock.lap("the search")
-    tradeoffs = tradeoffs_section(study, work)
-    clock.lap("trade-offs")
-    questions = questions_section(study, test_rows, scored, options.faces, work)
-    clock.lap("questions")
+        by_id = {m.trial_id: m for m in trial_models}
+        learned = [Learned(f"AE#{rank} {row.trial_id}", by_id[row.trial_id], as_denoiser(by_id[row.trial_id].model, device))
+                   for rank, row in enumerate(top_trials(study, options.top).itertuples(), start=1) if row.trial_id in by_id]
+        model_rows = learned_curves(learned, holdout, conditions, options.faces, test_rows)
+        clock.lap("curves: learned models")
+        tuning, validation = baselines.validation()
+        best = best_baseline(validation)
+        clock.lap("baselines: tuning and validation (waiting)")
 
-    by_id = {m.trial_id: m for m in trial_models}
-    learned = [Learned(f"AE#{rank} {row.trial_id}", by_id[row.trial_id], as_denoiser(by_id[row.trial_id].model, device))
-               for rank, row in enumerate(top_trials(study, options.top).itertuples(), start=1) if row.trial_id in by_id]
-    model_rows = learned_curves(learned, holdout, conditions, options.faces, test_rows)
-    clock.lap("curves: learned models")
-    scores = score_cache(options)
-    baseline_rows, tuning = baseline_curves(holdout, splits.val_unique, conditions, baseline_plan(options), scores)
-    validation = validation_scores(splits.val_unique, conditions, baseline_plan(options), tuning, scores)
-    clock.lap("curves: baselines")
+        grid_section = grids_section(learned, best, tuning, holdout, work)
+        clock.lap("grids")
+        analysis = None
+        if options.analysis:
+            faces = min(options.analysis_faces or len(holdout.clean), options.faces or len(holdout.clean))
+            analysis = analysis_section(learned, best, tuning, trial_models, holdout, faces, work)
+            clock.lap("error analysis")
+        baseline_rows = baselines.curves()
+        filters = baselines.work()
+        clock.lap("baselines: test scores (waiting)")
     curves = pd.concat([f for f in (model_rows, baseline_rows) if len(f)], ignore_index=True)
     curves.to_csv(work / "curves.csv", index=False)
     tuning.to_csv(work / "baseline_tuning.csv", index=False)
+    filters.to_csv(work / "baselines.csv", index=False)
     plot_curves(curves, work / "robustness.png", f"{study.name}: robustness on the fixed noisy hold-out (test faces not in Training)")
     write_tensorboard(curves, work / "tensorboard")
-    best = best_baseline(validation)
     references = reference_baselines(validation, curves)
     references.to_csv(work / "reference_baselines.csv", index=False)
-    robust = robustness_section(curves, best, references, options.tune_faces, holdout, [model.name for model in learned])
+    robust = robustness_section(curves, best, references, filters, holdout, [model.name for model in learned])
     clock.lap("curves: plots")
-
-    grid_section = grids_section(learned, best, tuning, holdout, work)
-    clock.lap("grids")
-    sections = [leader, search, tradeoffs, questions, robust, grid_section]
-    if options.analysis:
-        faces = min(options.analysis_faces or len(holdout.clean), options.faces or len(holdout.clean))
-        sections.append(analysis_section(learned, best, tuning, trial_models, holdout, faces, work))
-        clock.lap("error analysis")
+    sections = [leader, search, tradeoffs, questions, robust, grid_section, *([analysis] if analysis else [])]
     return sections, headline(learned, curves, best)
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """This process's torch threads set to ``count`` for a while (None: as they are): one while the filters' processes
+    use the other cores, as more would only contend with them."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Flag]]:

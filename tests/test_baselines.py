@@ -282,13 +282,16 @@ def test_bm3d_returns_float32_unit_range_images_and_improves_psnr_on_gaussian_no
 
 def test_tune_parameter_picks_the_best_grid_value_and_returns_the_table(clean: np.ndarray, gaussy: np.ndarray) -> None:
     grid = [0.5, 1.0, 2.0]
-    best, table = B.tune_parameter("gaussian_blur", gaussy, clean, grid)
+    best, table, per_image = B.tune_parameter("gaussian_blur", gaussy, clean, grid)
     assert [value for value, _ in table] == grid
     assert best in grid
     assert best == max(table, key=lambda row: row[1])[0] == 2.0
     for value, db in table:
         assert db == pytest.approx(mean_psnr(B.gaussian_blur(gaussy, sigma=value), clean))
     assert table[0][1] < table[1][1] < table[2][1]
+    blurred = B.gaussian_blur(gaussy, sigma=2.0).astype(np.float64)  # the tuned filter's own per-image PSNR, in image order
+    expected = [10 * np.log10(1 / np.mean((b - c.astype(np.float64)) ** 2)) for b, c in zip(blurred, clean)]
+    assert per_image.tolist() == pytest.approx(expected, abs=1e-9) and float(per_image.mean()) == table[2][1]
 
 
 def test_tune_parameter_refuses_a_baseline_without_a_tunable_parameter(clean: np.ndarray, gaussy: np.ndarray) -> None:

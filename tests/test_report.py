@@ -392,29 +392,65 @@ def test_the_reference_filter_is_the_best_on_validation_even_where_another_is_be
     assert references.loc["gauss:25", ["baseline", "val_faces", "test_psnr", "test_faces"]].tolist() == ["gaussian_blur", 2, 24.0, 24]
 
 
-def test_validation_scores_are_the_tuning_scores_of_each_filter_at_its_tuned_setting(tmp_path):
+def test_every_filter_is_validated_on_the_same_faces_and_noise_at_its_tuned_setting(tmp_path):
+    from denoise_core.baselines import TUNABLE
     from denoise_core.data import to_float
     from denoise_core.holdout import make_holdout
-    from results.classical import VAL_SEED, BaselinePlan, baseline_curves, validation_scores
+    from results.classical import VAL_SEED, BaselinePlan, baseline_denoiser, started
     from results.score_cache import ScoreCache
     from synthetic import smooth_faces
 
     faces = smooth_faces(20, seed=5)
-    plan = BaselinePlan(faces=8, tune_faces=6, names=("median3", "gaussian_blur"), bm3d_conditions=())
+    plan = BaselinePlan(faces=8, slow_faces=2, tune_faces=6, names=("median3", "gaussian_blur", "nlm"), bm3d_conditions=())
     conditions = ("sp:0.3", "gauss:25")
     holdout = make_holdout(faces[12:], conditions, seed=3)
     cache = ScoreCache(tmp_path / "cache")
-    _, tuning = baseline_curves(holdout, faces[:12], conditions, plan, cache)
-    validation = validation_scores(faces[:12], conditions, plan, tuning, cache).set_index(["baseline", "condition"])
-    assert (validation["faces"] == 6).all() and len(validation) == 4
-    for row in tuning.itertuples():
-        assert np.mean(validation.loc[(row.baseline, row.condition), "face_psnr"]) == pytest.approx(row.val_psnr, abs=1e-9)
-    noisy = to_float(make_holdout(faces[:6], ("sp:0.3",), VAL_SEED).noisy[0])
-    median = BASELINES["median3"](noisy)
-    expected = [float(10 * np.log10(1 / np.mean((m.astype(np.float64) - c) ** 2))) for m, c in zip(median, to_float(faces[:6]).astype(np.float64))]
-    assert validation.loc[("median3", "sp:0.3"), "face_psnr"] == pytest.approx(expected, abs=1e-9)
-    again = validation_scores(faces[:12], conditions, plan, tuning, cache)  # from the cache: the same numbers
+    with started(holdout, faces[:12], conditions, plan, cache) as run:
+        tuning, validation = run.validation()
+        first = run.curves()
+    validation = validation.set_index(["baseline", "condition"])
+    assert (validation["faces"] == 6).all() and len(validation) == 6  # NLM is tuned on 2 faces (slow_faces) but validated on all 6
+    assert tuning.set_index("baseline").loc["nlm", "val_faces"].tolist() == [2, 2]
+    for condition in conditions:
+        noisy = to_float(make_holdout(faces[:6], (condition,), VAL_SEED).noisy[0])  # one noise draw for every filter
+        for name in plan.names:
+            own = tuning[(tuning["baseline"] == name) & (tuning["condition"] == condition)]
+            restored = baseline_denoiser(name, float(own["value"].iloc[0]) if name in TUNABLE else None)(noisy).astype(np.float64)
+            expected = [float(10 * np.log10(1 / np.mean((r - c) ** 2))) for r, c in zip(restored, to_float(faces[:6]).astype(np.float64))]
+            assert validation.loc[(name, condition), "face_psnr"] == pytest.approx(expected, abs=1e-9), (name, condition)
+            if len(own):  # the tuning score is the mean over the faces it was tuned on
+                assert np.mean(expected[:int(own["val_faces"].iloc[0])]) == pytest.approx(float(own["val_psnr"].iloc[0]), abs=1e-9)
+    with started(holdout, faces[:12], conditions, plan, cache) as run:  # from the cache: the same numbers, nothing computed
+        _, again = run.validation()
+        pd.testing.assert_frame_equal(run.curves(), first)
+        assert run.seconds == {} and run.pending == []
     assert again.set_index(["baseline", "condition"])["face_psnr"].to_dict() == validation["face_psnr"].to_dict()
+
+
+def test_the_filters_score_the_same_on_worker_processes_as_here(tmp_path):
+    from results.classical import BaselinePlan, started
+    from results.score_cache import ScoreCache
+    from synthetic import smooth_faces
+
+    faces = smooth_faces(30, seed=7)
+    conditions = ("none", "sp:0.3", "gauss:25", "sp:0.1+gauss:10")
+    holdout = make_holdout(faces[12:], conditions[1:], seed=3)
+    from results.curves import with_clean_point
+
+    holdout = with_clean_point(holdout)
+    tables = []
+    for workers in (1, 2):
+        plan = BaselinePlan(faces=12, slow_faces=2, tune_faces=5, names=tuple(n for n in BASELINES if n != "bm3d"), workers=workers)  # BM3D: seconds a face
+        with started(holdout, faces[:12], conditions, plan, ScoreCache(None)) as run:
+            assert run.pooled == (workers > 1)
+            tuning, validation = run.validation()
+            curves = run.curves().drop(columns="seconds")
+        tables.append((tuning, validation, curves))
+    (tuning, validation, curves), (tuning2, validation2, curves2) = tables
+    pd.testing.assert_frame_equal(tuning, tuning2)
+    pd.testing.assert_frame_equal(validation, validation2)
+    pd.testing.assert_frame_equal(curves, curves2)
+    assert len(curves) == 9 * 4 and curves["psnr"].notna().all() and (tuning["val_faces"] == [5] * 8 + [2] * 4).all()
 
 
 def test_the_report_chooses_its_reference_filters_on_validation_and_says_so(env, report):
