@@ -41,7 +41,7 @@ from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_
 from results.html import Section, Table, render_html, render_markdown
 from results.leaderboard import leaderboard, test_conditions, trial_test_rows
 from results.models import Learned, as_denoiser, load_trial_models
-from results.options import ReportOptions
+from results.options import ReportOptions, study_options
 from results.output import check_output, publish, scratch_dir
 from results.score_cache import ScoreCache
 from results.sections import (analysis_section, grids_section, headline, leaderboard_section, questions_section, robustness_section, search_section,
@@ -238,13 +238,15 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Flag]]:
     parser = ArgumentParser(prog="python -m results.report", description="Build STUDY_DIR/report/ from a finished study.",
-                            epilog=OPTIONS_EPILOG)
+                            epilog=REPORT_EPILOG)
     parser.add_argument("study_dir", type=Path, help="a finished study's directory (STORAGE/NAME, with study.yaml and trials.csv)")
     flags = add_option_arguments(parser, ReportOptions())
     return parser.parse_args(argv), flags
 
 
 OPTIONS_EPILOG = "Options: ReportOptions defaults < --config FILE < flags < --set KEY=VALUE (values are YAML)."
+REPORT_EPILOG = ("Options: ReportOptions defaults < the study's report_options (study.yaml) < --config FILE < flags < --set KEY=VALUE "
+                 "(values are YAML): without flags, the report the study built at its end.")
 
 
 def add_option_arguments(parser: argparse.ArgumentParser, defaults: ReportOptions) -> list[Flag]:
@@ -259,6 +261,12 @@ def add_option_arguments(parser: argparse.ArgumentParser, defaults: ReportOption
 def options_from(args: argparse.Namespace, flags: list[Flag], defaults: ReportOptions = ReportOptions()) -> ReportOptions:
     """The options a command line asks for, over ``defaults``, through the settings pipeline."""
     return settings.assemble(ReportOptions, to_dict(defaults), read_layers(args, flags))
+
+
+def saved_options(study_dir: Path) -> ReportOptions:
+    """The options the study built its own report with (its ``report_options``): a rebuilt report is the same report
+    unless flags say otherwise."""
+    return study_options(read_study(study_dir).config.get("report_options") or {})
 
 
 def set_threads(threads: int | None) -> None:
@@ -277,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         setup_logging(args.verbose)
         set_threads(args.threads)
-        out = build_report(args.study_dir, args.data, options_from(args, flags))
+        out = build_report(args.study_dir, args.data, options_from(args, flags, saved_options(args.study_dir)))
         print(f"report: {out / 'index.html'}\nsummary: {out / 'summary.md'}")
 
     run_cli(run, "results.report")

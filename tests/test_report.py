@@ -253,6 +253,30 @@ def test_html_report_renders_every_figure_in_chromium(report, tmp_path):
 # ---------------------------------------------------------------------------------------- refusals and errors
 
 
+def test_the_command_rebuilds_the_report_with_the_studys_own_options_unless_flags_say_otherwise(env, tmp_path, capsys):
+    from results.report import saved_options
+    from study.config import build_config, study_report_options
+
+    assert study_report_options(build_config("local")) == ReportOptions()  # the defaults are the first report's, the local preset's
+    assert saved_options(env["study"]) == ReportOptions()  # a study without report_options (this one) gets the defaults
+    assert study_report_options(build_config("full")).bm3d_faces == 200
+    study = tmp_path / "own-options"
+    shutil.copytree(env["study"], study, ignore=shutil.ignore_patterns("report"))
+    config = yaml.safe_load((study / "study.yaml").read_text())
+    own = {"top": 1, "faces": 8, "bm3d_faces": 1, "tune_faces": 2, "analysis": False, "bm3d_conditions": ["gauss:25"], "workers": 1}
+    (study / "study.yaml").write_text(yaml.safe_dump({**config, "report_options": own}))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(study), "--tune-faces", "3"])
+    assert exit_info.value.code == 0 and "report:" in capsys.readouterr().out
+    filters = pd.read_csv(study / "report" / "baselines.csv").set_index("baseline")
+    assert (filters["validated_on"] == 3).all() and filters.at["median3", "test_faces"] == 8 and filters.at["bm3d", "test_faces"] == 1
+    assert filters.at["bm3d", "where"] == "gauss:25" and "Error analysis" not in (study / "report" / "summary.md").read_text()
+    (study / "study.yaml").write_text(yaml.safe_dump({**config, "report_options": {"bm3d_face": 2}}))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(study), "--overwrite"])
+    assert exit_info.value.code == 2 and "report_options.bm3d_face" in capsys.readouterr().err
+
+
 def test_an_existing_report_is_refused(env, report, capsys):
     before = (report / "index.html").stat().st_mtime_ns
     with pytest.raises(SystemExit) as exit_info:
@@ -496,3 +520,28 @@ def test_a_short_trial_table_a_study_given_twice_and_too_many_faces_are_warned(e
     assert warnings[-1] == "--faces 100000 is more than the 5 faces of the hold-out; every score uses those 5"
     assert [record.getMessage() for record in caplog.records] == warnings
     assert reading_warnings([dataclasses.replace(study, config={**study.config, "num_samples": 4})], 5, holdout) == warnings[1:2]
+
+
+# ------------------------------------------------------------------------------------------------- progress
+
+
+def test_the_studys_console_shows_the_reports_progress_from_verbose_1(capsys):
+    import logging
+
+    from denoise_core.cli import setup_logging
+    from study.run import show_report_progress
+
+    root, results = logging.getLogger(), logging.getLogger("results")
+    handlers, level, results_level = root.handlers[:], root.level, results.level
+    root.handlers.clear()
+    try:
+        setup_logging(quiet=True)  # the study's logging at verbose 1: warnings only
+        logging.getLogger("results.classical").info("hidden")
+        show_report_progress(1)
+        logging.getLogger("results.classical").info("baseline bm3d: 3 conditions")
+        logging.getLogger("denoise_core.data").info("still hidden")
+        assert [line.split(" ", 1)[1] for line in capsys.readouterr().out.splitlines()] == ["INFO baseline bm3d: 3 conditions"]
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        results.setLevel(results_level)
