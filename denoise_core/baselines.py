@@ -48,21 +48,44 @@ def adaptive_median(noisy: np.ndarray, max_window: int = 7) -> np.ndarray:
     """Gonzalez & Woods adaptive median: grow the window (3, 5, ...) until its median is not an extreme,
     then keep the pixel unless it is itself an extreme of the window; at the largest window output its median.
 
-    Min, median and max are computed for every window size over the whole batch; the smallest window whose
-    median lies strictly between its min and max decides each pixel.
+    Min, median and max of the smallest window are computed for the whole batch; each larger window only for the
+    pixels still undecided (a few percent of a face but at high impulse densities), gathered where they are few.
     """
     images = _as_batch(noisy)
-    sizes = list(_windows(max_window))
-    out = None
-    for size in reversed(sizes):  # smaller windows overwrite, so the smallest valid one wins
+    flat = images.reshape(-1)
+    out = np.empty_like(flat)
+    todo = np.arange(flat.size)
+    for size in _windows(max_window):
+        low, middle, high = _window_order_statistics(images, todo, size)
+        valid = (low < middle) & (middle < high)
+        value = flat[todo]
+        out[todo[valid]] = np.where((low < value) & (value < high), value, middle)[valid]
+        todo, last = todo[~valid], middle[~valid]
+        if len(todo) == 0:
+            break
+    out[todo] = last  # no valid window at all: the largest window's median
+    return _finish(out.reshape(images.shape))
+
+
+def _window_order_statistics(images: np.ndarray, flat_index: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Minimum, median and maximum of the size x size window (scipy 'reflect' border) at each listed pixel: filtered
+    over the whole batch where most pixels are listed, else gathered at the listed ones only (the same values)."""
+    if len(flat_index) > images.size // 2:
         footprint = (1, size, size)
-        zmin = ndimage.minimum_filter(images, size=footprint, mode="reflect")
-        zmax = ndimage.maximum_filter(images, size=footprint, mode="reflect")
-        zmed = ndimage.median_filter(images, size=footprint, mode="reflect")
-        out = zmed if out is None else out  # no valid window at all: the largest window's median
-        keep_pixel = (zmin < images) & (images < zmax)
-        out = np.where((zmin < zmed) & (zmed < zmax), np.where(keep_pixel, images, zmed), out)
-    return _finish(out)
+        return tuple(f(images, size=footprint, mode="reflect").reshape(-1)[flat_index]
+                     for f in (ndimage.minimum_filter, ndimage.median_filter, ndimage.maximum_filter))
+    radius, count = size // 2, size * size
+    padded = np.pad(images, ((0, 0), (radius, radius), (radius, radius)), mode="symmetric").reshape(-1)  # = scipy's 'reflect'
+    height, width = images.shape[1:]
+    image, rest = flat_index // (height * width), flat_index % (height * width)
+    corner = (image * (height + 2 * radius) + rest // width) * (width + 2 * radius) + rest % width
+    offsets = (np.arange(size)[:, None] * (width + 2 * radius) + np.arange(size)[None, :]).reshape(-1)
+    low, middle, high = (np.empty(len(flat_index), np.float32) for _ in range(3))
+    block = 100_000
+    for start in range(0, len(flat_index), block):
+        ordered = np.partition(padded[corner[start:start + block, None] + offsets[None, :]], (0, count // 2, count - 1), axis=1)
+        low[start:start + block], middle[start:start + block], high[start:start + block] = ordered[:, 0], ordered[:, count // 2], ordered[:, -1]
+    return low, middle, high
 
 
 def switching_median(noisy: np.ndarray, max_window: int = 7) -> np.ndarray:
