@@ -335,6 +335,19 @@ def test_biharmonic_inpaint_solves_the_per_pixel_biharmonic_equation_and_keeps_k
     np.testing.assert_allclose(out[unknown], reference_biharmonic_fill(noisy, unknown)[unknown], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("density,size", [(0.05, 48), (0.5, 48), (0.95, 48), (0.4, 5), (0.6, 9)])
+def test_biharmonic_inpaint_equals_scikit_image_bit_for_bit(density: float, size: int) -> None:
+    from skimage.restoration import inpaint_biharmonic
+
+    images = with_impulses(smooth_faces(3, seed=12, size=size), density, seed=13)
+    images[0, :2, :] = 1.0  # holes along the border and in the corners, where the stencils are cut off
+    images[1, :, -1] = 0.0
+    out = B.biharmonic_inpaint(images)
+    for image, got in zip(images.astype(np.float64), out):
+        unknown = (image <= 0) | (image >= 1)
+        np.testing.assert_array_equal(got, np.clip(inpaint_biharmonic(image, unknown), 0, 1).astype(np.float32))
+
+
 def test_biharmonic_inpaint_recovers_a_ramp_exactly_and_leaves_images_with_nothing_to_fill_alone() -> None:
     ramp = np.add.outer(np.linspace(0.2, 0.5, 16), np.linspace(0.1, 0.4, 16)).astype(np.float32)
     noisy = ramp.copy()
