@@ -25,7 +25,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from time import perf_counter
+from time import process_time
 from typing import Iterator
 
 import numpy as np
@@ -129,17 +129,17 @@ class Done:
     job: Job
     validation: dict | None  # value, tune_psnr (mean over the tuning faces), face_psnr (every validation face)
     scores: dict | None
-    seconds: float  # the job's own work
+    seconds: float  # the job's CPU time (its process's: a worker runs one job at a time, on one thread)
 
 
 def run_job(faces: Faces, job: Job) -> Done:
-    started = perf_counter()
+    started = process_time()
     validation = validate(job.name, faces.val_clean, faces.val_noisy[job.condition], job.tune_faces) if job.validate else None
     scores = None
     if job.score:
         value = validation["value"] if validation else job.value
         scores = score_slab(baseline_denoiser(job.name, value), faces.clean[:job.test_faces], faces.noisy[job.condition][:job.test_faces], job.noisy_scores)
-    return Done(job, validation, scores, perf_counter() - started)
+    return Done(job, validation, scores, process_time() - started)
 
 
 def validate(name: str, clean: np.ndarray, noisy: np.ndarray, tune_faces: int) -> dict:
@@ -279,7 +279,7 @@ class BaselineRun:
 
     def log_baseline(self, name: str) -> None:
         conditions = baseline_conditions(name, self.conditions, self.plan)
-        log.info("baseline %s: %d conditions on %d test faces, validated on %d faces, in %.1f s", name, len(conditions),
+        log.info("baseline %s: %d conditions on %d test faces, validated on %d faces, in %.1f CPU s", name, len(conditions),
                  self.test_faces(name), len(self.faces.val_clean), self.seconds.get(name, 0.0))
 
     def validation(self) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -309,13 +309,13 @@ class BaselineRun:
         return pd.DataFrame(rows, columns=list(COLUMNS))
 
     def work(self) -> pd.DataFrame:
-        """Where each filter ran, on how many faces, and the seconds its jobs took (0 where the cache had them)."""
+        """Where each filter ran, on how many faces, and the CPU seconds its jobs took (0 where the cache had them)."""
         rows = []
         for name in self.plan.names:
             conditions = baseline_conditions(name, self.conditions, self.plan)
             rows.append({"baseline": name, "conditions": len(conditions), "where": "every condition" if conditions == self.conditions else ", ".join(conditions),
                          "test_faces": self.test_faces(name), "tuned_on": tuning_faces(name, self.plan) if name in TUNABLE else 0,
-                         "validated_on": len(self.faces.val_clean), "seconds": round(self.seconds.get(name, 0.0), 1)})
+                         "validated_on": len(self.faces.val_clean), "cpu_s": round(self.seconds.get(name, 0.0), 1)})
         return pd.DataFrame(rows)
 
 

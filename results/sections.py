@@ -247,8 +247,8 @@ def robustness_section(curves: pd.DataFrame, best: str, references: pd.DataFrame
         Table(pivot(curves, "ssim_gauss", SUMMARY_CONDITIONS), "Gaussian-window SSIM (11x11, sigma 1.5: the window of Wang et al. 2004 "
               "and BasicSR, for comparing with published tables; the SSIM above is scikit-image's 7x7 uniform window) at selected conditions"),
         *(Text(line, "warning") for line in harm_warnings(curves, models)),
-        Table(filters, "classical filters: the conditions each ran at, its test, tuning and validation faces, and the seconds its work took "
-              "in this report (0: from the cache of an earlier one; baselines.csv)", markdown_rows=20),
+        Table(filters, "classical filters: the conditions each ran at, its test, tuning and validation faces, and the CPU seconds its work "
+              "took in this report (0: from the cache of an earlier one; baselines.csv)", markdown_rows=20),
         Text("The reference classical filter of each condition is chosen on validation, never on the test faces it is then scored "
              f"on: the filter with the highest mean PSNR on the same {validated_on} validation faces (PublicTest, copies of Training faces "
              "removed) corrupted with that condition's validation noise, every filter at its tuned setting; its test scores stand "
