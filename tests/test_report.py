@@ -464,7 +464,7 @@ def test_the_filters_score_the_same_on_worker_processes_as_here(tmp_path):
     holdout = with_clean_point(holdout)
     tables = []
     for workers in (1, 2):
-        plan = BaselinePlan(faces=12, slow_faces=2, tune_faces=5, names=tuple(n for n in BASELINES if n != "bm3d"), workers=workers)  # BM3D: seconds a face
+        plan = BaselinePlan(faces=12, slow_faces=1, tune_faces=5, bm3d_conditions=("gauss:25",), workers=workers)
         with started(holdout, faces[:12], conditions, plan, ScoreCache(None)) as run:
             assert run.pooled == (workers > 1)
             tuning, validation = run.validation()
@@ -474,7 +474,7 @@ def test_the_filters_score_the_same_on_worker_processes_as_here(tmp_path):
     pd.testing.assert_frame_equal(tuning, tuning2)
     pd.testing.assert_frame_equal(validation, validation2)
     pd.testing.assert_frame_equal(curves, curves2)
-    assert len(curves) == 9 * 4 and curves["psnr"].notna().all() and (tuning["val_faces"] == [5] * 8 + [2] * 4).all()
+    assert len(curves) == 9 * 4 + 1 and curves["psnr"].notna().all() and (tuning["val_faces"] == [5] * 8 + [1] * 5).all()  # BM3D: gauss:25
 
 
 def test_the_report_chooses_its_reference_filters_on_validation_and_says_so(env, report):
