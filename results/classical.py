@@ -22,7 +22,7 @@ import hashlib
 import logging
 import multiprocessing
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from time import process_time
@@ -110,13 +110,17 @@ def job_faces(holdout: Holdout, val: np.ndarray, conditions: tuple[str, ...], pl
     return Faces(holdout.clean[:test], {c: holdout.noisy_for(c)[:test] for c in conditions}, val_clean, val_noisy)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Job:
-    """One filter at one condition: tune it (if it has a parameter) and validate it, and/or score it on the test faces."""
+    """One filter at one condition, with the uint8 faces it reads: tune it (if it has a parameter) and validate it on
+    the validation faces, and/or score it on the test faces."""
 
     name: str
     condition: str
-    test_faces: int  # the first this many test faces
+    clean: np.ndarray  # the test faces it is scored on
+    noisy: np.ndarray
+    val_clean: np.ndarray  # the validation faces, with this condition's validation noise
+    val_noisy: np.ndarray
     tune_faces: int  # the first this many validation faces tune the parameter
     validate: bool
     score: bool
@@ -126,20 +130,19 @@ class Job:
 
 @dataclass(frozen=True)
 class Done:
-    job: Job
     validation: dict | None  # value, tune_psnr (mean over the tuning faces), face_psnr (every validation face)
     scores: dict | None
     seconds: float  # the job's CPU time (its process's: a worker runs one job at a time, on one thread)
 
 
-def run_job(faces: Faces, job: Job) -> Done:
+def run_job(job: Job) -> Done:
     started = process_time()
-    validation = validate(job.name, faces.val_clean, faces.val_noisy[job.condition], job.tune_faces) if job.validate else None
+    validation = validate(job.name, job.val_clean, job.val_noisy, job.tune_faces) if job.validate else None
     scores = None
     if job.score:
         value = validation["value"] if validation else job.value
-        scores = score_slab(baseline_denoiser(job.name, value), faces.clean[:job.test_faces], faces.noisy[job.condition][:job.test_faces], job.noisy_scores)
-    return Done(job, validation, scores, process_time() - started)
+        scores = score_slab(baseline_denoiser(job.name, value), job.clean, job.noisy, job.noisy_scores)
+    return Done(validation, scores, process_time() - started)
 
 
 def validate(name: str, clean: np.ndarray, noisy: np.ndarray, tune_faces: int) -> dict:
@@ -173,16 +176,27 @@ def score_key(name: str, value: float | None, condition: str, faces: Faces, coun
             "slab": digest(faces.clean[:count], faces.noisy[condition][:count])}
 
 
-_WORKER_FACES: list[Faces] = []  # a worker process's copy of the faces, sent once when it starts rather than with every job
+def one_thread() -> None:
+    """A worker's start: one process per core, so more torch threads per process would only contend."""
+    torch.set_num_threads(1)
 
 
-def _start_worker(faces: Faces) -> None:
-    torch.set_num_threads(1)  # one process per core: more threads per process would only contend
-    _WORKER_FACES.append(faces)
-
-
-def _worker_job(job: Job) -> Done:
-    return run_job(_WORKER_FACES[0], job)
+@contextmanager
+def filter_processes(workers: int) -> Iterator[Executor]:
+    """``workers`` spawned processes (a fresh interpreter each, never a fork of this one's threads), started at once so
+    that their imports overlap the caller's own work, and shut down on the way out (queued jobs cancelled); 1: jobs
+    run here, each as it is queued. A script that builds reports must guard its entry point (``if __name__ ==
+    "__main__":``), as every spawning program must."""
+    if workers <= 1:
+        yield InProcess()
+        return
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread)
+    try:
+        for _ in range(workers):
+            pool.submit(one_thread)
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class InProcess(Executor):
@@ -197,10 +211,6 @@ class InProcess(Executor):
         return future
 
 
-def worker_count(requested: int, jobs: int) -> int:
-    return max(1, min(requested, jobs))
-
-
 @dataclass
 class BaselineRun:
     """The plan's jobs, queued at once: ``validation`` waits for the tuning and validation only, ``curves`` for everything."""
@@ -210,7 +220,6 @@ class BaselineRun:
     cache: ScoreCache
     faces: Faces
     executor: Executor
-    pooled: bool
     validations: dict[tuple[str, str], dict] = field(default_factory=dict)
     scores: dict[tuple[str, str], dict] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -236,13 +245,15 @@ class BaselineRun:
                 if needs_score and (condition, count) not in inputs:
                     inputs[condition, count] = slab_input_scores(self.faces.clean[:count], self.faces.noisy[condition][:count])
                 noisy = inputs.get((condition, count))
+                job = partial(Job, name, condition, self.faces.clean[:count], self.faces.noisy[condition][:count], self.faces.val_clean,
+                              self.faces.val_noisy[condition], tune)
                 if validation is None:
                     together = name in TUNABLE and needs_score
-                    self.submit(Job(name, condition, count, tune, validate=True, score=together, noisy_scores=noisy if together else None))
+                    self.submit(job(validate=True, score=together, noisy_scores=noisy if together else None))
                     if needs_score and not together:
-                        later.append(Job(name, condition, count, tune, validate=False, score=True, noisy_scores=noisy))
+                        later.append(job(validate=False, score=True, noisy_scores=noisy))
                 elif needs_score:
-                    later.append(Job(name, condition, count, tune, validate=False, score=True, value=value, noisy_scores=noisy))
+                    later.append(job(validate=False, score=True, value=value, noisy_scores=noisy))
         for job in later:
             self.submit(job)
 
@@ -251,7 +262,7 @@ class BaselineRun:
 
     def submit(self, job: Job) -> None:
         self.left[job.name] = self.left.get(job.name, 0) + 1
-        self.pending.append((job, self.executor.submit(_worker_job if self.pooled else partial(run_job, self.faces), job)))
+        self.pending.append((job, self.executor.submit(run_job, job)))
 
     def collect(self, only_validation: bool) -> None:
         """Take in finished jobs (those that validate, or all), in queue order, into the tables and the cache."""
@@ -260,11 +271,10 @@ class BaselineRun:
             if only_validation and not job.validate:
                 kept.append((job, future))
             else:
-                self.record(future.result())
+                self.record(job, future.result())
         self.pending = kept
 
-    def record(self, done: Done) -> None:
-        job = done.job
+    def record(self, job: Job, done: Done) -> None:
         self.seconds[job.name] = self.seconds.get(job.name, 0.0) + done.seconds
         if done.validation is not None:
             self.validations[job.name, job.condition] = done.validation
@@ -272,7 +282,7 @@ class BaselineRun:
         if done.scores is not None:
             value = done.validation["value"] if done.validation else job.value
             self.scores[job.name, job.condition] = done.scores
-            self.cache.put(score_key(job.name, value, job.condition, self.faces, job.test_faces), done.scores)
+            self.cache.put(score_key(job.name, value, job.condition, self.faces, len(job.clean)), done.scores)
         self.left[job.name] -= 1
         if self.left[job.name] == 0:
             self.log_baseline(job.name)
@@ -320,20 +330,13 @@ class BaselineRun:
 
 
 @contextmanager
-def started(holdout: Holdout, val: np.ndarray, conditions: tuple[str, ...], plan: BaselinePlan, cache: ScoreCache) -> Iterator[BaselineRun]:
-    """The plan's jobs queued on ``plan.workers`` processes (spawned: a fresh interpreter, never a fork of this one's
-    threads), shut down on the way out; with 1 worker they run here, each as it is queued."""
-    faces = job_faces(holdout, val, conditions, plan)
-    jobs = sum(len(baseline_conditions(name, conditions, plan)) for name in plan.names)
-    workers = worker_count(plan.workers, jobs)
-    executor: Executor = (ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(faces,))
-                          if workers > 1 else InProcess())
-    run = BaselineRun(conditions, plan, cache, faces, executor, pooled=workers > 1)
-    try:
+def started(holdout: Holdout, val: np.ndarray, conditions: tuple[str, ...], plan: BaselinePlan, cache: ScoreCache,
+            executor: Executor | None = None) -> Iterator[BaselineRun]:
+    """The plan's jobs queued on ``executor`` (from ``filter_processes``), else on ``plan.workers`` processes of its own."""
+    with nullcontext(executor) if executor is not None else filter_processes(plan.workers) as pool:
+        run = BaselineRun(conditions, plan, cache, job_faces(holdout, val, conditions, plan), pool)
         run.queue()
         yield run
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def baseline_curves(holdout: Holdout, val: np.ndarray, conditions: tuple[str, ...], plan: BaselinePlan, cache: ScoreCache) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -20,6 +20,7 @@ import logging
 import os
 import shutil
 import time
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -36,7 +37,7 @@ from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.inference import resolve_device
 from denoise_core import settings
 from denoise_core.settings import Flag, add_flags, add_layer_arguments, read_layers, to_dict
-from results.classical import BaselinePlan, best_baseline, reference_baselines, started
+from results.classical import BaselinePlan, InProcess, best_baseline, filter_processes, reference_baselines, started
 from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_curves, with_clean_point, write_tensorboard
 from results.html import Section, Table, render_html, render_markdown
 from results.leaderboard import leaderboard, test_conditions, trial_test_rows
@@ -139,25 +140,26 @@ def build_report(study_dir: Path, data: str | None = None, options: ReportOption
     out = study.path / REPORT_DIR
     check_output(out, options.overwrite)
     clock = Stopwatch()
-    splits = load_data(study, data)
-    clock.lap("data")
-    work = scratch_dir(out)
-    try:
-        sections, headline = assemble(study, splits, options, work, clock)
-        subtitle = f"{study.path.resolve()} - {headline} - generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
-        clock.lap("rendering")
-        sections.append(Section("Timings", [Table(clock.table(), "seconds per step of this report")]))
-        (work / "index.html").write_text(render_html(f"Study report: {study.name}", subtitle, sections, work))
-        (work / "summary.md").write_text(render_markdown(f"Study report: {study.name}", subtitle, sections))
-        clock.table().to_csv(work / "timings.csv", index=False)
-        publish(work, out, options.overwrite)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with filter_processes(baseline_plan(options).workers) as filters:
+        splits = load_data(study, data)
+        clock.lap("data")
+        work = scratch_dir(out)
+        try:
+            sections, headline = assemble(study, splits, options, work, clock, filters)
+            subtitle = f"{study.path.resolve()} - {headline} - generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+            clock.lap("rendering")
+            sections.append(Section("Timings", [Table(clock.table(), "seconds per step of this report")]))
+            (work / "index.html").write_text(render_html(f"Study report: {study.name}", subtitle, sections, work))
+            (work / "summary.md").write_text(render_markdown(f"Study report: {study.name}", subtitle, sections))
+            clock.table().to_csv(work / "timings.csv", index=False)
+            publish(work, out, options.overwrite)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     log.info("report written to %s in %.1f s", out, sum(clock.steps.values()))
     return out
 
 
-def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, clock: Stopwatch) -> tuple[list[Section], str]:
+def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, clock: Stopwatch, filters: Executor) -> tuple[list[Section], str]:
     """Compute every artefact into ``work`` and return the report's sections and its one-line headline.
 
     The classical filters' jobs start first, on their own processes; the learned models are scored here meanwhile,
@@ -169,8 +171,9 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
     device = resolve_device(options.device)
     clock.lap("hold-out")
     plan = baseline_plan(options)
-    log.info("report: %d conditions, the classical filters on %d process(es)", len(conditions), plan.workers)
-    with started(holdout, splits.val_unique, conditions, plan, score_cache(options)) as baselines, torch_threads(1 if baselines.pooled else None):
+    pooled = not isinstance(filters, InProcess)
+    log.info("report: %d conditions; the classical filters on %s", len(conditions), f"{plan.workers} processes" if pooled else "this process")
+    with started(holdout, splits.val_unique, conditions, plan, score_cache(options), filters) as baselines, torch_threads(1 if pooled else None):
         trial_models, notes = load_trial_models(study, device)
         notes = reading_warnings([study], options.faces, holdout) + notes
         scored = test_conditions(study, conditions)

@@ -452,21 +452,19 @@ def test_every_filter_is_validated_on_the_same_faces_and_noise_at_its_tuned_sett
 
 
 def test_the_filters_score_the_same_on_worker_processes_as_here(tmp_path):
-    from results.classical import BaselinePlan, started
+    from results.classical import BaselinePlan, InProcess, started
+    from results.curves import with_clean_point
     from results.score_cache import ScoreCache
     from synthetic import smooth_faces
 
     faces = smooth_faces(30, seed=7)
     conditions = ("none", "sp:0.3", "gauss:25", "sp:0.1+gauss:10")
-    holdout = make_holdout(faces[12:], conditions[1:], seed=3)
-    from results.curves import with_clean_point
-
-    holdout = with_clean_point(holdout)
+    holdout = with_clean_point(make_holdout(faces[12:], conditions[1:], seed=3))
     tables = []
     for workers in (1, 2):
         plan = BaselinePlan(faces=12, slow_faces=1, tune_faces=5, bm3d_conditions=("gauss:25",), workers=workers)
         with started(holdout, faces[:12], conditions, plan, ScoreCache(None)) as run:
-            assert run.pooled == (workers > 1)
+            assert isinstance(run.executor, InProcess) == (workers == 1)
             tuning, validation = run.validation()
             curves = run.curves().drop(columns="seconds")
         tables.append((tuning, validation, curves))
