@@ -9,7 +9,7 @@ symmetric) padding unless a function says otherwise.
 
 from __future__ import annotations
 
-from functools import partial
+from functools import lru_cache, partial
 from typing import Callable
 
 import numpy as np
@@ -48,21 +48,44 @@ def adaptive_median(noisy: np.ndarray, max_window: int = 7) -> np.ndarray:
     """Gonzalez & Woods adaptive median: grow the window (3, 5, ...) until its median is not an extreme,
     then keep the pixel unless it is itself an extreme of the window; at the largest window output its median.
 
-    Min, median and max are computed for every window size over the whole batch; the smallest window whose
-    median lies strictly between its min and max decides each pixel.
+    Min, median and max of the smallest window are computed for the whole batch; each larger window only for the
+    pixels still undecided (a few percent of a face but at high impulse densities), gathered where they are few.
     """
     images = _as_batch(noisy)
-    sizes = list(_windows(max_window))
-    out = None
-    for size in reversed(sizes):  # smaller windows overwrite, so the smallest valid one wins
+    flat = images.reshape(-1)
+    out = np.empty_like(flat)
+    todo = np.arange(flat.size)
+    for size in _windows(max_window):
+        low, middle, high = _window_order_statistics(images, todo, size)
+        valid = (low < middle) & (middle < high)
+        value = flat[todo]
+        out[todo[valid]] = np.where((low < value) & (value < high), value, middle)[valid]
+        todo, last = todo[~valid], middle[~valid]
+        if len(todo) == 0:
+            break
+    out[todo] = last  # no valid window at all: the largest window's median
+    return _finish(out.reshape(images.shape))
+
+
+def _window_order_statistics(images: np.ndarray, flat_index: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Minimum, median and maximum of the size x size window (scipy 'reflect' border) at each listed pixel: filtered
+    over the whole batch where most pixels are listed, else gathered at the listed ones only (the same values)."""
+    if len(flat_index) > images.size // 2:
         footprint = (1, size, size)
-        zmin = ndimage.minimum_filter(images, size=footprint, mode="reflect")
-        zmax = ndimage.maximum_filter(images, size=footprint, mode="reflect")
-        zmed = ndimage.median_filter(images, size=footprint, mode="reflect")
-        out = zmed if out is None else out  # no valid window at all: the largest window's median
-        keep_pixel = (zmin < images) & (images < zmax)
-        out = np.where((zmin < zmed) & (zmed < zmax), np.where(keep_pixel, images, zmed), out)
-    return _finish(out)
+        return tuple(f(images, size=footprint, mode="reflect").reshape(-1)[flat_index]
+                     for f in (ndimage.minimum_filter, ndimage.median_filter, ndimage.maximum_filter))
+    radius, count = size // 2, size * size
+    padded = np.pad(images, ((0, 0), (radius, radius), (radius, radius)), mode="symmetric").reshape(-1)  # = scipy's 'reflect'
+    height, width = images.shape[1:]
+    image, rest = flat_index // (height * width), flat_index % (height * width)
+    corner = (image * (height + 2 * radius) + rest // width) * (width + 2 * radius) + rest % width
+    offsets = (np.arange(size)[:, None] * (width + 2 * radius) + np.arange(size)[None, :]).reshape(-1)
+    low, middle, high = (np.empty(len(flat_index), np.float32) for _ in range(3))
+    block = 100_000
+    for start in range(0, len(flat_index), block):
+        ordered = np.partition(padded[corner[start:start + block, None] + offsets[None, :]], (0, count // 2, count - 1), axis=1)
+        low[start:start + block], middle[start:start + block], high[start:start + block] = ordered[:, 0], ordered[:, count // 2], ordered[:, -1]
+    return low, middle, high
 
 
 def switching_median(noisy: np.ndarray, max_window: int = 7) -> np.ndarray:
@@ -217,21 +240,70 @@ def _between_extremes_mean(images: torch.Tensor, flat_index: torch.Tensor, size:
 
 def biharmonic_inpaint(noisy: np.ndarray) -> np.ndarray:
     """Known-mask inpainting: pixels exactly 0 or 1 are taken as unknown and filled by the smooth (biharmonic)
-    surface through all the others, scikit-image's ``inpaint_biharmonic`` (S. B. Damelin and N. S. Hoang, "On
+    surface through all the others, as scikit-image's ``inpaint_biharmonic`` (S. B. Damelin and N. S. Hoang, "On
     Surface Completion and Image Inpainting by Biharmonic Functions: Numerical Aspects", Int. J. Math. Math.
     Sci., 2018). Where salt-and-pepper impulses are exactly the extremes, this is the strongest classical
     estimate: clean pixels stay exact and the holes get a smooth fill, not a window median. One image at a
     time; an image with no extreme pixel, or only extreme pixels (nothing to fill from), comes back unchanged.
     """
-    from skimage.restoration import inpaint_biharmonic
-
     images = _as_batch(noisy)
     out = images.copy()
     for i, image in enumerate(images):
         unknown = (image <= 0.0) | (image >= 1.0)
         if unknown.any() and not unknown.all():
-            out[i] = inpaint_biharmonic(image.astype(np.float64), unknown)
+            out[i] = _inpaint_biharmonic(image.astype(np.float64), unknown)
     return _finish(out)
+
+
+def _inpaint_biharmonic(image: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    """scikit-image 0.26's ``inpaint_biharmonic(image, unknown)`` for one float64 image, bit for bit: the same sparse
+    system (one row per unknown pixel, those within 2 pixels of the border first, each with its pixel's stencil),
+    built with array operations instead of its per-pixel loop near the border, and solved by the same call."""
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
+    height, width = image.shape
+    neighbours, coefficients = _biharmonic_stencils(height, width)
+    flat, mask = image.reshape(-1), unknown.reshape(-1)
+    edge = np.ones((height, width), dtype=bool)
+    edge[2:-2, 2:-2] = False
+    rows = np.concatenate([np.flatnonzero(edge & unknown), np.flatnonzero(~edge & unknown)])
+    around, weights = neighbours[rows], coefficients[rows]
+    inside = around >= 0
+    hidden = inside & mask[np.where(inside, around, 0)]
+    known = inside & ~hidden
+    row_index, slot = np.nonzero(hidden)  # row by row, each row's stencil in order: the order the loop appends them
+    rhs = np.zeros(len(rows))
+    for k in range(around.shape[1]):  # subtracted one stencil point at a time, as the loop does
+        take = known[:, k]
+        rhs[take] -= weights[take, k] * flat[around[take, k]]
+    matrix = sparse.csr_array((weights[row_index, slot], (row_index, around[row_index, slot])), shape=(len(rows), flat.size))[:, rows]
+    solved = spsolve(matrix, rhs[:, None], use_umfpack=False, permc_spec="MMD_ATA")
+    out = flat.copy()
+    out[rows] = solved
+    return np.clip(out, flat[~mask].min(), flat[~mask].max()).reshape(height, width)
+
+
+@lru_cache(maxsize=4)
+def _biharmonic_stencils(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, its stencil's pixels (flat indices, -1 padded) and weights: Laplacian of the Laplacian of a unit
+    impulse (scipy's 'reflect' border) on the 5x5 window around it, cut off at the image border, nonzero entries in
+    row-major order. Interior pixels share the full 13-point stencil."""
+    stencils = []
+    for row in range(height):
+        for col in range(width):
+            top, left = max(row - 2, 0), max(col - 2, 0)
+            window = np.zeros((min(row + 3, height) - top, min(col + 3, width) - left))
+            window[row - top, col - left] = 1
+            window = ndimage.laplace(ndimage.laplace(window))
+            at = np.nonzero(window)
+            stencils.append(((at[0] + top) * width + at[1] + left, window[at]))
+    size = max(len(index) for index, _ in stencils)
+    neighbours = np.full((height * width, size), -1, dtype=np.intp)
+    coefficients = np.zeros((height * width, size))
+    for pixel, (index, weight) in enumerate(stencils):
+        neighbours[pixel, :len(index)], coefficients[pixel, :len(index)] = index, weight
+    return neighbours, coefficients
 
 
 def gaussian_blur(noisy: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -274,14 +346,18 @@ def non_local_means(noisy: np.ndarray, h: float = 0.1, patch_size: int = 5, patc
 
 
 def bm3d_denoise(noisy: np.ndarray, sigma: float = 25 / 255) -> np.ndarray:
-    """BM3D (the ``bm3d`` package), one image at a time; slow (about 0.4 s per 48x48 image), so use a subset.
-    ``sigma`` is the Gaussian noise level on the 0..1 scale."""
+    """BM3D (the ``bm3d`` package, its default 'np' profile), one image at a time; slow (about 0.25 s per 48x48 image),
+    so use a subset. ``sigma`` is the Gaussian noise level on the 0..1 scale. On one thread: the library's default pool
+    of a thread per core spins, costing twice the CPU for the same time on a face this small, and its output varies
+    slightly with the thread count."""
     import bm3d
 
+    profile = bm3d.BM3DProfile()
+    profile.num_threads = 1
     images = _as_batch(noisy)
     out = np.empty_like(images)
     for i, image in enumerate(images.astype(np.float64)):
-        out[i] = bm3d.bm3d(image, sigma_psd=sigma)
+        out[i] = bm3d.bm3d(image, sigma_psd=sigma, profile=profile)
     return _finish(out)
 
 
@@ -302,18 +378,17 @@ BASELINES: dict[str, Baseline] = {
 TUNABLE: dict[str, str] = {"gaussian_blur": "sigma", "tv": "weight", "nlm": "h", "bm3d": "sigma"}
 
 
-def tune_parameter(name: str, noisy_val: np.ndarray, clean_val: np.ndarray, grid: list[float]) -> tuple[float, list[tuple[float, float]]]:
+def tune_parameter(name: str, noisy_val: np.ndarray, clean_val: np.ndarray, grid: list[float]) -> tuple[float, list[tuple[float, float]], torch.Tensor]:
     """Pick a baseline's main parameter on validation images by mean PSNR, so the comparison with learned
-    models is not won by a badly set classical filter. Returns the best value and (value, mean PSNR) rows
-    in grid order; ties go to the earlier grid value."""
+    models is not won by a badly set classical filter. Returns the best value, (value, mean PSNR) rows in grid
+    order (ties go to the earlier grid value), and the per-image PSNR at the best value: the tuned filter's
+    validation scores, which need not be computed again."""
     if name not in TUNABLE:
         raise ValueError(f"'{name}' has no tunable parameter; tunable baselines: {', '.join(TUNABLE)}")
     if len(grid) == 0:
         raise ValueError("grid is empty")
     clean = torch.from_numpy(_as_batch(clean_val))
-    table = []
-    for value in grid:
-        denoised = BASELINES[name](noisy_val, **{TUNABLE[name]: value})
-        table.append((value, float(psnr(torch.from_numpy(denoised), clean).mean())))
-    best = max(table, key=lambda row: row[1])
-    return best[0], table
+    per_image = [psnr(torch.from_numpy(BASELINES[name](noisy_val, **{TUNABLE[name]: value})), clean) for value in grid]
+    table = [(value, float(scores.mean())) for value, scores in zip(grid, per_image)]
+    best = max(range(len(grid)), key=lambda index: table[index][1])
+    return grid[best], table, per_image[best]

@@ -92,7 +92,12 @@ def sp_conditions(conditions: tuple[str, ...]) -> tuple[str, ...]:
 
 def input_scores(holdout: Holdout, condition: str, faces: int | None) -> dict[str, float]:
     """Mean capped PSNR, SSIM and Gaussian-window SSIM of the noisy input itself: what doing nothing scores."""
-    noisy, clean = to_float(holdout.noisy_for(condition)[:faces]), to_float(holdout.clean[:faces])
+    return slab_input_scores(holdout.clean[:faces], holdout.noisy_for(condition)[:faces])
+
+
+def slab_input_scores(clean: np.ndarray, noisy: np.ndarray) -> dict[str, float]:
+    """``input_scores`` of uint8 clean and noisy faces given as arrays."""
+    noisy, clean = to_float(noisy), to_float(clean)
     psnr, ssim = score_images(noisy, clean)
     return {"noisy_psnr": float(psnr.mean()), "noisy_ssim": float(ssim.mean()), "noisy_ssim_gauss": float(score_ssim_gaussian(noisy, clean).mean())}
 
@@ -100,13 +105,18 @@ def input_scores(holdout: Holdout, condition: str, faces: int | None) -> dict[st
 def score(denoiser: Denoiser, holdout: Holdout, condition: str, faces: int | None, noisy: dict[str, float] | None = None) -> dict[str, float]:
     """Mean capped PSNR, SSIM and Gaussian-window SSIM of the denoiser (and of its noisy input, unless given) on the first
     ``faces`` hold-out faces."""
-    clean = to_float(holdout.clean[:faces])
+    return score_slab(denoiser, holdout.clean[:faces], holdout.noisy_for(condition)[:faces], noisy)
+
+
+def score_slab(denoiser: Denoiser, clean: np.ndarray, noisy: np.ndarray, noisy_scores: dict[str, float] | None = None) -> dict[str, float]:
+    """``score`` on uint8 clean and noisy faces given as arrays."""
     start = time.perf_counter()
-    restored = denoiser(to_float(holdout.noisy_for(condition)[:faces]))
+    restored = denoiser(to_float(noisy))
     seconds = time.perf_counter() - start
-    psnr, ssim = score_images(restored, clean)
-    return {"psnr": float(psnr.mean()), "ssim": float(ssim.mean()), "ssim_gauss": float(score_ssim_gaussian(restored, clean).mean()),
-            **(noisy or input_scores(holdout, condition, faces)), "faces": len(clean), "seconds": seconds}
+    target = to_float(clean)
+    psnr, ssim = score_images(restored, target)
+    return {"psnr": float(psnr.mean()), "ssim": float(ssim.mean()), "ssim_gauss": float(score_ssim_gaussian(restored, target).mean()),
+            **(noisy_scores or slab_input_scores(clean, noisy)), "faces": len(clean), "seconds": seconds}
 
 
 def curve_row(model: str, family: str, condition: str, scores: dict[str, float], parameter: str = "") -> dict:

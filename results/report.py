@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import time
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -33,12 +37,12 @@ from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.inference import resolve_device
 from denoise_core import settings
 from denoise_core.settings import Flag, add_flags, add_layer_arguments, read_layers, to_dict
-from results.classical import BaselinePlan, baseline_curves, best_baseline, reference_baselines, validation_scores
+from results.classical import BaselinePlan, InProcess, best_baseline, filter_processes, reference_baselines, started
 from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_curves, tensorboard_hint, with_clean_point
 from results.html import Section, Table, render_html, render_markdown
 from results.leaderboard import leaderboard, test_conditions, trial_test_rows
 from results.models import Learned, as_denoiser, load_trial_models
-from results.options import ReportOptions
+from results.options import ReportOptions, study_options
 from results.output import check_output, publish, scratch_dir
 from results.score_cache import ScoreCache
 from results.sections import (analysis_section, grids_section, headline, leaderboard_section, questions_section, robustness_section, search_section,
@@ -47,6 +51,7 @@ from results.study_dir import Study, read_study, study_data_path, study_warnings
 
 log = logging.getLogger("results.report")
 REPORT_DIR = "report"
+MAX_WORKERS = 8
 
 
 @dataclass
@@ -57,9 +62,11 @@ class Stopwatch:
     started: float = field(default_factory=time.perf_counter)
 
     def lap(self, step: str) -> None:
+        """Close ``step`` and log it: a long report shows its progress step by step."""
         now = time.perf_counter()
         self.steps[step] = self.steps.get(step, 0.0) + now - self.started
         self.started = now
+        log.info("%s: %.1f s", step, self.steps[step])
 
     def table(self) -> pd.DataFrame:
         return pd.DataFrame({"step": list(self.steps), "seconds": list(self.steps.values())})
@@ -93,7 +100,13 @@ def score_cache(options: ReportOptions) -> ScoreCache:
 
 
 def baseline_plan(options: ReportOptions) -> BaselinePlan:
-    return BaselinePlan(faces=options.faces, slow_faces=options.bm3d_faces, tune_faces=options.tune_faces, bm3d_conditions=options.bm3d_conditions)
+    return BaselinePlan(faces=options.faces, slow_faces=options.bm3d_faces, tune_faces=options.tune_faces, bm3d_conditions=options.bm3d_conditions,
+                        workers=options.workers or default_workers())
+
+
+def default_workers() -> int:
+    """One process per CPU core this process may use, at most ``MAX_WORKERS`` (each holds its own torch and faces)."""
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, MAX_WORKERS))
 
 
 def learned_curves(learned: list[Learned], holdout: Holdout, conditions: tuple[str, ...], faces: int | None, known: pd.DataFrame) -> pd.DataFrame:
@@ -127,85 +140,116 @@ def build_report(study_dir: Path, data: str | None = None, options: ReportOption
     out = study.path / REPORT_DIR
     check_output(out, options.overwrite)
     clock = Stopwatch()
-    splits = load_data(study, data)
-    clock.lap("data")
-    work = scratch_dir(out)
-    try:
-        sections, headline = assemble(study, splits, options, work, clock)
-        subtitle = f"{study.path.resolve()} - {headline} - generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
-        clock.lap("rendering")
-        sections.append(Section("Timings", [Table(clock.table(), "seconds per step of this report")]))
-        (work / "index.html").write_text(render_html(f"Study report: {study.name}", subtitle, sections, work))
-        (work / "summary.md").write_text(render_markdown(f"Study report: {study.name}", subtitle, sections))
-        clock.table().to_csv(work / "timings.csv", index=False)
-        publish(work, out, options.overwrite)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with filter_processes(baseline_plan(options).workers) as filters:
+        splits = load_data(study, data)
+        clock.lap("data")
+        work = scratch_dir(out)
+        try:
+            sections, headline = assemble(study, splits, options, work, clock, filters)
+            subtitle = f"{study.path.resolve()} - {headline} - generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"
+            clock.lap("rendering")
+            sections.append(Section("Timings", [Table(clock.table(), "seconds per step of this report")]))
+            (work / "index.html").write_text(render_html(f"Study report: {study.name}", subtitle, sections, work))
+            (work / "summary.md").write_text(render_markdown(f"Study report: {study.name}", subtitle, sections))
+            clock.table().to_csv(work / "timings.csv", index=False)
+            publish(work, out, options.overwrite)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     log.info("report written to %s in %.1f s", out, sum(clock.steps.values()))
     return out
 
 
-def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, clock: Stopwatch) -> tuple[list[Section], str]:
-    """Compute every artefact into ``work`` and return the report's sections and its one-line headline."""
+def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, clock: Stopwatch, filters: Executor) -> tuple[list[Section], str]:
+    """Compute every artefact into ``work`` and return the report's sections and its one-line headline.
+
+    The classical filters' jobs start first, on their own processes; the learned models are scored here meanwhile,
+    then what needs the reference filter (chosen on validation: the grids, the error analysis) runs while the
+    filters' test scores finish.
+    """
     conditions = curve_conditions(study.conditions)
     holdout = curve_holdout(splits, conditions)
     device = resolve_device(options.device)
     clock.lap("hold-out")
+    plan = baseline_plan(options)
+    pooled = not isinstance(filters, InProcess)
+    log.info("report: %d conditions; the classical filters on %s", len(conditions), f"{plan.workers} processes" if pooled else "this process")
+    with started(holdout, splits.val_unique, conditions, plan, score_cache(options), filters) as baselines, torch_threads(1 if pooled else None):
+        trial_models, notes = load_trial_models(study, device)
+        notes = reading_warnings([study], options.faces, holdout) + notes
+        scored = test_conditions(study, conditions)
+        test_rows = trial_test_rows(trial_models, holdout, scored, options.faces, device)
+        board = leaderboard(study, test_rows, {m.trial_id: m.parameters for m in trial_models})
+        board.to_csv(work / "leaderboard.csv", index=False)
+        leader = leaderboard_section(study, board, scored, options.faces, notes, work)
+        clock.lap("leaderboard")
+        search = search_section(study, work)
+        clock.lap("the search")
+        tradeoffs = tradeoffs_section(study, work)
+        clock.lap("trade-offs")
+        questions = questions_section(study, test_rows, scored, options.faces, work)
+        clock.lap("questions")
 
-    trial_models, notes = load_trial_models(study, device)
-    notes = reading_warnings([study], options.faces, holdout) + notes
-    scored = test_conditions(study, conditions)
-    test_rows = trial_test_rows(trial_models, holdout, scored, options.faces, device)
-    board = leaderboard(study, test_rows, {m.trial_id: m.parameters for m in trial_models})
-    board.to_csv(work / "leaderboard.csv", index=False)
-    leader = leaderboard_section(study, board, scored, options.faces, notes, work)
-    clock.lap("leaderboard")
-    search = search_section(study, work)
-    clock.lap("the search")
-    tradeoffs = tradeoffs_section(study, work)
-    clock.lap("trade-offs")
-    questions = questions_section(study, test_rows, scored, options.faces, work)
-    clock.lap("questions")
+        by_id = {m.trial_id: m for m in trial_models}
+        learned = [Learned(f"AE#{rank} {row.trial_id}", by_id[row.trial_id], as_denoiser(by_id[row.trial_id].model, device))
+                   for rank, row in enumerate(top_trials(study, options.top).itertuples(), start=1) if row.trial_id in by_id]
+        model_rows = learned_curves(learned, holdout, conditions, options.faces, test_rows)
+        clock.lap("curves: learned models")
+        tuning, validation = baselines.validation()
+        best = best_baseline(validation)
+        clock.lap("baselines: tuning and validation (waiting)")
 
-    by_id = {m.trial_id: m for m in trial_models}
-    learned = [Learned(f"AE#{rank} {row.trial_id}", by_id[row.trial_id], as_denoiser(by_id[row.trial_id].model, device))
-               for rank, row in enumerate(top_trials(study, options.top).itertuples(), start=1) if row.trial_id in by_id]
-    model_rows = learned_curves(learned, holdout, conditions, options.faces, test_rows)
-    clock.lap("curves: learned models")
-    scores = score_cache(options)
-    baseline_rows, tuning = baseline_curves(holdout, splits.val_unique, conditions, baseline_plan(options), scores)
-    validation = validation_scores(splits.val_unique, conditions, baseline_plan(options), tuning, scores)
-    clock.lap("curves: baselines")
+        grid_section = grids_section(learned, best, tuning, holdout, work)
+        clock.lap("grids")
+        analysis = None
+        if options.analysis:
+            faces = min(options.analysis_faces or len(holdout.clean), options.faces or len(holdout.clean))
+            analysis = analysis_section(learned, best, tuning, trial_models, holdout, faces, work)
+            clock.lap("error analysis")
+        baseline_rows = baselines.curves()
+        filters = baselines.work()
+        clock.lap("baselines: test scores (waiting)")
     curves = pd.concat([f for f in (model_rows, baseline_rows) if len(f)], ignore_index=True)
     curves.to_csv(work / "curves.csv", index=False)
     tuning.to_csv(work / "baseline_tuning.csv", index=False)
+    filters.to_csv(work / "baselines.csv", index=False)
     plot_curves(curves, work / "robustness.png", f"{study.name}: robustness on the fixed noisy hold-out (test faces not in Training)")
-    best = best_baseline(validation)
     references = reference_baselines(validation, curves)
     references.to_csv(work / "reference_baselines.csv", index=False)
-    robust = robustness_section(curves, best, references, options.tune_faces, holdout, [model.name for model in learned],
+    robust = robustness_section(curves, best, references, filters, holdout, [model.name for model in learned],
                                 tensorboard_hint(study.path / REPORT_DIR, study.name))
     clock.lap("curves: plots")
-
-    grid_section = grids_section(learned, best, tuning, holdout, work)
-    clock.lap("grids")
-    sections = [leader, search, tradeoffs, questions, robust, grid_section]
-    if options.analysis:
-        faces = min(options.analysis_faces or len(holdout.clean), options.faces or len(holdout.clean))
-        sections.append(analysis_section(learned, best, tuning, trial_models, holdout, faces, work))
-        clock.lap("error analysis")
+    sections = [leader, search, tradeoffs, questions, robust, grid_section, *([analysis] if analysis else [])]
     return sections, headline(learned, curves, best)
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """This process's torch threads set to ``count`` for a while (None: as they are): one while the filters' processes
+    use the other cores, as more would only contend with them."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Flag]]:
     parser = ArgumentParser(prog="python -m results.report", description="Build STUDY_DIR/report/ from a finished study.",
-                            epilog=OPTIONS_EPILOG)
+                            epilog=REPORT_EPILOG)
     parser.add_argument("study_dir", type=Path, help="a finished study's directory (STORAGE/NAME, with study.yaml and trials.csv)")
     flags = add_option_arguments(parser, ReportOptions())
     return parser.parse_args(argv), flags
 
 
 OPTIONS_EPILOG = "Options: ReportOptions defaults < --config FILE < flags < --set KEY=VALUE (values are YAML)."
+REPORT_EPILOG = ("Options: ReportOptions defaults < the study's report_options (study.yaml) < --config FILE < flags < --set KEY=VALUE "
+                 "(values are YAML): without flags, the report the study built at its end.")
 
 
 def add_option_arguments(parser: argparse.ArgumentParser, defaults: ReportOptions) -> list[Flag]:
@@ -220,6 +264,12 @@ def add_option_arguments(parser: argparse.ArgumentParser, defaults: ReportOption
 def options_from(args: argparse.Namespace, flags: list[Flag], defaults: ReportOptions = ReportOptions()) -> ReportOptions:
     """The options a command line asks for, over ``defaults``, through the settings pipeline."""
     return settings.assemble(ReportOptions, to_dict(defaults), read_layers(args, flags))
+
+
+def saved_options(study_dir: Path) -> ReportOptions:
+    """The options the study built its own report with (its ``report_options``): a rebuilt report is the same report
+    unless flags say otherwise."""
+    return study_options(read_study(study_dir).config.get("report_options") or {})
 
 
 def set_threads(threads: int | None) -> None:
@@ -238,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         setup_logging(args.verbose)
         set_threads(args.threads)
-        out = build_report(args.study_dir, args.data, options_from(args, flags))
+        out = build_report(args.study_dir, args.data, options_from(args, flags, saved_options(args.study_dir)))
         print(f"report: {out / 'index.html'}\nsummary: {out / 'summary.md'}\ncurves in TensorBoard: {tensorboard_hint(out, out.parent.name)}")
 
     run_cli(run, "results.report")

@@ -226,18 +226,21 @@ def harm_warnings(curves: pd.DataFrame, models: list[str]) -> list[str]:
     return lines
 
 
-def robustness_section(curves: pd.DataFrame, best: str, references: pd.DataFrame, tune_faces: int, holdout: Holdout, models: list[str],
+def robustness_section(curves: pd.DataFrame, best: str, references: pd.DataFrame, filters: pd.DataFrame, holdout: Holdout, models: list[str],
                        tensorboard: str) -> Section:
     """The curves figure, PSNR and SSIM tables at selected conditions, the reference filter per condition (chosen on
-    validation), what was computed on subsets, and where a model harms."""
+    validation), where each filter ran and on how many faces (``filters``: ``BaselineRun.work``), and where a model harms."""
     total = int(curves["faces"].max())
     slow = ", ".join(f"{name} on the first {int(curves.loc[curves['model'] == name, 'faces'].min())} faces" for name in SLOW if name in set(curves["model"]))
     bm3d_at = ", ".join(curves.loc[curves["model"] == "bm3d", "condition"])
+    tuned = filters[filters["tuned_on"] > 0]
+    tuned_on = ", ".join(f"{row.baseline} on {row.tuned_on}" for row in tuned.itertuples())
+    validated_on = int(references["val_faces"].min()) if len(references) else 0
     blocks = [
         Text(f"PSNR and SSIM of the top models (bold) and every classical baseline on the fixed noisy hold-out: {total} of its "
              f"{len(holdout.clean)} test faces, salt-and-pepper density 0 (the clean face) to 0.9, Gaussian sigma, and the mixtures. "
-             f"Filters with a parameter were tuned per condition on {tune_faces} validation faces (at most 8 for NLM and BM3D) with "
-             f"other noise draws (baseline_tuning.csv). Slow baselines ran on a subset, drawn dashed: {slow or 'none'}"
+             f"Filters with a parameter were tuned per condition on validation faces with other noise draws ({tuned_on or 'none'}; "
+             f"baseline_tuning.csv). Slow baselines ran on a subset, drawn dashed: {slow or 'none'}"
              + (f"; BM3D only at {bm3d_at}." if bm3d_at else ".") + f" Per-image PSNR is capped at {PSNR_CAP:g} dB (an unchanged face's is infinite), which only touches the clean point."),
         Figure("robustness.png", "robustness curves: PSNR (top) and SSIM (bottom); the dotted black line is the noisy input"),
         Table(pivot(curves, "psnr", SUMMARY_CONDITIONS), "PSNR (dB) at selected conditions (all conditions in curves.csv)"),
@@ -245,10 +248,12 @@ def robustness_section(curves: pd.DataFrame, best: str, references: pd.DataFrame
         Table(pivot(curves, "ssim_gauss", SUMMARY_CONDITIONS), "Gaussian-window SSIM (11x11, sigma 1.5: the window of Wang et al. 2004 "
               "and BasicSR, for comparing with published tables; the SSIM above is scikit-image's 7x7 uniform window) at selected conditions"),
         *(Text(line, "warning") for line in harm_warnings(curves, models)),
+        Table(filters, "classical filters: the conditions each ran at, its test, tuning and validation faces, and the CPU seconds its work "
+              "took in this report (0: from the cache of an earlier one; baselines.csv)", markdown_rows=20),
         Text("The reference classical filter of each condition is chosen on validation, never on the test faces it is then scored "
-             "on: the filter with the highest mean PSNR on the validation faces (PublicTest, copies of Training faces removed) "
-             "corrupted with that condition's validation noise, every filter on the same faces; its test scores stand beside it "
-             "(reference_baselines.csv)."),
+             f"on: the filter with the highest mean PSNR on the same {validated_on} validation faces (PublicTest, copies of Training faces "
+             "removed) corrupted with that condition's validation noise, every filter at its tuned setting; its test scores stand "
+             "beside it (reference_baselines.csv)."),
         Table(references.round(4), "reference filter per condition: chosen by validation PSNR, then scored on the test faces", markdown_rows=40),
         Text(f"Best baseline (highest mean validation PSNR over the S&P conditions, chosen on validation): {best}. The same curves in TensorBoard, "
              f"one run (one colour) per model, kept out of the study so that its own TensorBoard shows only the trials: {tensorboard} "

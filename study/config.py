@@ -22,13 +22,12 @@ import yaml
 from denoise_core import space as search_space
 from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, validate_conditions
-from denoise_core.settings import Layers, SettingsError, assemble, build, field_paths, load_yaml, load_yaml_file, merge, to_dict
+from denoise_core.settings import Layers, SettingsError, assemble, field_paths, load_yaml, load_yaml_file, merge, to_dict
 from denoise_core.fit import MAX_SEED, TrainConfig, saved_values
 from denoise_core.study_files import DEFAULT_METRIC, DEFAULT_MODE, METRIC_MODES, OBJECTIVE_MODES
-from results.options import ReportOptions
+from results.options import ReportOptions, study_options
 
 PRESETS = ("smoke", "local", "workstation", "full")
-QUICK_REPORT = {"faces": 200, "bm3d_faces": 16, "tune_faces": 32, "analysis_faces": 100}  # minutes, not a quarter hour
 NAME_MAX = 100  # a study's directory and Tune's file names under it stay within the file system's 255 bytes
 NAME_CHARACTERS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 WHOLE = ("search",)  # replaced as a unit by a file layer; --set search.NAME sets the entry NAME (dots included)
@@ -61,7 +60,7 @@ class StudyConfig:
     holdout_faces: int | None = None  # evaluate the best model on the first N hold-out faces (None: all)
     holdout_conditions: tuple[str, ...] = DEFAULT_CONDITIONS
     report: bool = True  # build results.report into STUDY/report/ at the end (local storage only)
-    report_options: dict[str, Any] = field(default_factory=dict)  # that report's sizes, over QUICK_REPORT (ReportOptions fields)
+    report_options: dict[str, Any] = field(default_factory=dict)  # that report's sizes, over ReportOptions' defaults
     verbose: int = 1
     train: TrainConfig = field(default_factory=TrainConfig)  # fixed training settings for every trial
     search: dict[str, Any] = field(default_factory=dict)  # the search space (denoise_core.space)
@@ -93,7 +92,7 @@ class StudyConfig:
         "holdout_faces": "score the best model on the first N hold-out faces (null: all)",
         "holdout_conditions": "the hold-out conditions the best model is scored on (a YAML list, or comma-separated as a flag)",
         "report": "build results.report into STUDY/report/ at the end (local storage only)",
-        "report_options": f"that report's ReportOptions (the results.report flags' settings, faces: 0 for all), over {QUICK_REPORT}",
+        "report_options": "that report's ReportOptions (the results.report flags' settings, faces: 0 for all; python -m results.report STUDY_DIR starts from them too)",
         "verbose": "0 quiet, 1 progress, 2 the full configuration and Ray's own output",
         "train": "fixed TrainConfig settings for every trial",
         "search": "the search space (the next section)",
@@ -152,9 +151,9 @@ def _check_objectives(objectives: tuple[str, ...]) -> None:
 
 
 def study_report_options(config: StudyConfig) -> ReportOptions:
-    """The options of the report a study builds at its end: ``report_options`` over the quick sizes."""
+    """The options of the report a study builds at its end: ``report_options`` over ``ReportOptions``' defaults."""
     try:
-        return build(ReportOptions, {**QUICK_REPORT, **config.report_options}, "report_options.")
+        return study_options(config.report_options)
     except SettingsError as error:
         raise StudyConfigError(str(error)) from None
 

@@ -154,7 +154,17 @@ def build_study_report(config, summary):
         return None
     from results.report import build_report
 
+    show_report_progress(config.verbose)
     return build_report(Path(summary.study_uri), config.data, study_report_options(config))
+
+
+def show_report_progress(verbose: int) -> None:
+    """The report's own log lines (a line per step and per classical filter) on the console from verbose 1: the study's
+    logging keeps only warnings, and the report takes minutes."""
+    import logging
+
+    if verbose:
+        logging.getLogger("results").setLevel(logging.INFO)
 
 
 if __name__ == "__main__":

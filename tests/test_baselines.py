@@ -202,10 +202,10 @@ def test_median_equals_scipy_per_image_and_a_windowed_numpy_median(size: int) ->
     np.testing.assert_array_equal(out[0], np.median(windows, axis=(2, 3)).astype(np.float32))
 
 
-@pytest.mark.parametrize("max_window", [3, 5, 7])
-def test_adaptive_median_equals_a_per_pixel_reference(max_window: int) -> None:
+@pytest.mark.parametrize("max_window,density", [(3, 0.4), (5, 0.4), (7, 0.4), (7, 0.1), (7, 0.9)])  # 0.9: most pixels need large windows
+def test_adaptive_median_equals_a_per_pixel_reference(max_window: int, density: float) -> None:
     images = smooth_faces(2, seed=3, size=12)
-    images = with_impulses(images, 0.4, seed=4)
+    images = with_impulses(images, density, seed=4)
     images[1, 2:9, 3:10] = 0.5  # flat patch: min == med == max forces window growth up to the max
     images[1, 5, 6] = 1.0
     images = np.round(images * 8) / 8 if max_window == 7 else images  # many ties exercise strict inequalities
@@ -282,13 +282,16 @@ def test_bm3d_returns_float32_unit_range_images_and_improves_psnr_on_gaussian_no
 
 def test_tune_parameter_picks_the_best_grid_value_and_returns_the_table(clean: np.ndarray, gaussy: np.ndarray) -> None:
     grid = [0.5, 1.0, 2.0]
-    best, table = B.tune_parameter("gaussian_blur", gaussy, clean, grid)
+    best, table, per_image = B.tune_parameter("gaussian_blur", gaussy, clean, grid)
     assert [value for value, _ in table] == grid
     assert best in grid
     assert best == max(table, key=lambda row: row[1])[0] == 2.0
     for value, db in table:
         assert db == pytest.approx(mean_psnr(B.gaussian_blur(gaussy, sigma=value), clean))
     assert table[0][1] < table[1][1] < table[2][1]
+    blurred = B.gaussian_blur(gaussy, sigma=2.0).astype(np.float64)  # the tuned filter's own per-image PSNR, in image order
+    expected = [10 * np.log10(1 / np.mean((b - c.astype(np.float64)) ** 2)) for b, c in zip(blurred, clean)]
+    assert per_image.tolist() == pytest.approx(expected, abs=1e-9) and float(per_image.mean()) == table[2][1]
 
 
 def test_tune_parameter_refuses_a_baseline_without_a_tunable_parameter(clean: np.ndarray, gaussy: np.ndarray) -> None:
@@ -330,6 +333,19 @@ def test_biharmonic_inpaint_solves_the_per_pixel_biharmonic_equation_and_keeps_k
     out = B.biharmonic_inpaint(noisy[None])[0]
     np.testing.assert_array_equal(out[~unknown], noisy[~unknown])
     np.testing.assert_allclose(out[unknown], reference_biharmonic_fill(noisy, unknown)[unknown], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("density,size", [(0.05, 48), (0.5, 48), (0.95, 48), (0.4, 5), (0.6, 9)])
+def test_biharmonic_inpaint_equals_scikit_image_bit_for_bit(density: float, size: int) -> None:
+    from skimage.restoration import inpaint_biharmonic
+
+    images = with_impulses(smooth_faces(3, seed=12, size=size), density, seed=13)
+    images[0, :2, :] = 1.0  # holes along the border and in the corners, where the stencils are cut off
+    images[1, :, -1] = 0.0
+    out = B.biharmonic_inpaint(images)
+    for image, got in zip(images.astype(np.float64), out):
+        unknown = (image <= 0) | (image >= 1)
+        np.testing.assert_array_equal(got, np.clip(inpaint_biharmonic(image, unknown), 0, 1).astype(np.float32))
 
 
 def test_biharmonic_inpaint_recovers_a_ramp_exactly_and_leaves_images_with_nothing_to_fill_alone() -> None:

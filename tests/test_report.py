@@ -262,6 +262,30 @@ def test_html_report_renders_every_figure_in_chromium(report, tmp_path):
 # ---------------------------------------------------------------------------------------- refusals and errors
 
 
+def test_the_command_rebuilds_the_report_with_the_studys_own_options_unless_flags_say_otherwise(env, tmp_path, capsys):
+    from results.report import saved_options
+    from study.config import build_config, study_report_options
+
+    assert study_report_options(build_config("local")) == ReportOptions()  # the defaults are the first report's, the local preset's
+    assert saved_options(env["study"]) == ReportOptions()  # a study without report_options (this one) gets the defaults
+    assert study_report_options(build_config("full")).bm3d_faces == 200
+    study = tmp_path / "own-options"
+    shutil.copytree(env["study"], study, ignore=shutil.ignore_patterns("report"))
+    config = yaml.safe_load((study / "study.yaml").read_text())
+    own = {"top": 1, "faces": 8, "bm3d_faces": 1, "tune_faces": 2, "analysis": False, "bm3d_conditions": ["gauss:25"], "workers": 1}
+    (study / "study.yaml").write_text(yaml.safe_dump({**config, "report_options": own}))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(study), "--tune-faces", "3"])
+    assert exit_info.value.code == 0 and "report:" in capsys.readouterr().out
+    filters = pd.read_csv(study / "report" / "baselines.csv").set_index("baseline")
+    assert (filters["validated_on"] == 3).all() and filters.at["median3", "test_faces"] == 8 and filters.at["bm3d", "test_faces"] == 1
+    assert filters.at["bm3d", "where"] == "gauss:25" and "Error analysis" not in (study / "report" / "summary.md").read_text()
+    (study / "study.yaml").write_text(yaml.safe_dump({**config, "report_options": {"bm3d_face": 2}}))
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(study), "--overwrite"])
+    assert exit_info.value.code == 2 and "report_options.bm3d_face" in capsys.readouterr().err
+
+
 def test_an_existing_report_is_refused(env, report, capsys):
     before = (report / "index.html").stat().st_mtime_ns
     with pytest.raises(SystemExit) as exit_info:
@@ -401,29 +425,63 @@ def test_the_reference_filter_is_the_best_on_validation_even_where_another_is_be
     assert references.loc["gauss:25", ["baseline", "val_faces", "test_psnr", "test_faces"]].tolist() == ["gaussian_blur", 2, 24.0, 24]
 
 
-def test_validation_scores_are_the_tuning_scores_of_each_filter_at_its_tuned_setting(tmp_path):
+def test_every_filter_is_validated_on_the_same_faces_and_noise_at_its_tuned_setting(tmp_path):
+    from denoise_core.baselines import TUNABLE
     from denoise_core.data import to_float
     from denoise_core.holdout import make_holdout
-    from results.classical import VAL_SEED, BaselinePlan, baseline_curves, validation_scores
+    from results.classical import VAL_SEED, BaselinePlan, baseline_denoiser, started
     from results.score_cache import ScoreCache
     from synthetic import smooth_faces
 
     faces = smooth_faces(20, seed=5)
-    plan = BaselinePlan(faces=8, tune_faces=6, names=("median3", "gaussian_blur"), bm3d_conditions=())
+    plan = BaselinePlan(faces=8, slow_faces=2, tune_faces=6, names=("median3", "gaussian_blur", "nlm"), bm3d_conditions=())
     conditions = ("sp:0.3", "gauss:25")
     holdout = make_holdout(faces[12:], conditions, seed=3)
     cache = ScoreCache(tmp_path / "cache")
-    _, tuning = baseline_curves(holdout, faces[:12], conditions, plan, cache)
-    validation = validation_scores(faces[:12], conditions, plan, tuning, cache).set_index(["baseline", "condition"])
-    assert (validation["faces"] == 6).all() and len(validation) == 4
-    for row in tuning.itertuples():
-        assert np.mean(validation.loc[(row.baseline, row.condition), "face_psnr"]) == pytest.approx(row.val_psnr, abs=1e-9)
-    noisy = to_float(make_holdout(faces[:6], ("sp:0.3",), VAL_SEED).noisy[0])
-    median = BASELINES["median3"](noisy)
-    expected = [float(10 * np.log10(1 / np.mean((m.astype(np.float64) - c) ** 2))) for m, c in zip(median, to_float(faces[:6]).astype(np.float64))]
-    assert validation.loc[("median3", "sp:0.3"), "face_psnr"] == pytest.approx(expected, abs=1e-9)
-    again = validation_scores(faces[:12], conditions, plan, tuning, cache)  # from the cache: the same numbers
+    with started(holdout, faces[:12], conditions, plan, cache) as run:
+        tuning, validation = run.validation()
+        first = run.curves()
+    validation = validation.set_index(["baseline", "condition"])
+    assert (validation["faces"] == 6).all() and len(validation) == 6  # NLM is tuned on 2 faces (slow_faces) but validated on all 6
+    assert tuning.set_index("baseline").loc["nlm", "val_faces"].tolist() == [2, 2]
+    for condition in conditions:
+        noisy = to_float(make_holdout(faces[:6], (condition,), VAL_SEED).noisy[0])  # one noise draw for every filter
+        for name in plan.names:
+            own = tuning[(tuning["baseline"] == name) & (tuning["condition"] == condition)]
+            restored = baseline_denoiser(name, float(own["value"].iloc[0]) if name in TUNABLE else None)(noisy).astype(np.float64)
+            expected = [float(10 * np.log10(1 / np.mean((r - c) ** 2))) for r, c in zip(restored, to_float(faces[:6]).astype(np.float64))]
+            assert validation.loc[(name, condition), "face_psnr"] == pytest.approx(expected, abs=1e-9), (name, condition)
+            if len(own):  # the tuning score is the mean over the faces it was tuned on
+                assert np.mean(expected[:int(own["val_faces"].iloc[0])]) == pytest.approx(float(own["val_psnr"].iloc[0]), abs=1e-9)
+    with started(holdout, faces[:12], conditions, plan, cache) as run:  # from the cache: the same numbers, nothing computed
+        _, again = run.validation()
+        pd.testing.assert_frame_equal(run.curves(), first)
+        assert run.seconds == {} and run.pending == []
     assert again.set_index(["baseline", "condition"])["face_psnr"].to_dict() == validation["face_psnr"].to_dict()
+
+
+def test_the_filters_score_the_same_on_worker_processes_as_here(tmp_path):
+    from results.classical import BaselinePlan, InProcess, started
+    from results.curves import with_clean_point
+    from results.score_cache import ScoreCache
+    from synthetic import smooth_faces
+
+    faces = smooth_faces(30, seed=7)
+    conditions = ("none", "sp:0.3", "gauss:25", "sp:0.1+gauss:10")
+    holdout = with_clean_point(make_holdout(faces[12:], conditions[1:], seed=3))
+    tables = []
+    for workers in (1, 2):
+        plan = BaselinePlan(faces=12, slow_faces=1, tune_faces=5, bm3d_conditions=("gauss:25",), workers=workers)
+        with started(holdout, faces[:12], conditions, plan, ScoreCache(None)) as run:
+            assert isinstance(run.executor, InProcess) == (workers == 1)
+            tuning, validation = run.validation()
+            curves = run.curves().drop(columns="seconds")
+        tables.append((tuning, validation, curves))
+    (tuning, validation, curves), (tuning2, validation2, curves2) = tables
+    pd.testing.assert_frame_equal(tuning, tuning2)
+    pd.testing.assert_frame_equal(validation, validation2)
+    pd.testing.assert_frame_equal(curves, curves2)
+    assert len(curves) == 9 * 4 + 1 and curves["psnr"].notna().all() and (tuning["val_faces"] == [5] * 8 + [1] * 5).all()  # BM3D: gauss:25
 
 
 def test_the_report_chooses_its_reference_filters_on_validation_and_says_so(env, report):
@@ -469,3 +527,28 @@ def test_a_short_trial_table_a_study_given_twice_and_too_many_faces_are_warned(e
     assert warnings[-1] == "--faces 100000 is more than the 5 faces of the hold-out; every score uses those 5"
     assert [record.getMessage() for record in caplog.records] == warnings
     assert reading_warnings([dataclasses.replace(study, config={**study.config, "num_samples": 4})], 5, holdout) == warnings[1:2]
+
+
+# ------------------------------------------------------------------------------------------------- progress
+
+
+def test_the_studys_console_shows_the_reports_progress_from_verbose_1(capsys):
+    import logging
+
+    from denoise_core.cli import setup_logging
+    from study.run import show_report_progress
+
+    root, results = logging.getLogger(), logging.getLogger("results")
+    handlers, level, results_level = root.handlers[:], root.level, results.level
+    root.handlers.clear()
+    try:
+        setup_logging(quiet=True)  # the study's logging at verbose 1: warnings only
+        logging.getLogger("results.classical").info("hidden")
+        show_report_progress(1)
+        logging.getLogger("results.classical").info("baseline bm3d: 3 conditions")
+        logging.getLogger("denoise_core.data").info("still hidden")
+        assert [line.split(" ", 1)[1] for line in capsys.readouterr().out.splitlines()] == ["INFO baseline bm3d: 3 conditions"]
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        results.setLevel(results_level)
