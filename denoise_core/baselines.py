@@ -9,6 +9,7 @@ symmetric) padding unless a function says otherwise.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache, partial
 from typing import Callable
 
@@ -186,13 +187,15 @@ def _adaptive_weighted_mean_chunk(images: np.ndarray, max_half_width: int) -> np
     flat = pixels.view(-1)
     out = flat.clone()
     active = torch.arange(flat.numel())  # pixels whose window is still growing
-    low, high = _window_extremes(images, active, 1)
+    extremes = _WindowExtremes.of(images)
+    low, high = extremes.at(active)
     for half_width in range(1, max_half_width + 1):
         last = half_width == max_half_width
         if last:
             stopping = torch.ones(len(active), dtype=torch.bool)
         else:
-            next_low, next_high = _window_extremes(images, active, half_width + 1)
+            extremes = extremes.grown()
+            next_low, next_high = extremes.at(active)
             stopping = (low == next_low) & (high == next_high)
         value = flat[active]
         inside = (low < value) & (value < high)
@@ -207,20 +210,42 @@ def _adaptive_weighted_mean_chunk(images: np.ndarray, max_half_width: int) -> np
         if last or len(active) == 0:
             break
         low, high = next_low[growing], next_high[growing]
+        extremes = extremes.only(active)
     return out.view(images.shape).numpy()
 
 
-def _window_extremes(images: np.ndarray, flat_index: torch.Tensor, half_width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimum and maximum of the (2 half_width + 1)^2 window, cut off at the image border, at each listed pixel;
-    filtered only over the images that hold a listed pixel, as few do once most windows have stopped growing."""
-    plane = images.shape[1] * images.shape[2]
-    rows, position = torch.unique(flat_index // plane, return_inverse=True)
-    subset = images[rows.numpy()]
-    footprint = (1, 2 * half_width + 1, 2 * half_width + 1)
-    local = position * plane + flat_index % plane
-    low = torch.from_numpy(ndimage.minimum_filter(subset, size=footprint, mode="constant", cval=np.inf)).view(-1)[local]
-    high = torch.from_numpy(ndimage.maximum_filter(subset, size=footprint, mode="constant", cval=-np.inf)).view(-1)[local]
-    return low, high
+@dataclass(frozen=True)
+class _WindowExtremes:
+    """Minimum and maximum of every pixel's square window, cut off at the image border, for the images ``rows`` of a
+    batch. A window one pixel wider is the 3x3 extreme of these (the same values as filtering the images with the
+    wider window, at a fraction of the cost), and only the images still holding a growing pixel are kept."""
+
+    rows: np.ndarray  # batch indices of the images held, ascending
+    low: np.ndarray  # (len(rows), H, W)
+    high: np.ndarray
+
+    @staticmethod
+    def of(images: np.ndarray) -> _WindowExtremes:
+        """The 3x3 windows (half-width 1) of every image."""
+        return _WindowExtremes(np.arange(len(images)), *_extremes_3x3(images, images))
+
+    def grown(self) -> _WindowExtremes:
+        return _WindowExtremes(self.rows, *_extremes_3x3(self.low, self.high))
+
+    def at(self, flat_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        plane = self.low.shape[1] * self.low.shape[2]
+        local = torch.from_numpy(np.searchsorted(self.rows, (flat_index // plane).numpy())) * plane + flat_index % plane
+        return torch.from_numpy(self.low).view(-1)[local], torch.from_numpy(self.high).view(-1)[local]
+
+    def only(self, flat_index: torch.Tensor) -> _WindowExtremes:
+        plane = self.low.shape[1] * self.low.shape[2]
+        keep = np.searchsorted(self.rows, np.unique((flat_index // plane).numpy()))
+        return _WindowExtremes(self.rows[keep], self.low[keep], self.high[keep])
+
+
+def _extremes_3x3(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (ndimage.minimum_filter(low, size=(1, 3, 3), mode="constant", cval=np.inf),
+            ndimage.maximum_filter(high, size=(1, 3, 3), mode="constant", cval=-np.inf))
 
 
 def _between_extremes_mean(images: torch.Tensor, flat_index: torch.Tensor, size: int) -> torch.Tensor:

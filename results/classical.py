@@ -200,7 +200,7 @@ def filter_processes(workers: int) -> Iterator[Executor]:
 
 
 class InProcess(Executor):
-    """Runs each job as it is submitted, here: the one-process path, and a small plan's."""
+    """Runs each job as it is submitted, here: the one-process path."""
 
     def submit(self, fn, /, *args, **kwargs) -> Future:
         future: Future = Future()
@@ -231,7 +231,7 @@ class BaselineRun:
         that tunes it; the others get a validation job, and a scoring job queued after every validation job."""
         later, inputs = [], {}
         for name in sorted(self.plan.names, key=lambda name: COSTLY_FIRST.index(name) if name in COSTLY_FIRST else len(COSTLY_FIRST)):
-            count, tune = self.test_faces(name), tuning_faces(name, self.plan)
+            count, tune = self.test_faces(name), self.tune_faces(name)
             for condition in baseline_conditions(name, self.conditions, self.plan):
                 validation = self.cache.get(validation_key(name, condition, self.faces, tune))
                 if validation is not None:
@@ -259,6 +259,9 @@ class BaselineRun:
 
     def test_faces(self, name: str) -> int:
         return len(self.faces.clean[:baseline_faces(name, self.plan)])
+
+    def tune_faces(self, name: str) -> int:
+        return len(self.faces.val_clean[:tuning_faces(name, self.plan)])
 
     def submit(self, job: Job) -> None:
         self.left[job.name] = self.left.get(job.name, 0) + 1
@@ -302,7 +305,7 @@ class BaselineRun:
                 found = self.validations[name, condition]
                 if name in TUNABLE:
                     tuning.append({"baseline": name, "condition": condition, "parameter": TUNABLE[name], "value": found["value"],
-                                   "val_psnr": found["tune_psnr"], "val_faces": tuning_faces(name, self.plan)})
+                                   "val_psnr": found["tune_psnr"], "val_faces": self.tune_faces(name)})
                 validation.append({"baseline": name, "condition": condition, "faces": len(found["face_psnr"]), "face_psnr": found["face_psnr"]})
         return pd.DataFrame(tuning), pd.DataFrame(validation, columns=["baseline", "condition", "faces", "face_psnr"])
 
@@ -324,7 +327,7 @@ class BaselineRun:
         for name in self.plan.names:
             conditions = baseline_conditions(name, self.conditions, self.plan)
             rows.append({"baseline": name, "conditions": len(conditions), "where": "every condition" if conditions == self.conditions else ", ".join(conditions),
-                         "test_faces": self.test_faces(name), "tuned_on": tuning_faces(name, self.plan) if name in TUNABLE else 0,
+                         "test_faces": self.test_faces(name), "tuned_on": self.tune_faces(name) if name in TUNABLE else 0,
                          "validated_on": len(self.faces.val_clean), "cpu_s": round(self.seconds.get(name, 0.0), 1)})
         return pd.DataFrame(rows)
 

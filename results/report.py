@@ -41,7 +41,7 @@ from results.classical import BaselinePlan, InProcess, best_baseline, filter_pro
 from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_curves, tensorboard_hint, with_clean_point
 from results.html import Section, Table, render_html, render_markdown
 from results.leaderboard import leaderboard, test_conditions, trial_test_rows
-from results.models import Learned, as_denoiser, load_trial_models
+from results.models import Learned, TrialModel, as_denoiser, load_trial_models
 from results.options import ReportOptions, study_options
 from results.output import check_output, publish, scratch_dir
 from results.score_cache import ScoreCache
@@ -107,6 +107,13 @@ def baseline_plan(options: ReportOptions) -> BaselinePlan:
 def default_workers() -> int:
     """One process per CPU core this process may use, at most ``MAX_WORKERS`` (each holds its own torch and faces)."""
     return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, MAX_WORKERS))
+
+
+def top_models(study: Study, trial_models: list[TrialModel], top: int, device) -> list[Learned]:
+    """The ``top`` best trials by the study's validation metric that have a model, as ``AE#rank <trial id>``."""
+    by_id = {m.trial_id: m for m in trial_models}
+    return [Learned(f"AE#{rank} {row.trial_id}", by_id[row.trial_id], as_denoiser(by_id[row.trial_id].model, device))
+            for rank, row in enumerate(top_trials(study, top).itertuples(), start=1) if row.trial_id in by_id]
 
 
 def learned_curves(learned: list[Learned], holdout: Holdout, conditions: tuple[str, ...], faces: int | None, known: pd.DataFrame) -> pd.DataFrame:
@@ -189,9 +196,7 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
         questions = questions_section(study, test_rows, scored, options.faces, work)
         clock.lap("questions")
 
-        by_id = {m.trial_id: m for m in trial_models}
-        learned = [Learned(f"AE#{rank} {row.trial_id}", by_id[row.trial_id], as_denoiser(by_id[row.trial_id].model, device))
-                   for rank, row in enumerate(top_trials(study, options.top).itertuples(), start=1) if row.trial_id in by_id]
+        learned = top_models(study, trial_models, options.top, device)
         model_rows = learned_curves(learned, holdout, conditions, options.faces, test_rows)
         clock.lap("curves: learned models")
         tuning, validation = baselines.validation()
@@ -206,16 +211,16 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
             analysis = analysis_section(learned, best, tuning, trial_models, holdout, faces, work)
             clock.lap("error analysis")
         baseline_rows = baselines.curves()
-        filters = baselines.work()
+        ran = baselines.work()
         clock.lap("baselines: test scores (waiting)")
     curves = pd.concat([f for f in (model_rows, baseline_rows) if len(f)], ignore_index=True)
     curves.to_csv(work / "curves.csv", index=False)
     tuning.to_csv(work / "baseline_tuning.csv", index=False)
-    filters.to_csv(work / "baselines.csv", index=False)
+    ran.to_csv(work / "baselines.csv", index=False)
     plot_curves(curves, work / "robustness.png", f"{study.name}: robustness on the fixed noisy hold-out (test faces not in Training)")
     references = reference_baselines(validation, curves)
     references.to_csv(work / "reference_baselines.csv", index=False)
-    robust = robustness_section(curves, best, references, filters, holdout, [model.name for model in learned],
+    robust = robustness_section(curves, best, references, ran, holdout, [model.name for model in learned],
                                 tensorboard_hint(study.path / REPORT_DIR, study.name))
     clock.lap("curves: plots")
     sections = [leader, search, tradeoffs, questions, robust, grid_section, *([analysis] if analysis else [])]
