@@ -293,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     def run() -> None:
         setup_logging(args.verbose)
         set_threads(args.threads)
+        options_from(args, flags)  # a bad flag is named before the study is read, as for any other command
         out = build_report(args.study_dir, args.data, options_from(args, flags, saved_options(args.study_dir)))
         print(f"report: {out / 'index.html'}\nsummary: {out / 'summary.md'}\ncurves in TensorBoard: {tensorboard_hint(out, out.parent.name)}")
 
