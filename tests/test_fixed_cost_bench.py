@@ -1,25 +1,10 @@
 """bench/fixed_cost.py at its --quick size: one row per cost, each a share of a trial that adds up (not a measurement)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("fixed_cost", REPO_ROOT / "bench" / "fixed_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
+from bench_module import load_bench
 
 
 def test_the_quick_fixed_cost_table_names_every_cost_and_adds_up(fer2013_path, capsys):
-    bench = load_bench()
+    bench = load_bench("fixed_cost.py")
     costs = bench.main(["--quick", "--data", str(fer2013_path)])
     table = capsys.readouterr().out
     assert set(costs) == {"training", *bench.ORDER}

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -17,20 +13,12 @@ from bench.tables import markdown_table
 from denoise_core.data import PRIVATE_TEST, PUBLIC_TEST, TRAINING, Faces, split_faces
 from denoise_core.model import model_config_from_dict
 from denoise_core.settings import load_yaml_file
+from bench_module import load_bench
 from synthetic import smooth_faces
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", REPO_ROOT / "bench" / "gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gpu"] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu = load_bench()  # the command itself, for its options and its refusal without CUDA
+gpu = load_bench("gpu.py")  # the command itself, for its options and its refusal without CUDA
 
 
 def test_markdown_table_aligns_numbers_right_and_marks_missing_cells():

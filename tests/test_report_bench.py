@@ -1,27 +1,12 @@
 """bench/report.py --study-budget's table: the study, its first report, the share against the budget, then the steps."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_report", REPO_ROOT / "bench" / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
+from bench_module import load_bench
 
 
 def test_the_budget_table_says_whether_the_report_is_within_a_third_of_the_study():
-    bench = load_bench()
+    bench = load_bench("report.py")
     steps = pd.DataFrame({"step": ["hold-out", "leaderboard"], "seconds": [4.64, 30.0]})
     filters = pd.DataFrame({"baseline": ["bm3d"], "conditions": [3], "test_faces": [4], "cpu_s": [25.9]})
     rows = bench.budget_rows(288.0, 79.4, steps, filters)

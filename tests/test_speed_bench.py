@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_speed", REPO_ROOT / "bench" / "speed.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_speed"] = module
-    spec.loader.exec_module(module)
-    return module
+from bench_module import load_bench
 
 
 def test_the_quick_speed_table_has_a_row_per_size_and_a_ratio_per_variant(capsys):
-    speed = load_bench()
+    speed = load_bench("speed.py")
     rows = speed.main(["--quick", "--threads", "1", "--variants", "fp32,bf16-cl,fp32-cl"])
     assert [(row["width"], row["refine+mirror"], row["threads"]) for row in rows] == [(4, False, 1), (4, True, 1)]
     for row in rows:
@@ -33,18 +21,18 @@ def test_the_quick_speed_table_has_a_row_per_size_and_a_ratio_per_variant(capsys
 
 
 def test_widths_choose_the_rows():
-    rows = load_bench().main(["--quick", "--threads", "1", "--variants", "fp32,fp32-cl", "--widths", "2", "4"])
+    rows = load_bench("speed.py").main(["--quick", "--threads", "1", "--variants", "fp32,fp32-cl", "--widths", "2", "4"])
     assert [(row["width"], row["refine+mirror"]) for row in rows] == [(2, False), (2, True), (4, False), (4, True)]
 
 
 def test_the_speed_bench_refuses_an_unknown_variant(capsys):
     with pytest.raises(SystemExit):
-        load_bench().parse_args(["--variants", "fp32,fp8"])
+        load_bench("speed.py").parse_args(["--variants", "fp32,fp8"])
     assert "unknown variant(s) fp8" in capsys.readouterr().err
 
 
 def test_the_end_to_end_margins_read_a_reports_curves_by_the_names_it_writes():
-    speed = load_bench()
+    speed = load_bench("speed.py")
     rows = [{"model": model, "family": family, "condition": condition, "psnr": psnr + offset}
             for condition, offset in zip(speed.END_TO_END_DENSITIES, (0.0, -5.0, -8.0, -11.0))
             for model, family, psnr in (("AE#1 a", "learned", 38.5), ("AE#2 b", "learned", 38.0), ("switching_median", "classical", 35.0),
