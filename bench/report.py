@@ -42,6 +42,7 @@ from denoise_core.checkpoint import save_checkpoint  # noqa: E402
 from denoise_core.data import ENV_VAR, load_splits  # noqa: E402
 from denoise_core.model import ModelConfig  # noqa: E402
 from denoise_core.fit import TrainConfig, fit  # noqa: E402
+from bench.ray_nodes import QUIET_RAY  # noqa: E402
 from bench.tables import markdown_table  # noqa: E402
 from results.report import ReportOptions, build_report, saved_options  # noqa: E402
 
@@ -51,7 +52,6 @@ CONDITIONS = ["sp:0.1", "sp:0.5", "gauss:25", "sp:0.1+gauss:10"]  # the smoke pr
 SEARCH = {"model.bottleneck_size": {"choice": [4, 8, 16]}, "model.dropout": {"uniform": [0.0, 0.2]},
           "loss": {"choice": ["mse", "mae"]}, "lr": {"loguniform": [0.003, 0.01]}}
 BUDGET = 1 / 3  # a first report may cost at most this share of the local study's trials (facestudy issue 30)
-QUIET_RAY = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "RAY_TRAIN_ENABLE_V2_MIGRATION_WARNINGS": "0"}
 
 
 def say(message: str) -> None:

@@ -232,7 +232,7 @@ def fit(
     """
     device = device or resolve_device(config.device)
     config = with_resolved_precision(config, device)
-    with _thread_count(config.num_threads), _deterministic_algorithms(config.deterministic and device.type == "cuda"), \
+    with thread_count(config.num_threads), _deterministic_algorithms(config.deterministic and device.type == "cuda"), \
             torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         run = _start_run(config, data, device, wrap_model, rank, world_size, resume)
         started, checkpoint, stopped_early = time.perf_counter(), resume, False
@@ -303,7 +303,8 @@ class _Decision:
 
 
 @contextmanager
-def _thread_count(threads: int | None) -> Iterator[None]:
+def thread_count(threads: int | None) -> Iterator[None]:
+    """This process's torch CPU threads set to ``threads`` for a while (None: left as they are), then restored."""
     saved = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)

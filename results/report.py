@@ -21,11 +21,9 @@ import os
 import shutil
 import time
 from concurrent.futures import Executor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 
@@ -33,6 +31,7 @@ from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import Splits, default_cache_dir, load_fer2013, split_faces
 from denoise_core.errors import InputError
 from denoise_core.files import cache_writable
+from denoise_core.fit import thread_count
 from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.inference import resolve_device
 from denoise_core import settings
@@ -180,7 +179,7 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
     plan = baseline_plan(options)
     pooled = not isinstance(filters, InProcess)
     log.info("report: %d conditions; the classical filters on %s", len(conditions), f"{plan.workers} processes" if pooled else "this process")
-    with started(holdout, splits.val_unique, conditions, plan, score_cache(options), filters) as baselines, torch_threads(1 if pooled else None):
+    with started(holdout, splits.val_unique, conditions, plan, score_cache(options), filters) as baselines, thread_count(1 if pooled else None):
         trial_models, notes = load_trial_models(study, device)
         notes = reading_warnings([study], options.faces, holdout) + notes
         scored = test_conditions(study, conditions)
@@ -225,23 +224,6 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
     clock.lap("curves: plots")
     sections = [leader, search, tradeoffs, questions, robust, grid_section, *([analysis] if analysis else [])]
     return sections, headline(learned, curves, best)
-
-
-@contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """This process's torch threads set to ``count`` for a while (None: as they are): one while the filters' processes
-    use the other cores, as more would only contend with them."""
-    if count is None:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[Flag]]:

@@ -375,7 +375,7 @@ def stop_signals(hard_stop: str, before_exit: Callable[[], None]):
         try:
             before_exit()
         except OSError as error:
-            print(f"study: could not sign the study for a resume ({error}); if you trust it, sign it with python -m study.signing",
+            print(f"study: could not sign the study for a resume ({error}); if you trust it, sign it with python -m study.signing STUDY",
                   file=sys.stderr, flush=True)
         print(hard_stop, file=sys.stderr, flush=True)
         os._exit(128 + signum)
