@@ -36,11 +36,11 @@ if str(REPO_ROOT) not in sys.path:
 from denoise_core.baselines import switching_median  # noqa: E402
 from denoise_core.checkpoint import load_model  # noqa: E402
 from denoise_core.data import default_cache_dir, load_splits, resolve_data_path  # noqa: E402
+from denoise_core.evaluate import model_denoiser  # noqa: E402
 from denoise_core.holdout import DEFAULT_CONDITIONS, holdout_for  # noqa: E402
 from denoise_core.settings import load_yaml_file  # noqa: E402
 from denoise_core.study_files import BEST_MODEL, STUDY_CONFIG  # noqa: E402
 from results.curves import model_curves  # noqa: E402
-from results.models import as_denoiser  # noqa: E402
 
 LOCAL_BAR = {"sp:0.1": 1.0, "sp:0.3": 1.0, "sp:0.5": 1.0, "sp:0.7": 1.0}  # dB over the switching median
 WORKSTATION_TOLERANCE = 0.2  # dB below the --against model at most, at every condition
@@ -62,7 +62,7 @@ def run_preset(preset: str, data: str, storage: Path, name: str, extra: list[str
 
 def scores(model_file: Path, holdout, conditions: tuple[str, ...], faces: int | None) -> pd.DataFrame:
     model, _ = load_model(model_file)
-    return model_curves({"model": as_denoiser(model, torch.device("cpu"))}, holdout, conditions, faces).set_index("condition")
+    return model_curves({"model": model_denoiser(model, torch.device("cpu"))}, holdout, conditions, faces).set_index("condition")
 
 
 def local_table(study: Path, splits, faces: int) -> pd.DataFrame:

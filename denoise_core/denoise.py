@@ -31,7 +31,7 @@ SHIPPED_GAUSS_MODEL = SHIPPED_MODEL.with_name("fer2013-gauss.pt")  # pure Gaussi
 SHIPPED_MODELS = (SHIPPED_MODEL, SHIPPED_IMPULSE_MODEL, SHIPPED_GAUSS_MODEL)
 
 
-def denoise_array(model: torch.nn.Module, images: np.ndarray, device: torch.device | str = "cpu", batch_size: int = 1024) -> np.ndarray:
+def denoise_array(model: torch.nn.Module, images: np.ndarray, device: torch.device | str = "cpu", batch_size: int | None = None) -> np.ndarray:
     """Float32 faces (N, 48, 48) in [0, 1] in, restored float32 faces out."""
     tensor = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1).to(device)
     return denoise_tensor(model, tensor, batch_size).squeeze(1).cpu().numpy()

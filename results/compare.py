@@ -22,10 +22,11 @@ from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.errors import InputError
 from denoise_core.inference import resolve_device
 from denoise_core.settings import Flag
+from denoise_core.evaluate import model_denoiser
 from results.classical import baseline_curves
 from results.curves import COLUMNS, curve_conditions, model_curves, plot_curves, sp_conditions, tensorboard_hint
 from results.html import Figure, Section, Table, Text, render_html, render_markdown
-from results.models import Learned, as_denoiser, load_trial_models
+from results.models import Learned, load_trial_models
 from results.output import check_output, publish, scratch_dir
 from results.options import ReportOptions
 from results.report import (OPTIONS_EPILOG, Stopwatch, add_option_arguments, baseline_plan, curve_holdout, load_data, options_from, reading_warnings,
@@ -54,7 +55,7 @@ def best_models(studies: list[Study], labels: list[str], top: int, device) -> tu
         loaded = {m.trial_id: m for m in load_trial_models(study, device)[0] if m.trial_id in wanted}
         for rank, trial_id in enumerate(wanted, start=1):
             if trial_id in loaded:
-                model = Learned(f"{label} AE#{rank} {trial_id}", loaded[trial_id], as_denoiser(loaded[trial_id].model, device))
+                model = Learned(f"{label} AE#{rank} {trial_id}", loaded[trial_id], model_denoiser(loaded[trial_id].model, device))
                 learned.append((label, study, model))
     return learned, notes
 

@@ -30,7 +30,7 @@ from denoise_core.checkpoint import load_model
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import default_cache_dir, load_splits
 from denoise_core.errors import InputError, MissingFile
-from denoise_core.evaluate import Denoiser
+from denoise_core.evaluate import Denoiser, model_denoiser
 from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.inference import resolve_device
 from results.analysis import (METHOD, Finding, LevelModels, contrast_split, evidence_table, expected_findings, filled_in_experiments, memoised,
@@ -38,7 +38,7 @@ from results.analysis import (METHOD, Finding, LevelModels, contrast_split, evid
 from results.analysis.common import PREFERRED_CONDITIONS
 from results.experiment_report import Experiment, design_text, interval_table, question_text, read_experiment
 from results.html import Section, Table, Text, render_markdown
-from results.models import as_denoiser, experiment_models, for_inference
+from results.models import experiment_models
 from results.output import check_file_output, publish_file
 from results.statistics import level_summary, pair_summary, pairwise_differences, verdict_table
 
@@ -134,8 +134,8 @@ def load_denoisers(paths: Sequence[Path], device) -> dict[str, Denoiser]:
     for path in paths:
         if not path.is_file():
             raise MissingFile(f"--model {path} does not exist; give a trained model such as models/fer2013-blind.pt")
-        model = for_inference(load_model(path, device)[0], device)
-        denoisers[str(path)] = memoised(as_denoiser(model, device))
+        model = load_model(path, device)[0]
+        denoisers[str(path)] = memoised(model_denoiser(model, device))
     return denoisers
 
 

@@ -24,9 +24,9 @@ from denoise_core.errors import InputError
 from denoise_core.holdout import DEFAULT_CONDITIONS, REALISTIC_CONDITIONS, SYNTHETIC_CONDITIONS, holdout_for
 from denoise_core.noise import most_specialised, trained_kinds
 from denoise_core.inference import resolve_device
+from denoise_core.evaluate import model_denoiser
 from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves
 from results.curves import canonical, model_curves, noise_axis, score
-from results.models import as_denoiser, for_inference
 from results.score_cache import ScoreCache
 
 KIND_NAMES = {"sp": "salt-and-pepper", "gauss": "Gaussian noise", "mixture": "S&P + Gaussian mixtures", "rv": "random-valued impulses",
@@ -76,7 +76,7 @@ def evaluate_model_files(model_paths: list[Path], splits: Splits, options: Quali
     for path in model_paths:
         model, meta = load_model(path, device)
         name = Path(path).stem
-        denoisers[name] = as_denoiser(for_inference(model, device), device)
+        denoisers[name] = model_denoiser(model, device)
         kinds[name] = trained_kinds(meta["config"]["noise"])
     conditions = tuple(canonical(c) for c in options.conditions)
     holdout = holdout_for(splits.test_unique, default_cache_dir(), conditions)
@@ -97,7 +97,7 @@ def evaluate_model_files(model_paths: list[Path], splits: Splits, options: Quali
         first = next(iter(denoisers))
         old_model, _ = load_model(options.replaces, device)
         kept = tuple(c for c in conditions if c in {canonical(s) for s in SYNTHETIC_CONDITIONS})
-        before = model_curves({"before": as_denoiser(for_inference(old_model, device), device)}, holdout, kept, options.faces)
+        before = model_curves({"before": model_denoiser(old_model, device)}, holdout, kept, options.faces)
         replaced = replacement_rows(learned[learned["model"] == first], before, Path(options.replaces).as_posix())  # as given: the name alone may be the new file's
     return Quality(scores=pd.concat([learned, classical], ignore_index=True), margins=pd.DataFrame(rows), kinds=kinds, replaced=replaced)
 

@@ -15,12 +15,13 @@ from denoise_core.holdout import Holdout
 from denoise_core.metrics import PSNR_CAP
 from denoise_core.study_files import OBJECTIVE_MODES
 from results import grids
+from denoise_core.evaluate import model_denoiser
 from results.classical import SLOW, denoiser_at, fixed_denoiser
 from results.curves import Denoiser
 from results.html import Figure, Section, Table, Text, markdown_table
 from results.importance import FANOVA_TRIALS, param_importance, plot_importance, plot_parallel_coordinates
 from results.questions import answers, wide
-from results.models import Learned, TrialModel, as_denoiser
+from results.models import Learned, TrialModel
 from results.pareto import pareto_front, plot_front
 from results.search import (asha_rungs, best_trials, learning_curves, max_epochs, optimization_history, plot_history, plot_learning_curves,
                             plot_timeline, read_histories, timeline)
@@ -292,7 +293,7 @@ def analysis_section(learned: list[Learned], best: str, tuning: pd.DataFrame, tr
     denoise, setting = fixed_denoiser(best, tuning)
     denoisers = {m.name: m.denoise for m in learned[:ANALYSED_MODELS]}
     denoisers[best] = denoise
-    device_models = [(m.row, as_denoiser(m.model, next(m.model.parameters()).device)) for m in trial_models]
+    device_models = [(m.row, model_denoiser(m.model, next(m.model.parameters()).device)) for m in trial_models]
     intro = Text(f"On the first {faces} test faces; denoisers: {', '.join(denoisers)}"
                  + (f" ({best} with {setting})" if setting else "") + f"; filled-in artefacts over {len(device_models)} trials with checkpoints "
                  "(a search's trials differ in more than one setting: python -m results.findings tests it on the width and epochs experiments).")

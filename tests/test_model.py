@@ -118,3 +118,22 @@ def test_switching_model_changes_only_impulses(refine):
 def test_bad_model_config_says_what_is_wrong(values, message):
     with pytest.raises(ValueError, match=message):
         model_config_from_dict(values)
+
+
+def test_a_model_denoises_faster_layouts_to_the_same_faces():
+    """model_denoiser runs a CPU model on channels-last weights in batches of 64: the faces are those of the plain model
+    run in one batch, to float rounding."""
+    import numpy as np
+
+    from denoise_core.denoise import denoise_array
+    from denoise_core.evaluate import model_denoiser
+    from denoise_core.inference import CPU_BATCH, default_batch
+
+    torch.manual_seed(0)
+    model = ConvAutoencoder(ModelConfig(base_width=8, bottleneck_size=16, skip=True, mask_input=True, gate=True)).eval()
+    faces = np.random.default_rng(0).random((CPU_BATCH * 2 + 5, 48, 48), dtype=np.float32)
+    plain = denoise_array(model, faces, batch_size=len(faces))
+    assert default_batch(torch.device("cpu")) == CPU_BATCH < len(faces)
+    fast = model_denoiser(model, "cpu")(faces)
+    assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
+    assert fast.shape == plain.shape and np.abs(fast - plain).max() < 1e-5
