@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from denoise_core.evaluate import model_denoiser
 from denoise_core.holdout import Holdout
-from results.curves import model_curves, sp_conditions
-from results.models import TrialModel, as_denoiser
+from denoise_core.study_files import BEST_HOLDOUT
+from results.curves import COLUMNS, SCORES, curve_row, model_curves, sp_conditions
+from results.models import TrialModel
 from results.study_dir import Study, ranked_trials
 
 VALIDATION = {"best_val_loss": "val_loss", "best_val_psnr": "val_psnr", "best_val_ssim": "val_ssim"}
@@ -23,9 +25,34 @@ def test_conditions(study: Study, available: tuple[str, ...]) -> tuple[str, ...]
     return sp_conditions(own) or own
 
 
-def trial_test_rows(models: list[TrialModel], holdout: Holdout, conditions: tuple[str, ...], faces: int | None, device) -> pd.DataFrame:
-    """Curve-format rows (model = trial id) for every loaded trial at ``conditions``."""
-    return model_curves({m.trial_id: as_denoiser(m.model, device) for m in models}, holdout, conditions, faces)
+def trial_test_rows(models: list[TrialModel], holdout: Holdout, conditions: tuple[str, ...], faces: int | None, device,
+                    known: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Curve-format rows (model = trial id) for every loaded trial at ``conditions``; a trial's rows in ``known`` (the
+    study's own scores, ``study_scores``) are taken as they are instead of being scored again."""
+    frames = []
+    for model in models:
+        done = known[(known["model"] == model.trial_id) & known["condition"].isin(conditions)] if known is not None else known
+        todo = tuple(c for c in conditions if done is None or c not in set(done["condition"]))
+        scored = model_curves({model.trial_id: model_denoiser(model.model, device)}, holdout, todo, faces) if todo else None
+        frames += [frame for frame in (done, scored) if frame is not None and len(frame)]
+    return pd.concat(frames, ignore_index=True)[list(COLUMNS)] if frames else pd.DataFrame(columns=list(COLUMNS))
+
+
+def study_scores(study: Study, holdout: Holdout, faces: int | None) -> pd.DataFrame:
+    """The scores the study itself took of its best trial at the end (``best/holdout.csv``), as curve rows, when they are
+    on the faces this report scores: the same weights on the same fixed noisy faces, so the report does not score them
+    again. Their ``seconds`` (the time to denoise) are not known."""
+    path = study.path / BEST_HOLDOUT
+    wanted = min(faces or len(holdout.clean), len(holdout.clean))
+    if not path.is_file():
+        return pd.DataFrame(columns=list(COLUMNS))
+    table = pd.read_csv(path, dtype={"trial_id": str, "condition": str})
+    if not {"trial_id", "condition", "faces", *SCORES}.issubset(table.columns):
+        return pd.DataFrame(columns=list(COLUMNS))
+    rows = [curve_row(str(row["trial_id"]), "learned", row["condition"], {**{k: row[k] for k in table.columns if k not in ("trial_id", "condition")},
+                                                                          "seconds": float("nan")})
+            for _, row in table[table["faces"] == wanted].iterrows()]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def leaderboard(study: Study, test_rows: pd.DataFrame, parameters: dict[str, int]) -> pd.DataFrame:

@@ -36,11 +36,12 @@ from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.inference import resolve_device
 from denoise_core import settings
 from denoise_core.settings import Flag, add_flags, add_layer_arguments, read_layers, to_dict
+from denoise_core.evaluate import model_denoiser
 from results.classical import BaselinePlan, InProcess, best_baseline, filter_processes, reference_baselines, started
 from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_curves, tensorboard_hint, with_clean_point
 from results.html import Section, Table, render_html, render_markdown
-from results.leaderboard import leaderboard, test_conditions, trial_test_rows
-from results.models import Learned, TrialModel, as_denoiser, load_trial_models
+from results.leaderboard import leaderboard, study_scores, test_conditions, trial_test_rows
+from results.models import Learned, TrialModel, load_trial_models
 from results.options import ReportOptions, study_options
 from results.output import check_output, publish, scratch_dir
 from results.score_cache import ScoreCache
@@ -111,7 +112,7 @@ def default_workers() -> int:
 def top_models(study: Study, trial_models: list[TrialModel], top: int, device) -> list[Learned]:
     """The ``top`` best trials by the study's validation metric that have a model, as ``AE#rank <trial id>``."""
     by_id = {m.trial_id: m for m in trial_models}
-    return [Learned(f"AE#{rank} {row.trial_id}", by_id[row.trial_id], as_denoiser(by_id[row.trial_id].model, device))
+    return [Learned(f"AE#{rank} {row.trial_id}", by_id[row.trial_id], model_denoiser(by_id[row.trial_id].model, device))
             for rank, row in enumerate(top_trials(study, top).itertuples(), start=1) if row.trial_id in by_id]
 
 
@@ -124,6 +125,17 @@ def learned_curves(learned: list[Learned], holdout: Holdout, conditions: tuple[s
         rows = pd.concat([f for f in (done, model_curves({model.name: model.denoise}, holdout, todo, faces)) if len(f)], ignore_index=True)
         frames.append(rows.set_index("condition").loc[list(conditions)].reset_index()[list(COLUMNS)])
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
+
+
+def trial_scores(study: Study, trial_models: list[TrialModel], holdout: Holdout, conditions: tuple[str, ...], faces: int | None,
+                 device) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every trial's rows at the leaderboard's ``conditions``, and every learned row known so far: those, and the scores
+    the study took of its best trial at the other conditions it scored."""
+    own = study_scores(study, holdout, faces)
+    test_rows = trial_test_rows(trial_models, holdout, conditions, faces, device, known=own)
+    if not len(own):
+        return test_rows, test_rows
+    return test_rows, pd.concat([test_rows, own], ignore_index=True).drop_duplicates(["model", "condition"])
 
 
 def reading_warnings(studies: list[Study], faces: int | None, holdout: Holdout) -> list[str]:
@@ -183,7 +195,7 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
         trial_models, notes = load_trial_models(study, device)
         notes = reading_warnings([study], options.faces, holdout) + notes
         scored = test_conditions(study, conditions)
-        test_rows = trial_test_rows(trial_models, holdout, scored, options.faces, device)
+        test_rows, known = trial_scores(study, trial_models, holdout, scored, options.faces, device)
         board = leaderboard(study, test_rows, {m.trial_id: m.parameters for m in trial_models})
         board.to_csv(work / "leaderboard.csv", index=False)
         leader = leaderboard_section(study, board, scored, options.faces, notes, work)
@@ -196,7 +208,7 @@ def assemble(study: Study, splits: Splits, options: ReportOptions, work: Path, c
         clock.lap("questions")
 
         learned = top_models(study, trial_models, options.top, device)
-        model_rows = learned_curves(learned, holdout, conditions, options.faces, test_rows)
+        model_rows = learned_curves(learned, holdout, conditions, options.faces, known)
         clock.lap("curves: learned models")
         tuning, validation = baselines.validation()
         best = best_baseline(validation)

@@ -552,3 +552,30 @@ def test_the_studys_console_shows_the_reports_progress_from_verbose_1(capsys):
         root.handlers[:] = handlers
         root.setLevel(level)
         results.setLevel(results_level)
+
+
+@pytest.mark.parametrize("faces, reused", [(OPTIONS.faces, True), (OPTIONS.faces - 4, False)])
+def test_the_study_s_own_hold_out_scores_are_reused_only_on_the_same_faces(env, report, tmp_path, faces, reused):
+    """best/holdout.csv holds what the study scored of its best trial; the report takes those rows instead of scoring them
+    again (their denoising seconds unknown), with the same numbers, and ignores them when taken on other faces."""
+    from denoise_core.data import default_cache_dir
+    from denoise_core.evaluate import evaluate_on_holdout, model_denoiser
+    from denoise_core.holdout import holdout_for
+
+    study = tmp_path / "tiny"
+    shutil.copytree(env["study"], study, ignore=shutil.ignore_patterns("report"))
+    best = ranked_ids(study)[0]
+    model, _ = load_model(next((study / f"trial_{best}").glob("checkpoint_*/checkpoint.pt")))
+    conditions = ("sp:0.1", "sp:0.5", "gauss:25")
+    holdout = holdout_for(load_splits(env["data"]).test_unique, default_cache_dir(), conditions)
+    table = evaluate_on_holdout(model_denoiser(model, "cpu"), holdout, conditions, faces)
+    table.insert(0, "trial_id", best)
+    (study / "best").mkdir()
+    table.to_csv(study / "best" / "holdout.csv", index=False)
+    again = curves_of(build_report(study, None, OPTIONS)).set_index(["model", "condition"])
+    before = curves_of(report).set_index(["model", "condition"])
+    learned = again[again["family"] == "learned"]
+    assert np.allclose(learned["psnr"], before.loc[learned.index, "psnr"], rtol=0, atol=1e-9)
+    own = learned.loc[f"AE#1 {best}"]
+    assert own.loc[list(conditions), "seconds"].isna().all() == reused
+    assert own.drop(list(conditions))["seconds"].notna().all()
