@@ -34,6 +34,10 @@ class ConsoleReporter(tune.Callback):
         self.best: tuple[float, str] | None = None
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.started_trials:  # restarted from its last checkpoint: with more CPUs (grow_trials), or after a failure
+            cpus = trial.placement_group_factory.required_resources.get("CPU", 0)
+            print(f"[{self._clock()}] trial {trial.trial_id} goes on from its last epoch on {cpus:g} CPUs", flush=True)
+            return
         self.started_trials.add(trial.trial_id)
         print(f"[{self._clock()}] trial {trial.trial_id} started ({len(self.started_trials)} of {self.num_samples}): {describe(trial.config)}",
               flush=True)

@@ -307,6 +307,7 @@ def new_tuner(config: StudyConfig, trainable: Any, resources: Resources) -> Any:
     """A Tuner searching with ``RecordingSearch`` (Optuna) and ASHA (or FIFO), after saving ``study.yaml``."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers.resource_changing_scheduler import DistributeResources, ResourceChangingScheduler
     from study.console import ConsoleReporter
     from study.searcher import RecordingSearch
     from study.tensorboard import TrialCsvLogger, TrialJsonLogger, TrialTensorBoard
@@ -315,6 +316,8 @@ def new_tuner(config: StudyConfig, trainable: Any, resources: Resources) -> Any:
     searcher = RecordingSearch(config, optuna_db.storage_url(config))
     scheduler = (ASHAScheduler(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=config.max_epochs)
                  if config.scheduler == "asha" else FIFOScheduler())
+    if grows(config, resources):
+        scheduler = ResourceChangingScheduler(scheduler, DistributeResources(add_bundles=False))
     run_config = tune.RunConfig(
         name=config.name, storage_path=storage_root(config.storage), verbose=config.verbose if config.verbose > 1 else 0,
         callbacks=[TrialJsonLogger(), TrialCsvLogger(), TrialTensorBoard(config.search), *([ConsoleReporter(config)] if config.verbose == 1 else [])],
@@ -329,6 +332,13 @@ def new_tuner(config: StudyConfig, trainable: Any, resources: Resources) -> Any:
     )
 
 
+def grows(config: StudyConfig, resources: Resources) -> bool:
+    """Whether running trials take the CPUs that ended ones free: only CPU trials trained in process, whose torch threads
+    follow their CPUs. At the end of a study on 2 cores the last trial then trains on both (about 1.6x as fast) instead
+    of leaving one idle, for the few seconds a restart from its last epoch's checkpoint costs."""
+    return config.grow_trials and not resources.workers and resources.gpu == 0
+
+
 def write_trial_table(study_uri: str, trials: pd.DataFrame) -> None:
     """The trial table, one row per trial, as CSV and Parquet."""
     storage.write_bytes(f"{study_uri}/{TRIALS_CSV}", trials.to_csv(index=False).encode())
@@ -340,6 +350,12 @@ def write_trial_table(study_uri: str, trials: pd.DataFrame) -> None:
 def without_tune_resume_advice(record: logging.LogRecord) -> bool:
     """False for Tune's "Resume experiment with: Tuner.restore(...)" line, which is the wrong advice for a study."""
     return "Tuner.restore(" not in record.getMessage()
+
+
+def without_restricted_api_warning(record: logging.LogRecord) -> bool:
+    """False for Tune's warning that a scheduler read ``_reuse_actors``: ResourceChangingScheduler (``grows``) checks it
+    before every trial it starts, and a study never reuses actors."""
+    return "_reuse_actors interface" not in record.getMessage()
 
 
 def hard_stop_line(config: StudyConfig) -> str:
@@ -385,11 +401,14 @@ def stop_signals(hard_stop: str, before_exit: Callable[[], None]):
     saved_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     tune_log = logging.getLogger("ray.tune.tune")
+    controller_log = logging.getLogger("ray.tune.execution.tune_controller")
     tune_log.addFilter(without_tune_resume_advice)
+    controller_log.addFilter(without_restricted_api_warning)
     try:
         yield received
     finally:
         tune_log.removeFilter(without_tune_resume_advice)
+        controller_log.removeFilter(without_restricted_api_warning)
         for signum, handler in previous.items():
             if not received:
                 signal.signal(signum, handler)
