@@ -53,7 +53,7 @@ def test_the_tables_name_every_setting_and_its_default():
                 assert f"| `{prefix}{path}` |" in generated[name]
     assert "| `train.model.dropout` | `--model-dropout` | `0.15` |" in generated["TrainConfig"]
     assert "| `train.seed` | `--train-seed` | `0` |" in generated["TrainConfig"]
-    assert "| `top` | `--top` | `3` |" in generated["ReportOptions"] and COMPARED.top == 1
+    assert "| `top` | `--top` | `2` |" in generated["ReportOptions"] and COMPARED.top == 1
 
 
 if __name__ == "__main__":
