@@ -20,9 +20,9 @@ import pandas as pd
 
 from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.errors import InputError
+from denoise_core.evaluate import model_denoiser
 from denoise_core.inference import resolve_device
 from denoise_core.settings import Flag
-from denoise_core.evaluate import model_denoiser
 from results.classical import baseline_curves
 from results.curves import COLUMNS, curve_conditions, model_curves, plot_curves, sp_conditions, tensorboard_hint
 from results.html import Figure, Section, Table, Text, render_html, render_markdown

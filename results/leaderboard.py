@@ -28,13 +28,19 @@ def test_conditions(study: Study, available: tuple[str, ...]) -> tuple[str, ...]
 def trial_test_rows(models: list[TrialModel], holdout: Holdout, conditions: tuple[str, ...], faces: int | None, device,
                     known: pd.DataFrame | None = None) -> pd.DataFrame:
     """Curve-format rows (model = trial id) for every loaded trial at ``conditions``; a trial's rows in ``known`` (the
-    study's own scores, ``study_scores``) are taken as they are instead of being scored again."""
-    frames = []
+    study's own scores, ``study_scores``) are taken as they are instead of being scored again. Trials left with the same
+    conditions are scored together, so each condition's noisy input is scored once for them."""
+    known = known if known is not None else pd.DataFrame(columns=list(COLUMNS))
+    done = known[known["condition"].isin(conditions)]
+    pending: dict[tuple[str, ...], dict] = {}
     for model in models:
-        done = known[(known["model"] == model.trial_id) & known["condition"].isin(conditions)] if known is not None else known
-        todo = tuple(c for c in conditions if done is None or c not in set(done["condition"]))
-        scored = model_curves({model.trial_id: model_denoiser(model.model, device)}, holdout, todo, faces) if todo else None
-        frames += [frame for frame in (done, scored) if frame is not None and len(frame)]
+        have = set(done.loc[done["model"] == model.trial_id, "condition"])
+        todo = tuple(c for c in conditions if c not in have)
+        if todo:
+            pending.setdefault(todo, {})[model.trial_id] = model_denoiser(model.model, device)
+    ids = {model.trial_id for model in models}
+    frames = [done[done["model"].isin(ids)], *(model_curves(denoisers, holdout, todo, faces) for todo, denoisers in pending.items())]
+    frames = [frame for frame in frames if len(frame)]
     return pd.concat(frames, ignore_index=True)[list(COLUMNS)] if frames else pd.DataFrame(columns=list(COLUMNS))
 
 
@@ -43,13 +49,13 @@ def study_scores(study: Study, holdout: Holdout, faces: int | None) -> pd.DataFr
     on the faces this report scores: the same weights on the same fixed noisy faces, so the report does not score them
     again. Their ``seconds`` (the time to denoise) are not known."""
     path = study.path / BEST_HOLDOUT
-    wanted = min(faces or len(holdout.clean), len(holdout.clean))
     if not path.is_file():
         return pd.DataFrame(columns=list(COLUMNS))
     table = pd.read_csv(path, dtype={"trial_id": str, "condition": str})
     if not {"trial_id", "condition", "faces", *SCORES}.issubset(table.columns):
         return pd.DataFrame(columns=list(COLUMNS))
-    rows = [curve_row(str(row["trial_id"]), "learned", row["condition"], {**{k: row[k] for k in table.columns if k not in ("trial_id", "condition")},
+    wanted = min(faces or len(holdout.clean), len(holdout.clean))
+    rows = [curve_row(row["trial_id"], "learned", row["condition"], {**{k: row[k] for k in table.columns if k not in ("trial_id", "condition")},
                                                                           "seconds": float("nan")})
             for _, row in table[table["faces"] == wanted].iterrows()]
     return pd.DataFrame(rows, columns=list(COLUMNS))

@@ -21,10 +21,10 @@ import pandas as pd
 from denoise_core.checkpoint import load_model
 from denoise_core.data import Splits, default_cache_dir
 from denoise_core.errors import InputError
+from denoise_core.evaluate import model_denoiser
 from denoise_core.holdout import DEFAULT_CONDITIONS, REALISTIC_CONDITIONS, SYNTHETIC_CONDITIONS, holdout_for
 from denoise_core.noise import most_specialised, trained_kinds
 from denoise_core.inference import resolve_device
-from denoise_core.evaluate import model_denoiser
 from results.classical import BM3D_CONDITIONS, BaselinePlan, baseline_curves
 from results.curves import canonical, model_curves, noise_axis, score
 from results.score_cache import ScoreCache

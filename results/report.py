@@ -32,11 +32,11 @@ from denoise_core.data import Splits, default_cache_dir, load_fer2013, split_fac
 from denoise_core.errors import InputError
 from denoise_core.files import cache_writable
 from denoise_core.fit import thread_count
+from denoise_core.evaluate import model_denoiser
 from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.inference import resolve_device
 from denoise_core import settings
 from denoise_core.settings import Flag, add_flags, add_layer_arguments, read_layers, to_dict
-from denoise_core.evaluate import model_denoiser
 from results.classical import BaselinePlan, InProcess, best_baseline, filter_processes, reference_baselines, started
 from results.curves import CLEAN, COLUMNS, curve_conditions, model_curves, plot_curves, tensorboard_hint, with_clean_point
 from results.html import Section, Table, render_html, render_markdown

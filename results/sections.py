@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from denoise_core.evaluate import model_denoiser
 from denoise_core.holdout import Holdout
 from denoise_core.metrics import PSNR_CAP
 from denoise_core.study_files import OBJECTIVE_MODES
 from results import grids
-from denoise_core.evaluate import model_denoiser
 from results.classical import SLOW, denoiser_at, fixed_denoiser
 from results.curves import Denoiser
 from results.html import Figure, Section, Table, Text, markdown_table
