@@ -3,13 +3,15 @@
     python bench/speed.py [--quick] [--threads 1 2] [--variants fp32,bf16,fp32-cl,bf16-cl,fp32-cl-compile,bf16-cl-compile]
 
 One row per model size (base width 16, 32, 64; plain, or with refinement layers and ``mirror``) and thread count:
-``fit``'s training images per second in fp32 with the default (contiguous) layout, and every other variant as a
-ratio to it, measured in the same run one after the other. A variant's images/s is its last epoch's (the first
-epoch holds oneDNN's warm-up, and torch.compile's compilation: its seconds are the ``compile_s`` column, the first
-epoch's time over the last's). ``peak``: the share of the CPU's peak that fp32 and bf16 channels-last reach, where the
-peak is a large (2048 x 2048) matrix product in that format timed in the same run at the same thread count, and a
-training step's work is counted by ``torch.utils.flop_counter`` (forward and backward). ``--quick`` is a smoke test
-on tiny sizes; the full size takes an idle machine about an hour, so run it there, not beside other jobs.
+``fit``'s training images per second in fp32 with the default (contiguous) layout, and every other variant as a ratio
+to it, measured in the same run one after the other. A variant's images/s is its last epoch's (the first epoch holds
+oneDNN's warm-up, and torch.compile's compilation: its seconds are the ``compile_s`` column, the first epoch's time
+over the last's). ``bf16-cl epoch x``: the whole epoch (batches, noise, training, validation on 1 face in 20) of fp32
+over bf16 channels-last's, what a trial feels. ``peak``: the share of the CPU's peak that fp32 and bf16 channels-last
+reach, where the peak is a large (2048 x 2048) matrix product in that format timed in the same run at the same thread
+count, and a training step's work is counted by ``torch.utils.flop_counter`` (forward and backward). ``--quick`` is a
+smoke test on tiny sizes; the full size takes an idle machine about an hour and a half, so run it there, not beside
+other jobs (``--faces 512`` halves it; its last epoch still times 8 steps).
 
 ``--end-to-end`` adds the ``local`` preset run as a new user runs it (``python study/run.py --preset local``, trials and
 closing report, each run with its own empty cache directory), once in fp32 and once at ``precision: auto``, one after
@@ -47,6 +49,8 @@ from denoise_core.model import ConvAutoencoder, ModelConfig  # noqa: E402
 VARIANTS = ("fp32", "bf16", "fp32-cl", "bf16-cl", "fp32-cl-compile", "bf16-cl-compile")
 FULL = {"widths": (16, 32, 64), "faces": 1024, "batch_size": 64, "epochs": 2, "matmul": 2048}
 QUICK = {"widths": (4,), "faces": 64, "batch_size": 16, "epochs": 2, "matmul": 256}
+VALIDATION_SHARE = 20  # validation faces: 1 in 20 of the training faces, as in the local preset (400 of 8,000)
+WHOLE_EPOCH = "bf16-cl"  # the variant fit runs by default on this CPU, timed over its whole epoch too
 
 
 def faces(count: int, seed: int = 0) -> np.ndarray:
@@ -65,15 +69,16 @@ def contiguous(model: torch.nn.Module) -> torch.nn.Module:
     return model.to(memory_format=torch.contiguous_format)
 
 
-def measure_variant(config: TrainConfig, data: Splits, variant: str) -> tuple[float, float]:
-    """``fit``'s last-epoch training images/s for one variant, and its first epoch's seconds over the last's."""
+def measure_variant(config: TrainConfig, data: Splits, variant: str) -> tuple[float, float, float]:
+    """``fit``'s last-epoch training images/s for one variant, its first epoch's seconds over the last's, and the last
+    epoch's whole seconds (batches, noise, training, validation)."""
     precision, *options = variant.split("-")
     run = replace(config, precision=precision, compile="compile" in options)
     if run.compile:
         torch._dynamo.reset()  # a fresh compile per variant: past dynamo's recompile limit it would silently run eager
     result = fit(run, data, wrap_model=None if "cl" in options else contiguous)
     first, last = result.history[0], result.history[-1]
-    return last["images_per_second"], max(0.0, first["seconds"] - last["seconds"])
+    return last["images_per_second"], max(0.0, first["seconds"] - last["seconds"]), last["seconds"]
 
 
 def step_flops(model_config: ModelConfig, batch_size: int) -> float:
@@ -99,8 +104,9 @@ def measure_row(width: int, extras: bool, threads: int, sizes: dict, variants: t
     model = model_config(width, extras)
     config = TrainConfig(model=model, noise="sp:0.02-0.5|gauss:5-55", loss="psnr", epochs=sizes["epochs"], batch_size=sizes["batch_size"],
                          patience=sizes["epochs"] + 1, seed=0, device="cpu", num_threads=threads, precision="fp32")
-    data = Splits(train=faces(sizes["faces"]), val=faces(16, seed=1), test=faces(2, seed=2), test_in_training=np.zeros(2, dtype=bool),
-                  val_in_training=np.zeros(16, dtype=bool))
+    val_faces = max(16, sizes["faces"] // VALIDATION_SHARE)
+    data = Splits(train=faces(sizes["faces"]), val=faces(val_faces, seed=1), test=faces(2, seed=2), test_in_training=np.zeros(2, dtype=bool),
+                  val_in_training=np.zeros(val_faces, dtype=bool))
     speeds = {variant: measure_variant(config, data, variant) for variant in variants}
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -113,6 +119,8 @@ def measure_row(width: int, extras: bool, threads: int, sizes: dict, variants: t
     row: dict[str, object] = {"width": width, "refine+mirror": extras, "threads": threads, f"{variants[0]} img/s": round(base, 1)}
     row |= {f"{variant} x": round(speeds[variant][0] / base, 2) for variant in variants[1:]}
     row |= {f"{variant} compile_s": round(speeds[variant][1], 1) for variant in variants if variant.endswith("compile")}
+    if WHOLE_EPOCH in speeds:
+        row[f"{WHOLE_EPOCH} epoch x"] = round(speeds[variants[0]][2] / speeds[WHOLE_EPOCH][2], 2)
     for variant, dtype in (("fp32", torch.float32), ("bf16-cl", torch.bfloat16)):
         if variant in speeds:
             row[f"{variant} peak"] = round(speeds[variant][0] * flops / peaks[dtype], 3)
@@ -164,6 +172,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure (default: 1 2)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, the first is the reference (default: {','.join(VARIANTS)})")
     parser.add_argument("--widths", type=int, nargs="+", help="base widths to measure (default: 16 32 64; --quick: 4)")
+    parser.add_argument("--faces", type=int, help="training faces per epoch, in batches of 64 (default: 1024; --quick: 64); fewer for the slow wide rows")
     parser.add_argument("--end-to-end", action="store_true", help="also run the local preset end to end in fp32 and at auto (cold caches)")
     parser.add_argument("--only-end-to-end", action="store_true", help="the end-to-end comparison alone, without the fit table")
     parser.add_argument("--preset", default="local", help="the preset the end-to-end comparison runs (default: local)")
@@ -177,12 +186,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def fit_table(args: argparse.Namespace) -> list[dict[str, object]]:
     sizes, variants = QUICK if args.quick else FULL, tuple(args.variants.split(","))
+    sizes = sizes | ({"faces": args.faces} if args.faces else {})
     cases = [(width, extras, threads) for width in args.widths or sizes["widths"] for extras in (False, True) for threads in args.threads]
     rows = []
     for number, case in enumerate(cases, 1):
         rows.append(measure_row(*case, sizes, variants))
         print(f"[{number}/{len(cases)}] {rows[-1]}", file=sys.stderr, flush=True)
-    print(f"fit training speed, torch {torch.__version__}, base widths {args.widths or sizes['widths']}; ratios to {variants[0]} in this run")
+    print(f"fit training speed, torch {torch.__version__}, base widths {args.widths or sizes['widths']}, {sizes['faces']} faces an epoch; "
+          f"ratios to {variants[0]} in this run")
     print("\n".join(markdown_table(rows)))
     return rows
 

@@ -13,16 +13,18 @@ def test_the_quick_speed_table_has_a_row_per_size_and_a_ratio_per_variant(capsys
     rows = speed.main(["--quick", "--threads", "1", "--variants", "fp32,bf16-cl,fp32-cl"])
     assert [(row["width"], row["refine+mirror"], row["threads"]) for row in rows] == [(4, False, 1), (4, True, 1)]
     for row in rows:
-        assert list(row) == ["width", "refine+mirror", "threads", "fp32 img/s", "bf16-cl x", "fp32-cl x", "fp32 peak", "bf16-cl peak"]
-        assert row["fp32 img/s"] > 0 and 0.05 < row["bf16-cl x"] < 20 and 0.05 < row["fp32-cl x"] < 20
+        assert list(row) == ["width", "refine+mirror", "threads", "fp32 img/s", "bf16-cl x", "fp32-cl x", "bf16-cl epoch x", "fp32 peak",
+                             "bf16-cl peak"]
+        assert row["fp32 img/s"] > 0 and 0.05 < row["bf16-cl x"] < 20 and 0.05 < row["fp32-cl x"] < 20 and 0.05 < row["bf16-cl epoch x"] < 20
         assert 0 < row["fp32 peak"] < 1.5 and 0 < row["bf16-cl peak"] < 1.5
     table = capsys.readouterr().out
-    assert "| width | refine+mirror | threads | fp32 img/s | bf16-cl x | fp32-cl x | fp32 peak | bf16-cl peak |" in table
+    assert "| width | refine+mirror | threads | fp32 img/s | bf16-cl x | fp32-cl x | bf16-cl epoch x | fp32 peak | bf16-cl peak |" in table
 
 
-def test_widths_choose_the_rows():
-    rows = load_bench("speed.py").main(["--quick", "--threads", "1", "--variants", "fp32,fp32-cl", "--widths", "2", "4"])
+def test_widths_choose_the_rows_and_faces_the_epoch_size(capsys):
+    rows = load_bench("speed.py").main(["--quick", "--threads", "1", "--variants", "fp32,fp32-cl", "--widths", "2", "4", "--faces", "32"])
     assert [(row["width"], row["refine+mirror"]) for row in rows] == [(2, False), (2, True), (4, False), (4, True)]
+    assert "base widths [2, 4], 32 faces an epoch;" in capsys.readouterr().out
 
 
 def test_the_speed_bench_refuses_an_unknown_variant(capsys):
