@@ -1,4 +1,5 @@
-"""What a study trial pays besides training, at the ``local`` preset's size: each cost in seconds and as % of a trial.
+"""What a study trial pays besides training, at the ``local`` or ``workstation`` preset's size: each cost in seconds and
+as % of a trial.
 
 One trial of the preset's base settings runs here, with each piece of the study's machinery timed by calling the code
 the study calls (the search space is left out: one configuration, its base):
@@ -12,7 +13,10 @@ the study calls (the search space is left out: one configuration, its base):
 - Optuna recording: ``RecordingSearch`` on a SQLite study, as the study runs it: ask, every epoch's result, tell;
 - the end-of-study hold-out scoring of the best model, divided by the study's trials (it runs once per study).
 
-    python bench/fixed_cost.py [--data PATH] [--quick]
+A trial here runs the preset's epochs, or ``--epochs N``: in a study ASHA stops most trials early, so a trial of the
+study's mean length tells what its trials pay on average (the per-trial costs are spread over fewer epochs).
+
+    python bench/fixed_cost.py [--preset local|workstation] [--epochs N] [--data PATH] [--quick]
 """
 
 from __future__ import annotations
@@ -57,10 +61,11 @@ def timed(costs: dict[str, float], name: str, work: Callable[[], Any]) -> Any:
     return value
 
 
-def study_config(storage: Path, quick: bool) -> StudyConfig:
-    """The local preset at one thread per trial (its two concurrent trials share the 2 cores), or its quick size."""
-    return build_config("local", assignments=[("name", "fixed-cost"), ("storage", str(storage)), ("train.num_threads", 1),
-                                              ("search", {}), *(QUICK if quick else [])])
+def study_config(storage: Path, preset: str, epochs: int | None, quick: bool) -> StudyConfig:
+    """The preset at one thread per trial (its two concurrent trials share the 2 cores), or its quick size."""
+    length = [("train.epochs", epochs), ("train.patience", epochs)] if epochs else []
+    return build_config(preset, assignments=[("name", "fixed-cost"), ("storage", str(storage)), ("train.num_threads", 1),
+                                             ("search", {}), *(QUICK if quick else []), *length])
 
 
 def ray_costs(costs: dict[str, float], trials: int) -> None:
@@ -151,17 +156,20 @@ def table(costs: dict[str, float]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", help="FER2013 file (default: $FER2013_PATH)")
+    parser.add_argument("--preset", choices=("local", "workstation"), default="local", help="the preset whose trial is timed (default: local)")
+    parser.add_argument("--epochs", type=int, help="the trial's epochs (default: the preset's); a study's mean trial length tells its average cost")
     parser.add_argument("--quick", action="store_true", help="2 epochs on 256 faces: checks the benchmark runs, measures nothing")
     args = parser.parse_args(argv)
     data = str(resolve_data_path(args.data).resolve())
     load_splits(data)  # the parse cache filled, as the study's first trial leaves it
     costs: dict[str, float] = defaultdict(float)
     with tempfile.TemporaryDirectory() as storage:
-        config = study_config(Path(storage), args.quick)
+        config = study_config(Path(storage), args.preset, args.epochs, args.quick)
         ray_costs(costs, config.num_samples)
         result = one_trial(config, data, Path(storage), costs)
         holdout_share(config, data, result, costs)
-    print(f"\n{'quick size' if args.quick else 'the local preset'}: {config.train.epochs} epochs of {config.train.train_size} faces, "
+    faces = config.train.train_size or "all training"
+    print(f"\nthe {args.preset} preset{' at its quick size' if args.quick else ''}: {config.train.epochs} epoch(s) of {faces} faces, "
           f"{config.train.val_size} validation faces, precision {result.checkpoint['config']['precision']}, 1 thread; "
           f"hold-out {config.holdout_faces} faces x {len(config.holdout_conditions)} conditions over {config.num_samples} trials; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")

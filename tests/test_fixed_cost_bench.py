@@ -1,12 +1,13 @@
-"""bench/fixed_cost.py at its --quick size: one row per cost, each a share of a trial that adds up (not a measurement)."""
+"""bench/fixed_cost.py at its --quick size (a workstation trial of 1 epoch): one row per cost, each a share of a trial that adds up (not a measurement)."""
 
 from bench_module import load_bench
 
 
 def test_the_quick_fixed_cost_table_names_every_cost_and_adds_up(fer2013_path, capsys):
     bench = load_bench("fixed_cost.py")
-    costs = bench.main(["--quick", "--data", str(fer2013_path)])
+    costs = bench.main(["--quick", "--preset", "workstation", "--epochs", "1", "--data", str(fer2013_path)])
     table = capsys.readouterr().out
+    assert "the workstation preset at its quick size: 1 epoch(s) of 256 faces, 64 validation faces" in table
     assert set(costs) == {"training", *bench.ORDER}
     assert all(seconds >= 0 for seconds in costs.values()) and costs["training"] > 0 and costs["Ray actor start"] > 0
     rows = {line.split("|")[1].strip(): line.split("|") for line in table.splitlines() if line.startswith("| ") and "---" not in line}
@@ -14,3 +15,4 @@ def test_the_quick_fixed_cost_table_names_every_cost_and_adds_up(fer2013_path, c
     shares = [float(rows[name][3]) for name in ("training steps", *bench.ORDER)]
     assert abs(sum(shares) - 100) < 0.6  # the rows are the whole trial
     assert float(rows["a trial"][2]) == round(sum(costs.values()), 1)
+
