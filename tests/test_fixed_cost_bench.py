@@ -1,4 +1,5 @@
-"""bench/fixed_cost.py at its --quick size (a workstation trial of 1 epoch): one row per cost, each a share of a trial that adds up (not a measurement)."""
+"""bench/fixed_cost.py at its --quick size, a workstation trial of 1 epoch: one row per cost, each a share of a trial,
+adding up (not a measurement)."""
 
 from bench_module import load_bench
 
