@@ -1,6 +1,6 @@
 """Study quality benchmark: does the study find strong denoisers by itself?
 
-    python bench/study_quality.py --data PATH                                   # runs the local preset (~10 min on 2 cores)
+    python bench/study_quality.py --data PATH                                   # runs the local preset (~5 min on 2 cores)
     python bench/study_quality.py --data PATH --workstation studies/workstation # and scores a finished workstation study
     python bench/study_quality.py --data PATH --run-workstation                 # runs that one too (up to 2.5 h on 2 cores)
     python bench/study_quality.py --data PATH --no-local --replaces studies/impulse models/fer2013-impulse.pt
