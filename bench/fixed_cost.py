@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     faces = config.train.train_size or "all training"
     print(f"\nthe {args.preset} preset{' at its quick size' if args.quick else ''}: {config.train.epochs} epoch(s) of {faces} faces, "
           f"{config.train.val_size} validation faces, precision {result.checkpoint['config']['precision']}, 1 thread; "
-          f"hold-out {config.holdout_faces} faces x {len(config.holdout_conditions)} conditions over {config.num_samples} trials; "
+          f"hold-out {config.holdout_faces or 'all'} faces x {len(config.holdout_conditions)} conditions over {config.num_samples} trials; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print(table(costs))
     return dict(costs)
