@@ -10,8 +10,9 @@ over the last's). ``bf16-cl epoch x``: the whole epoch (batches, noise, training
 over bf16 channels-last's, what a trial feels. ``peak``: the share of the CPU's peak that fp32 and bf16 channels-last
 reach, where the peak is a large (2048 x 2048) matrix product in that format timed in the same run at the same thread
 count, and a training step's work is counted by ``torch.utils.flop_counter`` (forward and backward). ``--quick`` is a
-smoke test on tiny sizes; the full size takes an idle machine about an hour and a half, so run it there, not beside
-other jobs (``--faces 512`` halves it; its last epoch still times 8 steps).
+smoke test on tiny sizes; run the full size on an idle machine, not beside other jobs: widths 32
+and 64 at ``--faces 512`` (half the default; its last epoch still times 8 steps) took 45 minutes there for all
+but its last row (width 64 with refinement at 2 threads).
 
 ``--end-to-end`` adds the ``local`` preset run as a new user runs it (``python study/run.py --preset local``, trials and
 closing report, each run with its own empty cache directory), once in fp32 and once at ``precision: auto``, one after
