@@ -173,7 +173,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch thread counts to measure (default: 1 2)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, the first is the reference (default: {','.join(VARIANTS)})")
     parser.add_argument("--widths", type=int, nargs="+", help="base widths to measure (default: 16 32 64; --quick: 4)")
-    parser.add_argument("--faces", type=int, help="training faces per epoch, in batches of 64 (default: 1024; --quick: 64); fewer for the slow wide rows")
+    parser.add_argument("--faces", type=int, help="training faces per epoch (default: 1024; --quick: 64); fewer for the slow wide rows")
     parser.add_argument("--end-to-end", action="store_true", help="also run the local preset end to end in fp32 and at auto (cold caches)")
     parser.add_argument("--only-end-to-end", action="store_true", help="the end-to-end comparison alone, without the fit table")
     parser.add_argument("--preset", default="local", help="the preset the end-to-end comparison runs (default: local)")

@@ -16,4 +16,3 @@ def test_the_quick_fixed_cost_table_names_every_cost_and_adds_up(fer2013_path, c
     shares = [float(rows[name][3]) for name in ("training steps", *bench.ORDER)]
     assert abs(sum(shares) - 100) < 0.6  # the rows are the whole trial
     assert float(rows["a trial"][2]) == round(sum(costs.values()), 1)
-
