@@ -110,7 +110,9 @@ def curve_blocks(study: Study, epochs: pd.DataFrame, work: Path) -> list:
         scheduler = (f"Dotted vertical lines are ASHA's rungs, epochs {at} (grace_period {study.config.get('grace_period')} x "
                      f"reduction_factor {factor} to the power k, below the {max_epochs(study.config)} epochs a trial can train): at each "
                      f"rung ASHA lets a trial go on only if its {study.epoch_metric} is in the best 1/{factor} of the trials that reached "
-                     "that rung before it. A black cross marks the last epoch of each trial ASHA stopped; a curve still rising where it "
+                     "that rung before it" + (", and stops a trial it let on at its next epoch once the trials that reached the rung "
+                                              "since push it out of that best 1/" + str(factor) if study.config.get("revoke_promotions") else "")
+                     + ". A black cross marks the last epoch of each trial ASHA stopped; a curve still rising where it "
                      "was cut may have been stopped too early.")
     return [Text(f"Learning curves: {study.epoch_metric} after every epoch of every trial, from each trial's result.json, coloured by "
                  f"status; the {len(named)} best trials are named at their last epoch. {scheduler} Numbers in learning_curves.csv "

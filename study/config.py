@@ -55,6 +55,7 @@ class StudyConfig:
     scheduler: str = "asha"  # "asha" or "none"
     grace_period: int = 2  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 3
+    revoke_promotions: bool = False  # ASHA: a promoted trial stops once later trials push it below its rung's cutoff
     grow_trials: bool = True  # CPU trials trained in process take the CPUs that finished trials free, when none waits for them
     seed: int = 0
     grid_every: int = 5  # epochs between image grids in TensorBoard
@@ -88,6 +89,8 @@ class StudyConfig:
         "scheduler": "asha (early stopping; max_t is the most epochs any trial can get) or none (every trial runs to the end)",
         "grace_period": "ASHA: epochs every trial gets before it can be stopped",
         "reduction_factor": "ASHA: a rung keeps 1 in this many trials",
+        "revoke_promotions": "ASHA: also stop a trial that went on past a rung once the trials that reached the rung after it push it out of "
+                             "the rung's top 1 in reduction_factor (study.asha; false: Ray's ASHA, whose promotions are final)",
         "grow_trials": "CPU trials trained in process (train_workers 0, no GPU) take the CPUs that ended trials free when no trial waits for "
                        "them: the trial restarts from its last epoch with more torch threads (Ray Tune's ResourceChangingScheduler)",
         "seed": "seeds the Optuna sampler (every trial is also seeded through train.seed)",
@@ -114,6 +117,7 @@ class StudyConfig:
             (self.scheduler in ("asha", "none"), "scheduler must be 'asha' or 'none'"),
             (self.grace_period >= 1 and self.reduction_factor >= 2, "grace_period must be >= 1 and reduction_factor >= 2"),
             (isinstance(self.grow_trials, bool), "grow_trials must be true or false"),
+            (isinstance(self.revoke_promotions, bool), "revoke_promotions must be true or false"),
             (self.grid_every >= 0, "grid_every must be >= 0 (0: no image grids)"),
             (0 <= self.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED}"),
             (self.holdout_faces is None or self.holdout_faces >= 1, "holdout_faces must be >= 1, or null for every face"),

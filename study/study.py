@@ -308,13 +308,15 @@ def new_tuner(config: StudyConfig, trainable: Any, resources: Resources) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.schedulers.resource_changing_scheduler import DistributeResources, ResourceChangingScheduler
+    from study.asha import RevokingASHA
     from study.console import ConsoleReporter
     from study.searcher import RecordingSearch
     from study.tensorboard import TrialCsvLogger, TrialJsonLogger, TrialTensorBoard
 
     storage.write_bytes(f"{config.study_uri}/{STUDY_CONFIG}", to_yaml(config).encode(), overwrite=False)
     searcher = RecordingSearch(config, optuna_db.storage_url(config))
-    scheduler = (ASHAScheduler(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=config.max_epochs)
+    asha = RevokingASHA if config.revoke_promotions else ASHAScheduler
+    scheduler = (asha(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=config.max_epochs)
                  if config.scheduler == "asha" else FIFOScheduler())
     if grows(config, resources):
         scheduler = ResourceChangingScheduler(scheduler, DistributeResources(add_bundles=False))
