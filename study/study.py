@@ -306,18 +306,14 @@ def with_own_searcher(tuner: Any, config: StudyConfig) -> None:
 def new_tuner(config: StudyConfig, trainable: Any, resources: Resources) -> Any:
     """A Tuner searching with ``RecordingSearch`` (Optuna) and ASHA (or FIFO), after saving ``study.yaml``."""
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.schedulers.resource_changing_scheduler import DistributeResources, ResourceChangingScheduler
-    from study.asha import RevokingASHA
     from study.console import ConsoleReporter
     from study.searcher import RecordingSearch
     from study.tensorboard import TrialCsvLogger, TrialJsonLogger, TrialTensorBoard
 
     storage.write_bytes(f"{config.study_uri}/{STUDY_CONFIG}", to_yaml(config).encode(), overwrite=False)
     searcher = RecordingSearch(config, optuna_db.storage_url(config))
-    asha = RevokingASHA if config.revoke_promotions else ASHAScheduler
-    scheduler = (asha(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=config.max_epochs)
-                 if config.scheduler == "asha" else FIFOScheduler())
+    scheduler = trial_scheduler(config)
     if grows(config, resources):
         scheduler = ResourceChangingScheduler(scheduler, DistributeResources(add_bundles=False))
     run_config = tune.RunConfig(
@@ -332,6 +328,18 @@ def new_tuner(config: StudyConfig, trainable: Any, resources: Resources) -> Any:
                                     max_concurrent_trials=resources.concurrent, metric=config.metric, mode=config.mode,
                                     trial_dirname_creator=tune_trial_dirname),
     )
+
+
+def trial_scheduler(config: StudyConfig) -> Any:
+    """The scheduler that stops trials: ASHA (Ray's, or ``RevokingASHA`` with ``revoke_promotions``) or FIFO; Tune hands it
+    the study's metric and mode."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from study.asha import RevokingASHA
+
+    if config.scheduler != "asha":
+        return FIFOScheduler()
+    asha = RevokingASHA if config.revoke_promotions else ASHAScheduler
+    return asha(grace_period=config.grace_period, reduction_factor=config.reduction_factor, max_t=config.max_epochs)
 
 
 def grows(config: StudyConfig, resources: Resources) -> bool:

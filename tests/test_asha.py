@@ -66,3 +66,16 @@ def test_the_workstation_preset_takes_promotions_back_and_the_study_runs_it(tmp_
 def test_revoke_promotions_must_be_a_boolean():
     with pytest.raises(StudyConfigError, match="revoke_promotions: expected true or false"):
         build_config("local", assignments=[("revoke_promotions", "sometimes")])
+
+
+def test_the_asha_cost_bench_feeds_both_schedulers_the_same_studies(capsys):
+    from bench_module import load_bench
+
+    rows = load_bench("asha_cost.py").main(["--quick", "--samples", "6"])
+    table = capsys.readouterr().out
+    assert "grace_period 1, reduction_factor 4, max_t 12, 2 trials at a time; 50 simulated studies a row" in table
+    ray_asha, revoking = rows
+    assert (ray_asha["scheduler"], revoking["scheduler"]) == ("Ray's ASHA", "revoking ASHA") and ray_asha["trials"] == revoking["trials"] == 6
+    assert 6 <= revoking["epochs"] < ray_asha["epochs"] <= 6 * 12  # every trial trains an epoch; none more than max_t
+    assert revoking["trials to max_t"] < ray_asha["trials to max_t"]
+    assert 0 < revoking["exports the best"] <= 1 and 0 < ray_asha["exports the best"] <= 1
