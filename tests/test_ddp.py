@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +31,15 @@ def twin_shards() -> Splits:
     return replace(splits, train=np.repeat(splits.train, WORLD_SIZE, axis=0))
 
 
+def exit_rank() -> None:
+    """End a rank's process at once, once its results are saved and it has left the process group: gloo's threads can
+    abort the interpreter's own exit ("terminate called without an active exception", SIGABRT) after the work is done,
+    which the spawning test would read as a failed rank."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def train_rank(rank: int, store: str, out: str, rank_zero_stops_at: int | None) -> None:
     """One rank's run, saving per epoch its train loss and weights; a rank left waiting in a collective fails after 30 s."""
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD_SIZE, timeout=timedelta(seconds=30))
@@ -44,6 +55,7 @@ def train_rank(rank: int, store: str, out: str, rank_zero_stops_at: int | None) 
         torch.save({"epochs": epochs, "stopped_at": result.history[-1]["epoch"], "stopped_early": result.stopped_early}, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+    exit_rank()
 
 
 def run_ranks(directory: Path, rank_zero_stops_at: int | None = None) -> list[dict]:
@@ -105,6 +117,7 @@ def diverge_rank(rank: int, store: str, out: str) -> None:
     finally:
         dist.destroy_process_group()
     Path(out, f"rank{rank}.txt").write_text(ended)
+    exit_rank()
 
 
 @pytest.mark.timeout(120)
