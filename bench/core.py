@@ -4,8 +4,9 @@
 
 Rows: FER2013 CSV parsing (numba parser and .npz cache vs pandas + str.split), noise generation
 (torch ``corrupt`` vs per-call NumPy), training throughput (``fit`` vs a bare PyTorch loop) and
-PSNR/SSIM (batched torch vs scikit-image per image). The data path is ``--data``, else
-``$FER2013_PATH``, else ``../shared/fer2013/fer2013.csv.gz`` next to the repository when present.
+PSNR/SSIM (batched torch vs scikit-image per image) and model inference (batch norms folded into the convolutions vs
+kept). The data path is ``--data``, else ``$FER2013_PATH``, else ``../shared/fer2013/fer2013.csv.gz`` next to the
+repository when present.
 """
 
 from __future__ import annotations
@@ -318,6 +319,31 @@ def bench_metrics(val: np.ndarray, sizes: Sizes, notes: list[str]) -> list[Row]:
     return rows
 
 
+# ---------------------------------------------------------------- inference
+
+
+def bench_inference(val: np.ndarray, sizes: Sizes, notes: list[str]) -> list[Row]:
+    """The shipped blind model denoising as every score runs it (``model_denoiser``: batch norms folded, channels-last)
+    against the same model with its batch norms kept (channels-last, the path before folding), fp32 on the CPU."""
+    from denoise_core.checkpoint import load_model
+    from denoise_core.denoise import SHIPPED_MODEL
+    from denoise_core.evaluate import model_denoiser
+    from denoise_core.inference import denoise_tensor
+
+    model, _ = load_model(str(SHIPPED_MODEL), "cpu")
+    faces = torch.from_numpy(to_float(np.resize(val, (sizes.metric_batch, 48, 48))))[:, None]
+    noisy = corrupt(faces, "sp:0.3", make_generator(2))[:, 0].numpy()
+    folded = model_denoiser(model, "cpu")
+    unfolded = model.eval().to(memory_format=torch.channels_last)
+    kept = lambda: denoise_tensor(unfolded, torch.from_numpy(noisy)[:, None]).numpy()[:, 0]  # noqa: E731
+    progress(f"inference: {SHIPPED_MODEL.name} on {len(noisy)} faces, folded against kept batch norms")
+    difference = float(np.abs(folded(noisy) - kept()).max())
+    ours, theirs = best_times(lambda: folded(noisy), kept, 3)
+    notes.append(f"inference: {SHIPPED_MODEL.name}, fp32, {torch.get_num_threads()} thread(s), sp:0.3 on {len(noisy)} validation faces, best of 3 "
+                 f"alternating; max |folded - kept| = {difference:.1e}.")
+    return [Row("denoise cpu, img/s (vs batch norms kept)", len(noisy) / ours, len(noisy) / theirs, theirs / ours, "-", None)]
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -399,6 +425,7 @@ def main(argv: list[str] | None = None) -> None:
     rows += bench_noise(splits.train, sizes, notes)
     rows += bench_train(splits, sizes, notes)
     rows += bench_metrics(splits.val, sizes, notes)
+    rows += bench_inference(splits.val, sizes, notes)
     notes.append("ratio: how many times better ours is (alternative/ours for seconds, ours/alternative for img/s).")
     print("\n".join(machine_lines(load)))
     print(f"data: {path}{' (--quick)' if args.quick else ''}")

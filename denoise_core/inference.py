@@ -3,7 +3,10 @@ denoise CLI and the reports (which must not import the training loop to run a mo
 
 from __future__ import annotations
 
+import copy
+
 import torch
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from denoise_core.errors import InputError
 
@@ -34,9 +37,27 @@ def default_batch(device: torch.device) -> int:
 
 
 def for_inference(model: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
-    """On a CPU, channels-last weights make oneDNN's convolutions 1.5-1.8x faster on these small faces (outputs equal
-    to 1e-6). The model is converted in place: its values stay the same, only their layout changes."""
-    return model.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else model
+    """A copy of the model in eval mode that runs faster and gives the same faces (to 2e-6): each batch norm folded
+    into the convolution before it, a pass fewer over the activations (6% of a hold-out scoring, measured); and on a
+    CPU, channels-last weights, which make oneDNN's convolutions 1.5-1.8x faster on these small faces. The caller's
+    model is left as it is, so it can still train or be saved."""
+    folded = fold_batchnorm(copy.deepcopy(model).eval())
+    return folded.to(memory_format=torch.channels_last) if torch.device(device).type == "cpu" else folded
+
+
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """The eval-mode model with every Conv2d -> BatchNorm2d pair in a Sequential replaced by one convolution whose
+    weights and bias take the batch norm's running statistics and affine terms in (changed in place, and returned)."""
+    for sequence in model.modules():
+        if not isinstance(sequence, torch.nn.Sequential):
+            continue
+        names = list(sequence._modules)
+        for first, second in zip(names, names[1:]):
+            conv, norm = sequence._modules[first], sequence._modules[second]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(norm, torch.nn.BatchNorm2d) and norm.track_running_stats:
+                sequence._modules[first] = fuse_conv_bn_eval(conv, norm)
+                sequence._modules[second] = torch.nn.Identity()
+    return model
 
 
 @torch.no_grad()

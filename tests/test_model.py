@@ -121,19 +121,26 @@ def test_bad_model_config_says_what_is_wrong(values, message):
 
 
 def test_a_model_denoises_faster_layouts_to_the_same_faces():
-    """model_denoiser runs a CPU model on channels-last weights in batches of 64: the faces are those of the plain model
-    run in one batch, to float rounding."""
+    """model_denoiser runs a copy of a CPU model with its batch norms folded into their convolutions, on channels-last
+    weights, in batches of 64: the faces are those of the plain model run in one batch, to float rounding, and the
+    caller's model is left as it was."""
     import numpy as np
 
     from denoise_core.denoise import denoise_array
     from denoise_core.evaluate import model_denoiser
-    from denoise_core.inference import CPU_BATCH, default_batch
+    from denoise_core.inference import CPU_BATCH, default_batch, for_inference
 
     torch.manual_seed(0)
     model = ConvAutoencoder(ModelConfig(base_width=8, bottleneck_size=16, skip=True, mask_input=True, gate=True)).eval()
+    norms = [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    for norm in norms:  # trained statistics, so that folding them changes the weights
+        norm.running_mean.uniform_(-0.5, 0.5), norm.running_var.uniform_(0.5, 2.0), norm.weight.data.uniform_(0.5, 1.5), norm.bias.data.uniform_(-0.2, 0.2)
     faces = np.random.default_rng(0).random((CPU_BATCH * 2 + 5, 48, 48), dtype=np.float32)
     plain = denoise_array(model, faces, batch_size=len(faces))
-    assert default_batch(torch.device("cpu")) == CPU_BATCH < len(faces)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    assert default_batch(torch.device("cpu")) == CPU_BATCH < len(faces) and len(norms) == 14
     fast = model_denoiser(model, "cpu")(faces)
-    assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
-    assert fast.shape == plain.shape and np.abs(fast - plain).max() < 1e-5
+    assert fast.shape == plain.shape and np.abs(fast - plain).max() < 1e-5 and np.abs(fast - plain).max() > 0
+    assert all(torch.equal(value, model.state_dict()[name]) for name, value in before.items())
+    assert sum(isinstance(module, torch.nn.BatchNorm2d) for module in model.modules()) == 14
+    assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in for_inference(model, "cpu").modules())
