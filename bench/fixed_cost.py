@@ -3,10 +3,15 @@ as % of a trial.
 
 One trial of the preset's base settings runs here, with each piece of the study's machinery timed by calling the code
 the study calls (the search space is left out: one configuration, its base):
-- Ray start (once per study) and a fresh Ray actor that imports the trial code (Tune starts one per trial);
+- Ray start (once per study) and a fresh Ray actor that imports the trial code (Tune starts one per trial, or, where
+  the study reuses trial processes (``study.study.reuses_actors``), one per concurrent trial: every other trial then
+  pays a call on a started actor);
 - the data load: ``load_splits`` as each trial calls it (the parse cache warm, as after the study's first trial);
 - fit's setup (model, faces to the device, the fixed noisy validation set) and each epoch's validation and
-  bookkeeping: fit's wall time minus its training steps, from its epoch reports;
+  bookkeeping: fit's wall time minus its training steps, from its epoch reports. The timed trial runs after two
+  1-epoch fits on a few faces: the first pays what a fresh process pays at its first fit (torch's lazy imports),
+  and that extra (the first's setup less the second's) is added to every trial's setup, or to one trial per
+  concurrent trial where processes are reused;
 - checkpoints: ``save_checkpoint`` every epoch as ``train_in_process`` does, and one copy into the storage (what Tune
   persists);
 - TensorBoard: the epoch's metrics and image grid (``epoch_metrics``) and ``write_epoch``;
@@ -28,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -46,6 +52,7 @@ from denoise_core.study_files import CHECKPOINT_FILE  # noqa: E402
 from denoise_core.tblog import write_epoch  # noqa: E402
 from study.config import StudyConfig, build_config  # noqa: E402
 from study.optuna_db import storage_url  # noqa: E402
+from study.study import plan_resources, reuses_actors  # noqa: E402
 from study.searcher import RecordingSearch  # noqa: E402
 from study.trial import epoch_metrics  # noqa: E402
 
@@ -68,8 +75,17 @@ def study_config(storage: Path, preset: str, epochs: int | None, quick: bool) ->
                                              ("search", {}), *(QUICK if quick else []), *length])
 
 
-def ray_costs(costs: dict[str, float], trials: int) -> None:
-    """Ray's start (a share of it) and one fresh actor that imports what a trial runs."""
+def per_trial(first: float, later: float, processes: int | None, trials: int) -> float:
+    """A cost's mean over the study's trials: ``first`` in each new process, ``later`` in a reused one; ``processes``
+    None: every trial starts a process of its own."""
+    if processes is None:
+        return first
+    return (processes * first + (trials - processes) * later) / trials
+
+
+def ray_costs(costs: dict[str, float], trials: int, processes: int | None) -> None:
+    """Ray's start (a share of it) and a trial's actor: a fresh one that imports what a trial runs, and a second call on
+    it, what a trial in a reused process waits for instead."""
     import ray
 
     os.environ.update(QUIET_RAY)
@@ -84,10 +100,25 @@ def ray_costs(costs: dict[str, float], trials: int) -> None:
             import study.trial  # noqa: F401
             return True
 
-    probe = timed(costs, ORDER[1], lambda: Probe.remote())
-    timed(costs, ORDER[1], lambda: ray.get(probe.ready.remote()))
+    fresh: dict[str, float] = defaultdict(float)
+    probe = timed(fresh, "start", lambda: Probe.remote())
+    timed(fresh, "start", lambda: ray.get(probe.ready.remote()))
+    timed(fresh, "again", lambda: ray.get(probe.ready.remote()))
+    costs[ORDER[1]] += per_trial(fresh["start"], fresh["again"], processes, trials)
     ray.kill(probe)
     ray.shutdown()
+
+
+def first_fit_extra(config: StudyConfig, data: str) -> float:
+    """What the first fit in a process pays beyond a later one's setup: two 1-epoch fits on a few faces, each's wall
+    time less its epoch."""
+    small = replace(config.train, epochs=1, patience=1, train_size=256, val_size=64)
+    splits, setups = load_splits(data), []
+    for _ in range(2):
+        start = time.perf_counter()
+        result = fit(small, splits)
+        setups.append(time.perf_counter() - start - sum(epoch["seconds"] for epoch in result.history))
+    return max(0.0, setups[0] - setups[1])
 
 
 def one_trial(config: StudyConfig, data: str, storage: Path, costs: dict[str, float]) -> Any:
@@ -165,13 +196,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     costs: dict[str, float] = defaultdict(float)
     with tempfile.TemporaryDirectory() as storage:
         config = study_config(Path(storage), args.preset, args.epochs, args.quick)
-        ray_costs(costs, config.num_samples)
+        resources = plan_resources(config, {"CPU": float(os.cpu_count() or 1)})
+        processes = resources.concurrent if reuses_actors(config, resources) else None
+        ray_costs(costs, config.num_samples, processes)
+        extra = first_fit_extra(config, data)
         result = one_trial(config, data, Path(storage), costs)
+        costs[ORDER[3]] += per_trial(extra, 0.0, processes, config.num_samples)
         holdout_share(config, data, result, costs)
     faces = config.train.train_size or "all training"
     print(f"\nthe {args.preset} preset{' at its quick size' if args.quick else ''}: {config.train.epochs} epoch(s) of {faces} faces, "
           f"{config.train.val_size} validation faces, precision {result.checkpoint['config']['precision']}, 1 thread; "
           f"hold-out {config.holdout_faces or 'all'} faces x {len(config.holdout_conditions)} conditions over {config.num_samples} trials; "
+          f"{f'trial processes reused, {processes} for {config.num_samples} trials' if processes else 'a process for every trial'}; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print(table(costs))
     return dict(costs)

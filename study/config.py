@@ -92,7 +92,8 @@ class StudyConfig:
         "revoke_promotions": "ASHA: also stop a trial that went on past a rung once the trials that reached the rung after it push it out of "
                              "the rung's top 1 in reduction_factor (study.asha; false: Ray's ASHA, whose promotions are final)",
         "grow_trials": "CPU trials trained in process (train_workers 0, no GPU) take the CPUs that ended trials free when no trial waits for "
-                       "them: the trial restarts from its last epoch with more torch threads (Ray Tune's ResourceChangingScheduler)",
+                       "them: the trial restarts from its last epoch with more torch threads (Ray Tune's ResourceChangingScheduler); "
+                       "false: a new trial runs in the process of an ended one instead (Tune's reuse_actors), which Ray allows only so",
         "seed": "seeds the Optuna sampler (every trial is also seeded through train.seed)",
         "grid_every": "epochs between noisy/denoised/clean image grids in TensorBoard (0: none)",
         "holdout_faces": "score the best model on the first N hold-out faces (null: all)",

@@ -47,6 +47,7 @@ def test_recipe_builds_and_its_warm_start_fits(recipe, monkeypatch):
 def test_study_file_builds_over_the_workstation_preset_and_its_recipe_is_one_of_its_trials(study_file, monkeypatch):
     monkeypatch.chdir(ROOT)
     study = build_config("workstation", str(study_file))
+    assert not study.revoke_promotions and study.grow_trials  # as they ran, before the preset changed both
     recipe = resolve_config(load_yaml_file(study_file.with_name(study_file.name.replace(".study", ""))), [])
     for setting in ("noise", "val_noise", "loss", "epochs", "train_size", "val_size", "val_unique", "init", "precision"):
         if setting not in study.search:

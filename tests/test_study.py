@@ -50,6 +50,16 @@ def test_smoke_study_trials_finish_with_finite_metrics(finished):
     assert (trials["best_val_psnr"] > trials["noisy_val_psnr"]).all()
 
 
+def test_trials_that_do_not_grow_run_in_the_processes_of_ended_trials(finished):
+    """The smoke preset's trials keep their CPU (grow_trials false), so Tune hands the third trial the process of one
+    that ended: 3 trials, 2 at a time, in 2 processes, every one of them trained and scored."""
+    config, summary = finished
+    first_results = [json.loads(path.read_text().splitlines()[0]) for path in Path(summary.study_uri).glob("trial_*/result.json")]
+    assert len(first_results) == config.num_samples == 3 and config.max_concurrent == 2 and not config.grow_trials
+    assert len({result["pid"] for result in first_results}) == 2
+    assert all(math.isfinite(result["val_psnr"]) and result["val_psnr"] > result["noisy_psnr"] for result in first_results)
+
+
 def test_best_model_is_exported_and_beats_the_noisy_input_on_the_holdout(finished):
     config, summary = finished
     study_dir = Path(summary.study_uri)
