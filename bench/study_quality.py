@@ -2,7 +2,7 @@
 
     python bench/study_quality.py --data PATH                                   # runs the local preset (~5 min on 2 cores)
     python bench/study_quality.py --data PATH --workstation studies/workstation # and scores a finished workstation study
-    python bench/study_quality.py --data PATH --run-workstation                 # runs that one too (~35 min on 2 cores)
+    python bench/study_quality.py --data PATH --run-workstation                 # runs that one too (~30 min on 2 cores)
     python bench/study_quality.py --data PATH --no-local --replaces studies/impulse models/fer2013-impulse.pt
 
 Table 1: the ``local`` preset run end to end from scratch (the README's first command, report included),

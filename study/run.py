@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
                "settings (train.*) have the train CLI's flags (--lr, --model-dropout; train.seed is --train-seed). On --resume "
                f"the saved study.yaml is the base, and only {', '.join(StudyConfig.RESUMABLE)} may change.")
     parser.add_argument("--preset", choices=PRESETS, default=None,
-                        help="starting point: smoke (tests), local (the first run, ~5 min on 2 CPUs), workstation (one machine, ~35 min on 2 CPUs), "
+                        help="starting point: smoke (tests), local (the first run, ~5 min on 2 CPUs), workstation (one machine, ~30 min on 2 CPUs), "
                              f"full (cluster) (default: {DEFAULT_PRESET}; on --resume only the default --name)")
     parser.add_argument("--resume", action="store_true", help="continue the study STORAGE/NAME after an interruption")
     parser.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS; with neither, a Ray instance of its own on "
