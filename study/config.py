@@ -93,7 +93,7 @@ class StudyConfig:
                              "the rung's top 1 in reduction_factor (study.asha; false: Ray's ASHA, whose promotions are final)",
         "grow_trials": "CPU trials trained in process (train_workers 0, no GPU) take the CPUs that ended trials free when no trial waits for "
                        "them: the trial restarts from its last epoch with more torch threads (Ray Tune's ResourceChangingScheduler); "
-                       "false: a new trial runs in the process of an ended one instead (Tune's reuse_actors), which Ray allows only so",
+                       "false: a new trial runs in the process of an ended one instead (Tune's reuse_actors, which Ray allows only without growing)",
         "seed": "seeds the Optuna sampler (every trial is also seeded through train.seed)",
         "grid_every": "epochs between noisy/denoised/clean image grids in TensorBoard (0: none)",
         "holdout_faces": "score the best model on the first N hold-out faces (null: all)",

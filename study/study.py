@@ -344,9 +344,9 @@ def trial_scheduler(config: StudyConfig) -> Any:
 
 def reuses_actors(config: StudyConfig, resources: Resources) -> bool:
     """Whether a new trial runs in the process of one that ended (Tune's ``reuse_actors``), so it skips a process start,
-    the imports of torch and Ray Tune, and torch's first-use costs: about 5 s a trial on 2 cores (3.5 s between one
-    trial's end and the next one's start, 2 s of setup, against under 1 s together with reuse). Ray refuses it beside
-    ResourceChangingScheduler, so a study reuses trial processes exactly when its trials do not grow."""
+    the imports of torch and Ray Tune, and torch's first-use costs: about 5 s a trial on 2 cores (3 to 5 s between one
+    trial's end and the next one's start and 2.2 to 3.8 s of setup, against under 1 s for both with reuse). Ray
+    refuses it beside ResourceChangingScheduler, so a study reuses trial processes exactly when its trials do not grow."""
     return not grows(config, resources)
 
 

@@ -133,8 +133,12 @@ def test_a_model_denoises_faster_layouts_to_the_same_faces():
     torch.manual_seed(0)
     model = ConvAutoencoder(ModelConfig(base_width=8, bottleneck_size=16, skip=True, mask_input=True, gate=True)).eval()
     norms = [module for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)]
-    for norm in norms:  # trained statistics, so that folding them changes the weights
-        norm.running_mean.uniform_(-0.5, 0.5), norm.running_var.uniform_(0.5, 2.0), norm.weight.data.uniform_(0.5, 1.5), norm.bias.data.uniform_(-0.2, 0.2)
+    with torch.no_grad():
+        for norm in norms:  # trained statistics, so that folding them changes the weights
+            norm.running_mean.uniform_(-0.5, 0.5)
+            norm.running_var.uniform_(0.5, 2.0)
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.2, 0.2)
     faces = np.random.default_rng(0).random((CPU_BATCH * 2 + 5, 48, 48), dtype=np.float32)
     plain = denoise_array(model, faces, batch_size=len(faces))
     before = {name: value.clone() for name, value in model.state_dict().items()}
