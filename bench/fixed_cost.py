@@ -3,15 +3,14 @@ as % of a trial.
 
 One trial of the preset's base settings runs here, with each piece of the study's machinery timed by calling the code
 the study calls (the search space is left out: one configuration, its base):
-- Ray start (once per study) and a fresh Ray actor that imports the trial code (Tune starts one per trial, or, where
-  the study reuses trial processes (``study.study.reuses_actors``), one per concurrent trial: every other trial then
-  pays a call on a started actor);
+- Ray start (once per study, without the dashboard, as a study of trials trained in process starts it) and a fresh
+  Ray actor that imports the trial code (Tune starts one per concurrent trial, and every other trial runs in the
+  process of one that ended: it pays a call on a started actor);
 - the data load: ``load_splits`` as each trial calls it (the parse cache warm, as after the study's first trial);
 - fit's setup (model, faces to the device, the fixed noisy validation set) and each epoch's validation and
   bookkeeping: fit's wall time minus its training steps, from its epoch reports. The timed trial runs after two
   1-epoch fits on a few faces: the first pays what a fresh process pays at its first fit (torch's lazy imports),
-  and that extra (the first's setup less the second's) is added to every trial's setup, or to one trial per
-  concurrent trial where processes are reused;
+  and that extra (the first's setup less the second's) is added to one trial per concurrent trial;
 - checkpoints: ``save_checkpoint`` every epoch as ``train_in_process`` does, and one copy into the storage (what Tune
   persists);
 - TensorBoard: the epoch's metrics and image grid (``epoch_metrics``) and ``write_epoch``;
@@ -52,7 +51,7 @@ from denoise_core.study_files import CHECKPOINT_FILE  # noqa: E402
 from denoise_core.tblog import write_epoch  # noqa: E402
 from study.config import StudyConfig, build_config  # noqa: E402
 from study.optuna_db import storage_url  # noqa: E402
-from study.study import plan_resources, reuses_actors  # noqa: E402
+from study.study import plan_resources  # noqa: E402
 from study.searcher import RecordingSearch  # noqa: E402
 from study.trial import epoch_metrics  # noqa: E402
 
@@ -75,15 +74,13 @@ def study_config(storage: Path, preset: str, epochs: int | None, quick: bool) ->
                                              ("search", {}), *(QUICK if quick else []), *length])
 
 
-def per_trial(first: float, later: float, processes: int | None, trials: int) -> float:
-    """A cost's mean over the study's trials: ``first`` in each new process, ``later`` in a reused one; ``processes``
-    None: every trial starts a process of its own."""
-    if processes is None:
-        return first
+def per_trial(first: float, later: float, processes: int, trials: int) -> float:
+    """A cost's mean over the study's trials: ``first`` in each of its ``processes``, ``later`` in every trial that runs
+    in a process an ended trial left."""
     return (processes * first + (trials - processes) * later) / trials
 
 
-def ray_costs(costs: dict[str, float], trials: int, processes: int | None) -> None:
+def ray_costs(costs: dict[str, float], trials: int, processes: int) -> None:
     """Ray's start (a share of it) and a trial's actor: a fresh one that imports what a trial runs, and a second call on
     it, what a trial in a reused process waits for instead."""
     import ray
@@ -197,7 +194,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as storage:
         config = study_config(Path(storage), args.preset, args.epochs, args.quick)
         resources = plan_resources(config, {"CPU": float(os.cpu_count() or 1)})
-        processes = resources.concurrent if reuses_actors(config, resources) else None
+        processes = resources.concurrent  # Tune reuses the processes of ended trials (reuse_actors)
         ray_costs(costs, config.num_samples, processes)
         extra = first_fit_extra(config, data)
         result = one_trial(config, data, Path(storage), costs)
@@ -207,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"\nthe {args.preset} preset{' at its quick size' if args.quick else ''}: {config.train.epochs} epoch(s) of {faces} faces, "
           f"{config.train.val_size} validation faces, precision {result.checkpoint['config']['precision']}, 1 thread; "
           f"hold-out {config.holdout_faces or 'all'} faces x {len(config.holdout_conditions)} conditions over {config.num_samples} trials; "
-          f"{f'trial processes reused, {processes} for {config.num_samples} trials' if processes else 'a process for every trial'}; "
+          f"trial processes reused, {processes} for {config.num_samples} trials; "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
     print(table(costs))
     return dict(costs)

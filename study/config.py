@@ -56,7 +56,7 @@ class StudyConfig:
     grace_period: int = 2  # ASHA: epochs every trial gets before it can be stopped
     reduction_factor: int = 3
     revoke_promotions: bool = False  # ASHA: a promoted trial stops once later trials push it below its rung's cutoff
-    grow_trials: bool = True  # CPU trials trained in process take the CPUs that finished trials free, when none waits for them
+    grow_trials: bool = True  # CPU trials trained in process take the CPUs that finished trials free, once none waits for them
     seed: int = 0
     grid_every: int = 5  # epochs between image grids in TensorBoard
     holdout_faces: int | None = None  # evaluate the best model on the first N hold-out faces (None: all)
@@ -91,9 +91,9 @@ class StudyConfig:
         "reduction_factor": "ASHA: a rung keeps 1 in this many trials",
         "revoke_promotions": "ASHA: also stop a trial that went on past a rung once the trials that reached the rung after it push it out of "
                              "the rung's top 1 in reduction_factor (study.asha; false: Ray's ASHA, whose promotions are final)",
-        "grow_trials": "CPU trials trained in process (train_workers 0, no GPU) take the CPUs that ended trials free when no trial waits for "
-                       "them: the trial restarts from its last epoch with more torch threads (Ray Tune's ResourceChangingScheduler); "
-                       "false: a new trial runs in the process of an ended one instead (Tune's reuse_actors, which Ray allows only without growing)",
+        "grow_trials": "CPU trials trained in process (train_workers 0, no GPU) take the CPUs that ended trials free once every trial has "
+                       "started and none waits: after its next epoch a trial trains with more torch threads, in its own process "
+                       "(study.growth); false: each keeps its cpus_per_worker",
         "seed": "seeds the Optuna sampler (every trial is also seeded through train.seed)",
         "grid_every": "epochs between noisy/denoised/clean image grids in TensorBoard (0: none)",
         "holdout_faces": "score the best model on the first N hold-out faces (null: all)",

@@ -32,11 +32,11 @@ class ConsoleReporter(tune.Callback):
         self.started_trials: set[str] = set()
         self.finished = 0
         self.best: tuple[float, str] | None = None
+        self.threads: dict[str, int] = {}  # each trial's torch threads in its last reported epoch
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial.trial_id in self.started_trials:  # restarted from its last checkpoint: with more CPUs (grow_trials), or after a failure
-            cpus = trial.placement_group_factory.required_resources.get("CPU", 0)
-            print(f"[{self._clock()}] trial {trial.trial_id} goes on from its last epoch on {cpus:g} CPUs", flush=True)
+        if trial.trial_id in self.started_trials:  # restarted from its last checkpoint after a failure
+            print(f"[{self._clock()}] trial {trial.trial_id} goes on from its last epoch", flush=True)
             return
         self.started_trials.add(trial.trial_id)
         print(f"[{self._clock()}] trial {trial.trial_id} started ({len(self.started_trials)} of {self.num_samples}): {describe(trial.config)}",
@@ -47,7 +47,10 @@ class ConsoleReporter(tune.Callback):
         if value is not None and (self.best is None or self.sign * value > self.sign * self.best[0]):
             self.best = (value, trial.trial_id)
         running = sum(1 for t in trials if t.status == "RUNNING")
-        print(f"[{self._clock()}] trial {trial.trial_id} epoch {result.get('epoch')}/{result.get('epochs_planned', '?')}: "
+        threads = result.get("threads")
+        grew = f" on {threads} threads" if threads and self.threads.get(trial.trial_id, threads) != threads else ""  # grow_trials
+        self.threads[trial.trial_id] = threads
+        print(f"[{self._clock()}] trial {trial.trial_id} epoch {result.get('epoch')}/{result.get('epochs_planned', '?')}{grew}: "
               f"{self.metric} {result.get(self.metric, float('nan')):.2f} | {self.finished}/{self.num_samples} trials done, {running} running"
               + (f", best {self.best[0]:.2f} ({self.best[1]})" if self.best else ""), flush=True)
 

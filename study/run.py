@@ -103,7 +103,7 @@ def drive(config: StudyConfig, args: argparse.Namespace) -> int | None:
               f"settings in study.yaml there (--verbose 2 prints them, and Ray's own progress)", flush=True)
     if config.verbose < 2:
         quiet_ray()
-    connect(args.address, args.num_cpus, config.verbose)
+    connect(args.address, args.num_cpus, config.verbose, dashboard=config.train_workers > 0)
     summary = run_study(config, resume=args.resume)
     print(f"\ntrials ({len(summary.trials)}):")
     columns = [c for c in summary.trials.columns if c not in ("path", "checkpoint", "node_ip", "time_s", "parameters")]

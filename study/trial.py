@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import torch
 
 from denoise_core.checkpoint import load_checkpoint, save_checkpoint
 from denoise_core.data import load_splits
@@ -30,6 +31,7 @@ from denoise_core.fit import EpochReport, fit
 from denoise_core.space import assignments
 from denoise_core.study_files import CHECKPOINT_FILE, trial_dirname
 from study.config import trial_config
+from study.growth import threads_now
 
 IMAGES = "val_images"  # noisy | denoised | clean grid, (1, H, W) uint8
 Report = Callable[[dict[str, Any], str | None], None]  # an epoch's metrics and its checkpoint directory (None: no checkpoint)
@@ -43,7 +45,7 @@ def epoch_metrics(report: EpochReport, grid_every: int) -> dict[str, Any]:
     metrics.update(
         epoch=report.epoch, best_epoch=best["epoch"], best_val_loss=best["val_loss"], best_val_psnr=best["val_psnr"],
         best_val_ssim=best["val_ssim"], parameters=checkpoint["parameters"], diverged=0, train_node_ip=_node_ip(),
-        epochs_planned=checkpoint["config"]["epochs"], stopped_early=int(report.should_stop),
+        epochs_planned=checkpoint["config"]["epochs"], stopped_early=int(report.should_stop), threads=torch.get_num_threads(),
     )
     initial = checkpoint.get("initial")
     if initial:  # a warm start: the starting model's own validation scores
@@ -115,21 +117,27 @@ def whole_checkpoint(directory: str | None, destination: str | None) -> Iterator
 
 
 def tune_trial(sampled: dict[str, Any], settings: dict[str, Any]) -> None:
-    """Tune function trainable for ``train_workers: 0``: the core loop runs in this process."""
+    """Tune function trainable for ``train_workers: 0``: the core loop runs in this process. Where the study grows its
+    trials (``settings["grow"]``) and the threads are not pinned, each epoch after a report trains with the threads
+    the driver gives this trial (``study.growth``)."""
     from ray import tune
 
     params = {**settings, "sampled": sampled}
-
-    trial_dir = f"{settings['study_uri']}/{trial_dirname(tune.get_context().get_trial_id())}" if "study_uri" in settings else None
+    trial_id = tune.get_context().get_trial_id()
+    trial_dir = f"{settings['study_uri']}/{trial_dirname(trial_id)}" if "study_uri" in settings else None
+    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", params["resources"]["cpu"])
+    params = _with_threads(params, cpus)
+    grows = settings.get("grow", False) and not settings["train"].get("num_threads")
 
     def report(metrics: dict[str, Any], directory: str | None) -> None:
         with whole_checkpoint(directory, trial_dir):
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory) if directory else None)
+        if grows:
+            torch.set_num_threads(threads_now(settings["study_uri"], params["train"]["num_threads"]))
 
-    cpus = tune.get_context().get_trial_resources().required_resources.get("CPU", params["resources"]["cpu"])
     previous = tune.get_checkpoint()
     with previous.as_directory() if previous else nullcontext() as directory:
-        train_in_process(_with_threads(params, cpus), report, directory)
+        train_in_process(params, report, directory)
 
 
 def report_to_train(metrics: dict[str, Any], directory: str | None) -> None:

@@ -3,7 +3,6 @@
 from dataclasses import dataclass
 
 import pytest
-from ray.tune.schedulers.resource_changing_scheduler import ResourceChangingScheduler
 from ray.tune.schedulers import ASHAScheduler
 
 from study.asha import RevokingASHA, revoked
@@ -62,16 +61,6 @@ def test_the_workstation_preset_takes_promotions_back_and_the_study_runs_it(tmp_
     scheduler = tuner._local_tuner._tune_config.scheduler
     assert isinstance(getattr(scheduler, "_base_scheduler", scheduler), RevokingASHA)
     assert not build_config("local").revoke_promotions
-
-
-@pytest.mark.parametrize("preset, grows, reuses", [("workstation", False, True), ("local", True, False)])
-def test_trial_processes_are_reused_exactly_where_trials_do_not_grow(tmp_path, preset, grows, reuses):
-    """Ray refuses actor reuse beside ResourceChangingScheduler: the workstation preset's trials keep one CPU and
-    reuse the processes of ended trials; the local preset's grow."""
-    config = build_config(preset, assignments=[("storage", str(tmp_path)), ("name", preset)])
-    tuner = new_tuner(config, lambda sampled: None, Resources(workers=0, cpu=1.0, gpu=0.0, concurrent=2))
-    tune_config = tuner._local_tuner._tune_config
-    assert tune_config.reuse_actors is reuses and isinstance(tune_config.scheduler, ResourceChangingScheduler) is grows
 
 
 def test_revoke_promotions_must_be_a_boolean():

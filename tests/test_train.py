@@ -85,6 +85,26 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tiny_data):
     assert torch.equal(weights(resumed.checkpoint), weights(straight.checkpoint))
 
 
+def test_more_threads_from_an_epochs_end_train_as_a_restart_from_its_checkpoint_would(tiny_data):
+    """A growing study trial (study.growth) takes more threads after an epoch's report, in its process, where a restart
+    from that epoch's checkpoint with more threads did it before: both give the same weights."""
+    config = override(TINY, {"epochs": 3, "num_threads": 1})
+    fit(override(TINY, {"epochs": 1}), tiny_data)  # the first convolutions of a process can differ in the last bits (oneDNN)
+    before, threads = torch.get_num_threads(), []
+
+    def two_threads_from_now(report):
+        threads.append(torch.get_num_threads())
+        torch.set_num_threads(2)
+
+    grown = fit(config, tiny_data, on_epoch=two_threads_from_now)
+    assert threads == [1, 2, 2] and torch.get_num_threads() == before
+    first = []
+    fit(config, tiny_data, on_epoch=lambda r: first.append(r.checkpoint) or True)
+    restarted = fit(override(config, {"num_threads": 2}), tiny_data, resume=first[-1])
+    assert [h["train_loss"] for h in grown.history] == [h["train_loss"] for h in restarted.history]
+    assert torch.equal(weights(grown.checkpoint), weights(restarted.checkpoint))
+
+
 def test_resume_with_fewer_epochs_anneals_the_cosine_schedule_to_the_new_end(tiny_data):
     config = override(TINY, {"epochs": 6, "schedule": "cosine"})
     checkpoints = []
