@@ -4,7 +4,7 @@ When no trial waits for the CPUs a finished trial leaves, which is how every stu
 node split them. The driver works out the torch threads of a trial on each node whenever a trial starts, reports or
 ends (``thread_shares``) and publishes them in Ray's key-value store, where Tune keeps its trainables; a trial reads its
 node's share after each epoch's report and trains its next epoch with that many threads. Tune's
-``ResourceChangingScheduler`` grows a trial by restarting it from its checkpoint in a new process (4 s between an
+``ResourceChangingScheduler`` grows a trial by restarting it from its checkpoint in a new process (3 to 4 s between an
 epoch and the next in the first command's study, and the imports and setup again), and Ray refuses it beside reused
 trial processes (``reuse_actors``). Switching threads at an epoch's end gives the weights that such a restart from that
 epoch's checkpoint gives (tests/test_train.py).

@@ -60,7 +60,7 @@ def test_the_workstation_preset_takes_promotions_back_and_the_study_runs_it(tmp_
     tuner = new_tuner(config, lambda sampled: None, Resources(workers=0, cpu=1.0, gpu=0.0, concurrent=2))
     scheduler = tuner._local_tuner._tune_config.scheduler
     assert isinstance(getattr(scheduler, "_base_scheduler", scheduler), RevokingASHA)
-    assert not build_config("local").revoke_promotions
+    assert build_config("local").revoke_promotions  # the first command too: its time no longer rides on which trial reports first
 
 
 def test_revoke_promotions_must_be_a_boolean():
