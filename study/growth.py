@@ -37,7 +37,11 @@ def thread_shares(trials: list[TrialPlace], node_cpus: dict[str, float], base: i
     if not all_started or any(trial.status in ("PENDING", "PAUSED") for trial in trials):
         return {node: base for node in node_cpus}
     running = [trial.node for trial in trials if trial.status == "RUNNING"]
-    return {node: max(base, int(cpus // max(1, sum(1 for place in running if place in (node, None))))) for node, cpus in node_cpus.items()}
+    shares = {}
+    for node, cpus in node_cpus.items():
+        here = sum(1 for place in running if place in (node, None))
+        shares[node] = max(base, int(cpus // max(1, here)))
+    return shares
 
 
 def share_key(study_uri: str, node: str) -> bytes:

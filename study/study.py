@@ -306,7 +306,10 @@ def with_own_searcher(tuner: Any, config: StudyConfig) -> None:
 
 
 def new_tuner(config: StudyConfig, trainable: Any, resources: Resources) -> Any:
-    """A Tuner searching with ``RecordingSearch`` (Optuna) and ASHA (or FIFO), after saving ``study.yaml``."""
+    """A Tuner searching with ``RecordingSearch`` (Optuna) and ASHA (or FIFO), after saving ``study.yaml``. Each new trial
+    runs in the process of one that ended (Tune's ``reuse_actors``), which skips a process start, the imports of torch
+    and Ray Tune and torch's first-use costs: 3 to 5 s between one trial's end and the next one's start and 2.2 to 3.8 s
+    of setup on 2 cores, against under 1 s for both."""
     from ray import tune
     from study.console import ConsoleReporter
     from study.growth import ThreadShares
@@ -346,10 +349,7 @@ def trial_scheduler(config: StudyConfig) -> Any:
 def grows(config: StudyConfig, resources: Resources) -> bool:
     """Whether running trials take the CPUs that ended ones free (``study.growth``): only CPU trials trained in process,
     whose torch threads follow their CPUs. At the end of a study on 2 cores the last trial then trains on both (22 s an
-    epoch became 15 s) instead of leaving one idle. Every study runs each new trial in the process of one that ended
-    (Tune's ``reuse_actors``), which skips a process start, the imports of torch and Ray Tune and torch's first-use
-    costs: 3 to 5 s between one trial's end and the next one's start and 2.2 to 3.8 s of setup on 2 cores, against
-    under 1 s for both."""
+    epoch became 15 s) instead of leaving one idle."""
     return config.grow_trials and not resources.workers and resources.gpu == 0
 
 
