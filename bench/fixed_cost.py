@@ -15,7 +15,8 @@ the study calls (the search space is left out: one configuration, its base):
   persists);
 - TensorBoard: the epoch's metrics and image grid (``epoch_metrics``) and ``write_epoch``;
 - Optuna recording: ``RecordingSearch`` on a SQLite study, as the study runs it: ask, every epoch's result, tell;
-- the end-of-study hold-out scoring of the best model, divided by the study's trials (it runs once per study).
+- the end-of-study hold-out scoring of the best model, divided by the study's trials (it runs once per study, on the
+  PrivateTest faces the study's checks loaded).
 
 A trial here runs the preset's epochs, or ``--epochs N``: in a study ASHA stops most trials early, so a trial of the
 study's mean length tells what its trials pay on average (the per-trial costs are spread over fewer epochs).
@@ -159,11 +160,14 @@ def _train_seconds(report: EpochReport, faces: int, batch_size: int) -> float:
 
 
 def holdout_share(config: StudyConfig, data: str, result: Any, costs: dict[str, float]) -> None:
-    """The closing hold-out scoring of the best model, as ``export_best`` does it, divided by the study's trials."""
+    """The closing hold-out scoring of the best model, as ``export_best`` does it, divided by the study's trials: from
+    the PrivateTest faces that the study's ``preflight`` loaded, so their load is not counted here."""
+    test_faces = load_splits(data).test_unique
+
     def score() -> None:
         model = ConvAutoencoder(model_config_from_dict(result.checkpoint["config"]["model"]))
         model.load_state_dict(result.checkpoint["best_model_state"])
-        holdout = holdout_for(load_splits(data).test_unique, default_cache_dir(), config.holdout_conditions)
+        holdout = holdout_for(test_faces, default_cache_dir(), config.holdout_conditions)
         evaluate_on_holdout(model_denoiser(model.eval(), "cpu"), holdout, faces=config.holdout_faces)
 
     start = time.perf_counter()
