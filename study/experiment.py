@@ -232,7 +232,9 @@ def ended_trials(out: Path, config: ExperimentConfig) -> pd.DataFrame | None:
 
 
 def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSummary":
-    """Every trial of levels x seeds as one Tune run (FIFO, no searcher), and ``trials.csv``; nothing is scored yet."""
+    """Every trial of levels x seeds as one Tune run (FIFO, no searcher), and ``trials.csv``; nothing is scored yet. Each
+    trial after the first ones runs in the process of one that ended (``reuse_actors``), as a study's do: a process start
+    and the imports of torch and Ray Tune fewer."""
     import ray
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
@@ -265,7 +267,7 @@ def train_grid(config: ExperimentConfig, resume: bool = False) -> "ExperimentSum
         space = {config.factor: tune.grid_search(list(config.levels)), "seed": tune.grid_search(list(config.seeds))}
         tuner = tune.Tuner(trainable, param_space=space, run_config=run_config,
                            tune_config=tune.TuneConfig(scheduler=FIFOScheduler(), num_samples=1, max_concurrent_trials=max(1, concurrent),
-                                                       trial_dirname_creator=trial_dirname))
+                                                       trial_dirname_creator=trial_dirname, reuse_actors=True))
     log.info("experiment %s: %d levels x %d seeds, %d at a time", out, len(config.levels), len(config.seeds), concurrent)
     try:
         with stop_signals(f"study/run_experiment.py: stopped at once by a second interrupt; the finished trials and each trial's last "

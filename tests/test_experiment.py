@@ -1,5 +1,6 @@
 """Controlled experiments: the grid over levels and seeds, the checks on an experiment file, and a tiny one end to end on Ray."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -152,6 +153,8 @@ def test_tiny_experiment_runs_end_to_end_and_reports(study_env, tmp_path):
     assert not summary.interrupted and list(trials["status"]) == ["completed"] * 4
     assert list(zip(trials["level"], trials["seed"])) == [("mse", 0), ("mse", 1), ("psnr", 0), ("psnr", 1)]
     assert (trials["epochs_run"] == 1).all()
+    first_results = [json.loads(path.read_text().splitlines()[0]) for path in summary.path.glob("trial_*/result.json")]
+    assert len(first_results) == 4 and len({result["pid"] for result in first_results}) == 2  # 2 at a time: later trials reuse their processes
     scores = pd.read_parquet(summary.path / "scores.parquet")
     assert len(scores) == 4 * 2 * 24 and scores.groupby("trial_id")["face"].nunique().eq(24).all()
     assert (scores.groupby(["condition", "face"])["noisy_psnr"].nunique() == 1).all()  # every trial saw the same noisy faces
@@ -163,6 +166,12 @@ def test_tiny_experiment_runs_end_to_end_and_reports(study_env, tmp_path):
     assert "The answer" in (report / "index.html").read_text() and (report / "levels.png").is_file()
     with pytest.raises(OutputExists):
         build_experiment_report(summary.path)
+    one_process = run_experiment(load_experiment(experiment_file(
+        tmp_path, name="tiny-loss-in-one-process", reference=str(reference), storage=str(study_env["storage"]), data=str(study_env["data"]),
+        label="loss", max_concurrent=1, train={"epochs": 1, "train_size": 128, "val_size": 32}, holdout_faces=24,
+        holdout_conditions=["sp:0.1", "sp:0.5"], verbose=0)))
+    again = pd.read_csv(one_process.path / "trials.csv")  # trial (mse, 1) ran in a fresh process above, in a reused one here
+    assert again[["best_val_psnr", "best_val_ssim"]].values.tolist() == trials[["best_val_psnr", "best_val_ssim"]].values.tolist()
 
 
 def test_face_scores_hold_every_face_and_average_to_the_holdout_table():
