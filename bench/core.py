@@ -328,7 +328,7 @@ def bench_inference(val: np.ndarray, sizes: Sizes, notes: list[str]) -> list[Row
     from denoise_core.checkpoint import load_model
     from denoise_core.denoise import SHIPPED_MODEL
     from denoise_core.evaluate import model_denoiser
-    from denoise_core.inference import denoise_tensor
+    from denoise_core.inference import default_batch, denoise_tensor, for_inference
 
     model, _ = load_model(str(SHIPPED_MODEL), "cpu")
     faces = torch.from_numpy(to_float(np.resize(val, (sizes.metric_batch, 48, 48))))[:, None]
@@ -341,7 +341,24 @@ def bench_inference(val: np.ndarray, sizes: Sizes, notes: list[str]) -> list[Row
     ours, theirs = best_times(lambda: folded(noisy), kept, 5)
     notes.append(f"inference: {SHIPPED_MODEL.name}, fp32, {torch.get_num_threads()} thread(s), sp:0.3 on {len(noisy)} validation faces, best of 5 "
                  f"alternating; max |folded - kept| = {difference:.1e}.")
-    return [Row("denoise cpu, img/s (vs batch norms kept)", len(noisy) / ours, len(noisy) / theirs, theirs / ours, "-", None)]
+    rows = [Row("denoise cpu, img/s (vs batch norms kept)", len(noisy) / ours, len(noisy) / theirs, theirs / ours, "-", None)]
+    threads = torch.get_num_threads()
+    if threads == 1:
+        notes.append("inference side by side: skipped, torch runs 1 thread on this machine")
+        return rows
+    inference_model = for_inference(model, "cpu")
+    batches = torch.from_numpy(noisy)[:, None]
+
+    def one_at_a_time() -> torch.Tensor:  # every batch on all the threads, as denoise_tensor ran before
+        with torch.no_grad():
+            return torch.cat([inference_model(batch).float() for batch in batches.split(default_batch(batches.device))])
+
+    same = torch.equal(denoise_tensor(inference_model, batches), one_at_a_time())
+    ours, theirs = best_times(lambda: denoise_tensor(inference_model, batches), one_at_a_time, 5)
+    notes.append(f"inference side by side: {threads} batches of {default_batch(batches.device)} at once, a torch thread each, against one "
+                 f"batch at a time on {threads} threads; outputs {'equal bit for bit' if same else 'DIFFERENT'}.")
+    rows.append(Row(f"denoise cpu {threads} threads, img/s (vs a batch at a time)", len(noisy) / ours, len(noisy) / theirs, theirs / ours, "-", None))
+    return rows
 
 
 # ---------------------------------------------------------------- report

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from denoise_core.checkpoint import FORMAT, VERSION, load_checkpoint
 from denoise_core.data import Splits
 from denoise_core.errors import InputError, UserError
-from denoise_core.inference import denoise_tensor, resolve_device
+from denoise_core.inference import denoise_tensor, resolve_device, thread_count
 from denoise_core.metrics import psnr, ssim
 from denoise_core.model import SAVED_BEFORE as MODEL_SAVED_BEFORE
 from denoise_core.model import ConvAutoencoder, ModelConfig, count_parameters, model_config_from_dict
@@ -300,18 +300,6 @@ class _Decision:
     diverged: bool
     early_stop: bool
     asks_stop: bool
-
-
-@contextmanager
-def thread_count(threads: int | None) -> Iterator[None]:
-    """This process's torch CPU threads set to ``threads`` for a while (None: left as they are), then restored."""
-    saved = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 @contextmanager

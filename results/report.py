@@ -31,7 +31,7 @@ from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import Splits, default_cache_dir, load_fer2013, split_faces
 from denoise_core.errors import InputError
 from denoise_core.files import cache_writable
-from denoise_core.fit import thread_count
+from denoise_core.inference import thread_count
 from denoise_core.evaluate import model_denoiser
 from denoise_core.holdout import Holdout, holdout_for
 from denoise_core.inference import resolve_device

@@ -148,3 +148,24 @@ def test_a_model_denoises_faster_layouts_to_the_same_faces():
     assert all(torch.equal(value, model.state_dict()[name]) for name, value in before.items())
     assert sum(isinstance(module, torch.nn.BatchNorm2d) for module in model.modules()) == 14
     assert not any(isinstance(module, torch.nn.BatchNorm2d) for module in for_inference(model, "cpu").modules())
+
+
+@pytest.mark.parametrize("autocast", [None, torch.bfloat16])
+@pytest.mark.parametrize("options", [{}, {"refine": 2, "mirror": True}, {"bottleneck": "dense", "skip": False}])
+def test_batches_side_by_side_on_cpu_threads_give_the_faces_of_one_thread(options, autocast):
+    """On 2 torch threads denoise_tensor runs its batches in 2 threads of one torch thread each: every face is the same,
+    bit for bit, as one batch after another on one thread; grad mode stays off in those threads, and the caller's
+    thread count is back afterwards."""
+    from denoise_core.inference import denoise_tensor, for_inference, thread_count
+
+    torch.manual_seed(0)
+    model = for_inference(ConvAutoencoder(ModelConfig(base_width=8, bottleneck_size=16, **options)), "cpu")
+    noisy = torch.rand(3 * 64 + 7, 1, 48, 48)
+    noisy[noisy < 0.15], noisy[noisy > 0.85] = 0.0, 1.0
+    with thread_count(1):
+        one = denoise_tensor(model, noisy, autocast=autocast)
+    with thread_count(2):
+        both = denoise_tensor(model, noisy, autocast=autocast)
+        assert torch.get_num_threads() == 2
+    assert both.dtype == torch.float32 and not both.requires_grad and torch.equal(one, both)
+    assert float((one - noisy).abs().mean()) > 0.01  # the model changed the faces, so equal outputs say something
