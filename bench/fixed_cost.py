@@ -6,8 +6,8 @@ the study calls (the search space is left out: one configuration, its base):
 - Ray start (once per study, without the dashboard, as a study of trials trained in process starts it) and a fresh
   Ray actor (Tune starts one per concurrent trial, and every other trial runs in the process of one that ended: it
   pays a call on a started actor), apart from what that process imports: Ray Tune and the trial code (torch with it),
-  and ``torch._dynamo``, which ``torch.optim`` imports when the first optimizer is made. Those two rows and Ray's
-  start are the part of the fixed cost that belongs to Ray and torch themselves, the table's "of which" line;
+  and ``torch._dynamo``, which ``torch.optim`` imports when the first optimizer is made. These with the actor's and
+  Ray's start are the part of the fixed cost that belongs to Ray and torch themselves, the table's "of which" line;
 - the data load: ``load_splits`` as each trial calls it (the parse cache warm, as after the study's first trial);
 - fit's setup (model, faces to the device, the fixed noisy validation set) and each epoch's validation and
   bookkeeping: fit's wall time minus its training steps, from its epoch reports. The timed trial runs after two

@@ -31,10 +31,9 @@ from denoise_core.cli import ArgumentParser, run_cli, setup_logging
 from denoise_core.data import Splits, default_cache_dir, load_fer2013, split_faces
 from denoise_core.errors import InputError
 from denoise_core.files import cache_writable
-from denoise_core.inference import thread_count
 from denoise_core.evaluate import model_denoiser
 from denoise_core.holdout import Holdout, holdout_for
-from denoise_core.inference import resolve_device
+from denoise_core.inference import resolve_device, thread_count
 from denoise_core import settings
 from denoise_core.settings import Flag, add_flags, add_layer_arguments, read_layers, to_dict
 from results.classical import BaselinePlan, InProcess, best_baseline, filter_processes, reference_baselines, started
